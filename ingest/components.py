@@ -1,0 +1,120 @@
+"""The components that write into the residual stream, and how they are indexed.
+
+Every upstream contribution is indexed by a position in one fixed component
+axis, laid out layer by layer::
+
+    embed, pos_embed, [0.0 .. 0.H-1, attn_bias0, mlp0], [1.0 .. ], ...
+
+so that the components upstream of layer ``l``'s attention are exactly a prefix
+of the axis (``ComponentLayout.n_upstream(l)``). The head's own query/key bias
+(the homogeneous coordinate of the augmented QK matrix) is not on this axis: it
+belongs to the head itself and is carried as a separate column.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+KINDS = ("embed", "pos_embed", "head", "attn_bias", "mlp", "qk_bias")
+
+
+@dataclass(frozen=True, order=True)
+class Component:
+    """One node that writes into the residual stream (or a head's own QK bias).
+
+    Attributes:
+        kind: One of ``embed``, ``pos_embed``, ``head``, ``attn_bias`` (the
+            attention-output bias of a layer), ``mlp``, ``qk_bias`` (the
+            homogeneous coordinate of a head's augmented QK matrix).
+        layer: Layer index, ``-1`` for the embeddings.
+        head: Head index for ``head`` and ``qk_bias``, else ``-1``.
+    """
+
+    kind: str
+    layer: int = -1
+    head: int = -1
+
+    @property
+    def name(self) -> str:
+        """The paper's name: ``9.9`` for a head, ``mlp3``, ``attn_bias3``, ``9.9:qk_bias``."""
+        if self.kind == "head":
+            return f"{self.layer}.{self.head}"
+        if self.kind == "qk_bias":
+            return f"{self.layer}.{self.head}:qk_bias"
+        if self.kind in ("mlp", "attn_bias"):
+            return f"{self.kind}{self.layer}"
+        return self.kind
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def head(layer: int, index: int) -> Component:
+    """The attention head ``layer.index``."""
+    return Component("head", layer, index)
+
+
+_HEAD_FORMS = (
+    re.compile(r"^(\d+)\.(\d+)$"),  # 9.9
+    re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE),  # L9H9
+    re.compile(r"^a(\d+)\.h(\d+)$", re.IGNORECASE),  # a9.h9
+)
+
+
+def parse_head(text: str) -> tuple[int, int]:
+    """Parse a head written ``9.9``, ``L9H9`` or ``a9.h9`` into ``(layer, head)``.
+
+    Raises:
+        ValueError: the text is not a head name.
+    """
+    for form in _HEAD_FORMS:
+        match = form.match(text.strip())
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    raise ValueError(f"{text!r} is not a head name: write it as LAYER.HEAD, e.g. 9.9 (or L9H9)")
+
+
+@dataclass(frozen=True)
+class ComponentLayout:
+    """The component axis of a model (see the module docstring)."""
+
+    n_layers: int
+    n_heads: int
+    has_mlp: bool = True
+
+    @property
+    def per_layer(self) -> int:
+        """Components each layer adds: its heads, its attention bias and its MLP."""
+        return self.n_heads + 1 + int(self.has_mlp)
+
+    @cached_property
+    def components(self) -> tuple[Component, ...]:
+        """Every component on the axis, in axis order."""
+        out = [Component("embed"), Component("pos_embed")]
+        for l in range(self.n_layers):
+            out.extend(head(l, h) for h in range(self.n_heads))
+            out.append(Component("attn_bias", l))
+            if self.has_mlp:
+                out.append(Component("mlp", l))
+        return tuple(out)
+
+    def __len__(self) -> int:
+        return 2 + self.n_layers * self.per_layer
+
+    def n_upstream(self, layer: int) -> int:
+        """Number of components (a prefix of the axis) upstream of layer ``layer``'s attention."""
+        return 2 + layer * self.per_layer
+
+    def head_index(self, layer: int, index: int) -> int:
+        """Position of head ``layer.index`` on the axis."""
+        return 2 + layer * self.per_layer + index
+
+    def check_head(self, layer: int, index: int) -> None:
+        """Raise ValueError naming the model's size if ``layer.index`` is not one of its heads."""
+        if not (0 <= layer < self.n_layers and 0 <= index < self.n_heads):
+            raise ValueError(
+                f"head {layer}.{index} does not exist: the model has {self.n_layers} layers "
+                f"of {self.n_heads} heads (0.0 .. {self.n_layers - 1}.{self.n_heads - 1})"
+            )

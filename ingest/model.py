@@ -1,0 +1,276 @@
+"""The TransformerLens adapter: the only module that imports transformer_lens.
+
+It loads or builds a ``HookedTransformer``, processes its weights the standard
+way (fold_ln, center_writing_weights, center_unembed, fold_value_biases; after
+that every component writes a zero-mean vector and the attention input is
+``resid_pre / scale``), and turns one forward pass into an
+:class:`ingest.activations.Activations` record of plain tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from ingest.activations import Activations
+from ingest.components import ComponentLayout
+from ingest.svd import QKDecomposition, decompose_qk
+from ingest.tokenizer import Tokenizer
+
+
+class ModelError(ValueError):
+    """A model that cannot be loaded or that the method does not apply to."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Shape of a GPT-2-style model built from scratch.
+
+    ``d_mlp=None`` builds an attention-only model.
+    """
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_vocab: int
+    n_ctx: int
+    d_mlp: int | None = None
+    act_fn: str = "gelu_new"
+
+
+PRESETS = {
+    "gpt2-small": Architecture(12, 12, 768, 64, 50257, 1024, 3072),
+    "tiny": Architecture(2, 4, 64, 16, 512, 64, None),
+}
+
+
+class HFTokenizer:
+    """A Hugging Face tokenizer seen through the :class:`Tokenizer` protocol (no BOS)."""
+
+    def __init__(self, tokenizer):
+        self.hf = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.hf.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.hf.decode(list(ids))
+
+
+class Model:
+    """A processed TransformerLens model, as the method needs it.
+
+    Attributes:
+        name: Where it came from (a model name, a preset, ``built``).
+        tokenizer: Its tokenizer (see :mod:`ingest.tokenizer`).
+        layout: Its component axis.
+    """
+
+    def __init__(self, hooked, tokenizer: Tokenizer, name: str):
+        cfg = hooked.cfg
+        if cfg.positional_embedding_type != "standard":
+            raise ModelError(
+                f"{name} uses {cfg.positional_embedding_type} positions: the augmented QK "
+                "decomposition needs learned absolute positional embeddings (GPT-2 style)"
+            )
+        if getattr(cfg, "parallel_attn_mlp", False) or getattr(cfg, "n_key_value_heads", None):
+            raise ModelError(
+                f"{name}: parallel attention/MLP and grouped-query attention are not supported"
+            )
+        if cfg.normalization_type not in ("LN", "LNPre"):
+            raise ModelError(
+                f"{name}: needs LayerNorm before attention, got {cfg.normalization_type}"
+            )
+        self.hooked = hooked.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.layout = ComponentLayout(cfg.n_layers, cfg.n_heads, has_mlp=not cfg.attn_only)
+
+    n_layers = property(lambda self: self.hooked.cfg.n_layers)
+    n_heads = property(lambda self: self.hooked.cfg.n_heads)
+    d_model = property(lambda self: self.hooked.cfg.d_model)
+    d_head = property(lambda self: self.hooked.cfg.d_head)
+    n_ctx = property(lambda self: self.hooked.cfg.n_ctx)
+    device = property(lambda self: self.hooked.cfg.device)
+
+    def qk_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``W_Q, W_K [layer, head, d_model, d_head]`` and ``b_Q, b_K [layer, head, d_head]``."""
+        m = self.hooked
+        return m.W_Q.detach(), m.W_K.detach(), m.b_Q.detach(), m.b_K.detach()
+
+    @cached_property
+    def qk(self) -> QKDecomposition:
+        """The augmented QK decomposition of every head (float64, computed once per model).
+
+        Through the factors it takes well under a second for GPT-2 small, less
+        than reading ~100 MB of cached factors back from disk, so it is kept in
+        memory only.
+        """
+        return decompose_qk(*(t.cpu() for t in self.qk_weights()))
+
+    def _hook_names(self) -> list[str]:
+        names = ["hook_embed", "hook_pos_embed"]
+        for l in range(self.n_layers):
+            names += [
+                f"blocks.{l}.ln1.hook_normalized",
+                f"blocks.{l}.ln1.hook_scale",
+                f"blocks.{l}.attn.hook_pattern",
+                f"blocks.{l}.attn.hook_z",
+            ]
+            if self.layout.has_mlp:
+                names.append(f"blocks.{l}.hook_mlp_out")
+        return names
+
+    @torch.inference_mode()
+    def run(self, tokens: Tensor, lengths: Tensor | None = None) -> Activations:
+        """One forward pass, caching only what the method reads.
+
+        Args:
+            tokens: ``[batch, pos]`` right-padded token ids.
+            lengths: ``[batch]`` real lengths (default: all of ``pos``).
+        """
+        m = self.hooked
+        tokens = tokens.to(self.device)
+        names = set(self._hook_names())
+        _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names, return_type=None)
+        batch, pos = tokens.shape
+        per_layer = []
+        for l in range(self.n_layers):
+            z = cache[f"blocks.{l}.attn.hook_z"]  # [batch, pos, head, d_head]
+            heads = torch.einsum("bphe,hed->bphd", z, m.W_O[l])  # [batch, pos, head, d_model]
+            parts = [heads, m.b_O[l].expand(batch, pos, 1, -1)]
+            if self.layout.has_mlp:
+                parts.append(cache[f"blocks.{l}.hook_mlp_out"].unsqueeze(2))
+            per_layer.append(torch.cat(parts, dim=2))
+        embeddings = [
+            cache["hook_embed"].unsqueeze(2),
+            cache["hook_pos_embed"].expand(batch, pos, -1).unsqueeze(2),
+        ]
+        layers = range(self.n_layers)
+        return Activations(
+            normalized=torch.stack([cache[f"blocks.{l}.ln1.hook_normalized"] for l in layers], 1),
+            scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
+            pattern=torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in layers], 1),
+            components=torch.cat(embeddings + per_layer, dim=2),
+            lengths=(lengths if lengths is not None else torch.full((batch,), pos)).to(self.device),
+        )
+
+    @torch.inference_mode()
+    def per_layer(self, tokens: Tensor, hook: str) -> Tensor:
+        """One hook of every layer, stacked on dim 1 (``hook`` as in ``blocks.L.{hook}``)."""
+        names = [f"blocks.{l}.{hook}" for l in range(self.n_layers)]
+        _, cache = self.hooked.run_with_cache(
+            tokens.to(self.device), names_filter=lambda n: n in names, return_type=None
+        )
+        return torch.stack([cache[n] for n in names], dim=1)
+
+    def attention_scores(self, tokens: Tensor) -> Tensor:
+        """TransformerLens's unscaled scores q.k ``[batch, layer, head, dest, src]`` (checks)."""
+        return (
+            self.per_layer(tokens, "attn.hook_attn_scores") * self.hooked.blocks[0].attn.attn_scale
+        )
+
+    def residuals(self, tokens: Tensor) -> Tensor:
+        """``[batch, layer, pos, d_model]`` each layer's ``resid_pre`` (for checks)."""
+        return self.per_layer(tokens, "hook_resid_pre")
+
+    @torch.inference_mode()
+    def log_probs(self, tokens: Tensor) -> Tensor:
+        """``[batch, pos, vocab]`` next-token log-probabilities."""
+        return self.hooked(tokens.to(self.device)).log_softmax(-1)
+
+
+def _processed(hooked, process: bool):
+    if process:
+        hooked.load_and_process_state_dict(
+            hooked.state_dict(),
+            fold_ln=True,
+            center_writing_weights=True,
+            center_unembed=True,
+            fold_value_biases=True,
+        )
+    return hooked
+
+
+def build_model(
+    arch: Architecture,
+    *,
+    tokenizer: Tokenizer,
+    seed: int = 0,
+    init_range: float | None = None,
+    state_dict: Mapping[str, Tensor] | None = None,
+    process: bool = True,
+    device: str = "cpu",
+    name: str = "built",
+) -> Model:
+    """Build a GPT-2-style model from its architecture.
+
+    Args:
+        arch: Its shape.
+        tokenizer: Its tokenizer (ids must fit ``arch.d_vocab``).
+        seed: Seed of the random initialisation.
+        init_range: Standard deviation of the initial weights (TransformerLens's
+            default ``0.8 / sqrt(d_model)`` when None).
+        state_dict: Weights to load instead (unprocessed, TransformerLens names).
+        process: Fold and centre the weights (the method needs it; False only for checks).
+        device: ``cpu`` or ``cuda``.
+        name: Shown in messages and recorded on runs.
+    """
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    fields = asdict(arch)
+    d_mlp = fields.pop("d_mlp")
+    cfg = HookedTransformerConfig(
+        **fields,
+        d_mlp=d_mlp,
+        attn_only=d_mlp is None,
+        normalization_type="LN",
+        seed=seed,
+        initializer_range=init_range if init_range is not None else -1.0,
+        device=device,
+        default_prepend_bos=False,
+    )
+    hooked = HookedTransformer(cfg, move_to_device=True)
+    if state_dict is not None:
+        hooked.load_state_dict(dict(state_dict))
+    return Model(_processed(hooked, process), tokenizer, name)
+
+
+def load_model(spec: str, *, device: str = "cpu") -> Model:
+    """Load a model by name.
+
+    ``random:PRESET`` builds a model with random weights of a preset shape
+    (``gpt2-small``, ``tiny``) and a word-level IOI tokenizer: for benchmarks
+    and smoke tests, it has no circuit. Any other name is a TransformerLens
+    model name (``gpt2``) loaded through the Hugging Face hub.
+
+    Raises:
+        ModelError: unknown preset, or the model cannot be loaded (with the reason).
+    """
+    if spec.startswith("random:"):
+        preset = spec.removeprefix("random:")
+        if preset not in PRESETS:
+            raise ModelError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        from ingest.ioi import word_tokenizer
+
+        return build_model(PRESETS[preset], tokenizer=word_tokenizer(), device=device, name=spec)
+    from transformer_lens import HookedTransformer
+
+    try:
+        hooked = HookedTransformer.from_pretrained(
+            spec,
+            fold_ln=True,
+            center_writing_weights=True,
+            center_unembed=True,
+            fold_value_biases=True,
+            device=device,
+            default_prepend_bos=False,
+        )
+    except (OSError, ValueError) as error:
+        raise ModelError(f"could not load model {spec!r}: {error}") from error
+    return Model(hooked, HFTokenizer(hooked.tokenizer), spec)

@@ -1,0 +1,125 @@
+"""SVD of every head's augmented QK matrix (METHOD.md section 2).
+
+For head (l, h) the augmented matrix is
+
+    Omega~ = [[W_Q W_K^T, W_Q b_K], [b_Q W_K^T, b_Q . b_K]] = A B^T,
+    A = [W_Q; b_Q],  B = [W_K; b_K]          # [d_model+1, d_head] each
+
+so with x~ = [x; 1] the unscaled score is a(d, s) = x~_d^T Omega~ x~_s. Its SVD
+is computed from the factors: A = Q_A R_A, B = Q_B R_B, and the small
+R_A R_B^T = U' Sigma V'^T gives U = Q_A U', V = Q_B V' in O(d_model d_head^2)
+per head, in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+class DecompositionError(RuntimeError):
+    """The SVD does not reconstruct the augmented QK matrix."""
+
+
+@dataclass(frozen=True)
+class QKDecomposition:
+    """Singular triplets of every head's augmented QK matrix, in float64.
+
+    Attributes:
+        U: Left (query-side) singular vectors, ``[layer, head, d_model+1, rank]``.
+        S: Singular values, descending, ``[layer, head, rank]``.
+        V: Right (key-side) singular vectors, ``[layer, head, d_model+1, rank]``.
+    """
+
+    U: Tensor
+    S: Tensor
+    V: Tensor
+
+    @property
+    def rank(self) -> int:
+        return self.S.shape[-1]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> QKDecomposition:
+        """A copy on ``device`` in ``dtype`` (for the batched projections)."""
+        return QKDecomposition(
+            *(t.to(device=device, dtype=dtype) for t in (self.U, self.S, self.V))
+        )
+
+
+def augmented_factors(W: Tensor, b: Tensor) -> Tensor:
+    """Stack a weight and its bias into an augmented factor.
+
+    Args:
+        W: ``[layer, head, d_model, d_head]``.
+        b: ``[layer, head, d_head]``.
+
+    Returns:
+        ``[layer, head, d_model+1, d_head]``: the bias as the last row.
+    """
+    return torch.cat([W, b.unsqueeze(-2)], dim=-2)
+
+
+def decompose_qk(
+    W_Q: Tensor, W_K: Tensor, b_Q: Tensor, b_K: Tensor, *, tolerance: float = 1e-8
+) -> QKDecomposition:
+    """SVD of every head's augmented QK matrix, through its two factors.
+
+    Signs are made canonical (the largest-magnitude entry of each left singular
+    vector is positive) so that indices and signs are reproducible.
+
+    Args:
+        W_Q, W_K: ``[layer, head, d_model, d_head]`` (after weight processing).
+        b_Q, b_K: ``[layer, head, d_head]``.
+        tolerance: Largest relative error allowed when the factors are checked
+            against ``A B^T`` on random probe vectors.
+
+    Raises:
+        DecompositionError: the reconstruction check fails.
+    """
+    A = augmented_factors(W_Q, b_Q).double()  # [layer, head, d_model+1, d_head]
+    B = augmented_factors(W_K, b_K).double()
+    finite = torch.isfinite(A).flatten(-2).all(-1) & torch.isfinite(B).flatten(-2).all(-1)
+    if not finite.all():
+        l, h = (int(i) for i in (~finite).nonzero()[0])
+        raise DecompositionError(
+            f"head {l}.{h}'s query/key weights hold NaN or infinite values: the model's "
+            "weights are damaged; reload or retrain it"
+        )
+    Q_A, R_A = torch.linalg.qr(A)  # [layer, head, d_model+1, d_head], [.., d_head, d_head]
+    Q_B, R_B = torch.linalg.qr(B)
+    U_small, S, Vh_small = torch.linalg.svd(R_A @ R_B.transpose(-1, -2))
+    U = Q_A @ U_small  # [layer, head, d_model+1, rank]
+    V = Q_B @ Vh_small.transpose(-1, -2)
+
+    # Canonical signs: flip u_k and v_k together so u_k's largest entry is positive.
+    pivot = U.abs().argmax(dim=-2, keepdim=True)  # [layer, head, 1, rank]
+    signs = torch.sign(torch.gather(U, -2, pivot))
+    signs[signs == 0] = 1.0
+    U, V = U * signs, V * signs
+
+    _check_reconstruction(A, B, U, S, V, tolerance)
+    return QKDecomposition(U=U, S=S, V=V)
+
+
+def _check_reconstruction(
+    A: Tensor, B: Tensor, U: Tensor, S: Tensor, V: Tensor, tolerance: float
+) -> None:
+    """Compare x^T (U S V^T) y with (x^T A)(y^T B)^T on fixed random probes, per head."""
+    generator = torch.Generator().manual_seed(0)
+    n_layers, n_heads, d_aug, _ = A.shape
+    probes = torch.randn(2, 16, d_aug, generator=generator, dtype=torch.float64)
+    x, y = probes[0], probes[1]  # [probe, d_model+1]
+    reference = (x @ A) @ (y @ B).transpose(-1, -2)  # [layer, head, probe, probe]
+    rebuilt = ((x @ U) * S.unsqueeze(-2)) @ (y @ V).transpose(-1, -2)
+    scale = reference.flatten(-2).norm(dim=-1).clamp_min(1e-300)
+    error = (reference - rebuilt).flatten(-2).norm(dim=-1) / scale  # [layer, head]
+    worst = error.max()
+    if not torch.isfinite(worst) or worst > tolerance:
+        l, h = divmod(int(error.nan_to_num(float("inf")).argmax()), n_heads)
+        raise DecompositionError(
+            f"SVD of head {l}.{h}'s augmented QK matrix does not reconstruct it "
+            f"(relative error {float(error[l, h]):.2e} > {tolerance:.0e}); "
+            "check the model's weights for NaN or infinite values"
+        )

@@ -1,0 +1,57 @@
+"""Shared fixtures: small models built here, with randomised biases and LN weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ingest.ioi import ioi_prompts, word_tokenizer
+from ingest.model import Architecture, Model, build_model
+
+# Small enough for fast tests; MLPs present; weights large enough that heads fire.
+SMALL = Architecture(n_layers=3, n_heads=4, d_model=32, d_head=8, d_vocab=160, n_ctx=32, d_mlp=64)
+
+
+def randomised_state_dict(model: Model, seed: int) -> dict[str, torch.Tensor]:
+    """The model's unprocessed weights with every bias and LN parameter randomised.
+
+    Default initialisation sets biases to 0 and LN weights to 1, which would let
+    bugs in folding and bias handling go unseen.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name, value in model.hooked.state_dict().items():
+        leaf = name.rsplit(".", 1)[-1]
+        if value.is_floating_point() and leaf == "w":  # LayerNorm gains
+            value = 1.0 + 0.3 * torch.randn(value.shape, generator=generator)
+        elif value.is_floating_point() and leaf.startswith("b"):  # every bias, LN shifts too
+            value = 0.5 * torch.randn(value.shape, generator=generator)
+        state[name] = value
+    return state
+
+
+def small_model(*, seed: int = 0, process: bool = True) -> Model:
+    tokenizer = word_tokenizer()
+    raw = build_model(SMALL, tokenizer=tokenizer, seed=seed, init_range=0.25, process=False)
+    return build_model(
+        SMALL,
+        tokenizer=tokenizer,
+        seed=seed,
+        state_dict=randomised_state_dict(raw, seed),
+        process=process,
+    )
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return word_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def model() -> Model:
+    return small_model()
+
+
+@pytest.fixture(scope="session")
+def prompts(tokenizer):
+    return ioi_prompts(12, tokenizer=tokenizer, seed=3)

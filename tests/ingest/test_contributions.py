@@ -1,0 +1,63 @@
+import torch
+
+from ingest.contributions import select_edges, side_contributions, signal_weights
+from ingest.records import TraceParams
+from ingest.signals import augment, find_firings, project
+from ingest.trace import pad_tokens
+
+
+def test_contributions_plus_bias_node_sum_exactly_to_the_signal_on_both_sides(model, prompts):
+    tokens, lengths = pad_tokens(prompts)
+    acts = model.run(tokens, lengths)
+    qk = model.qk.to("cpu", torch.float32)
+    x_tilde = augment(acts.normalized)
+    proj_u, proj_v = project(x_tilde, qk.U), project(x_tilde, qk.V)
+    f = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=TraceParams())
+    checked = 0
+    for layer in range(model.n_layers):
+        rows = (f.layer == layer).nonzero().squeeze(-1)
+        b, h, d, s = f.batch[rows], f.head[rows], f.dest[rows], f.source[rows]
+        sigma = qk.S[layer, h]
+        at_dest = proj_u[b, layer, h, d]
+        weights = signal_weights(at_dest, f.selected[rows], sigma)
+        for vectors, token, proj in ((qk.U, d, at_dest), (qk.V, s, proj_v[b, layer, h, s])):
+            upstream, bias = side_contributions(
+                acts.components,
+                acts.scale[:, layer],
+                vectors[layer],
+                weights,
+                batch=b,
+                head=h,
+                token=token,
+                n_upstream=model.layout.n_upstream(layer),
+            )
+            # sum_{k in S} eps_k sqrt(sigma_k) (x~ . u_k), from the attention input itself
+            signal = (weights * proj).sum(-1)
+            torch.testing.assert_close(upstream.sum(-1) + bias, signal, rtol=1e-4, atol=1e-4)
+            checked += len(rows)
+    assert checked > 40
+
+
+def test_query_side_signal_is_positive_on_s():
+    # eps_k makes every query-side projection positive: the signal is a sum of |.|.
+    proj_u = torch.tensor([[-2.0, 3.0, 0.5]])
+    selected = torch.tensor([[True, True, False]])
+    sigma = torch.tensor([[4.0, 1.0, 9.0]])
+    weights = signal_weights(proj_u, selected, sigma)
+    assert weights.tolist() == [[-2.0, 1.0, 0.0]]
+    assert float((weights * proj_u).sum()) == 2 * 2.0 + 1 * 3.0
+
+
+def test_edges_are_the_fewest_components_reaching_the_share_of_the_positive_total():
+    contributions = torch.tensor(
+        [
+            [0.1, 0.5, -0.2, 0.3, 0.1],  # positive total 1.0: 0.5, 0.8 >= 0.7 -> {1, 3}
+            [0.0, -1.0, 0.0, 0.0, 0.0],  # nothing positive: no edge
+            [0.7, 0.0, 0.0, 0.0, 0.3],  # 0.7 reaches 0.7 exactly -> {0}
+            [0.2, 0.2, 0.2, 0.2, 0.2],  # ties: 4 of 5
+        ]
+    )
+    kept = select_edges(contributions, frac=0.7)
+    assert kept.tolist()[0] == [False, True, False, True, False]
+    assert kept.sum(-1).tolist() == [2, 0, 1, 4]
+    assert select_edges(contributions, frac=1.0).sum(-1).tolist() == [4, 0, 2, 5]

@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from ingest.model import ModelError, load_model
+from ingest.trace import pad_tokens
+from tests.conftest import small_model
+
+
+def test_weight_processing_leaves_log_probs_unchanged(prompts):
+    tokens, _ = pad_tokens(prompts[:4])
+    raw, processed = small_model(seed=5, process=False), small_model(seed=5, process=True)
+    assert raw.hooked.cfg.normalization_type == "LN"
+    assert processed.hooked.cfg.normalization_type == "LNPre"
+    torch.testing.assert_close(
+        processed.log_probs(tokens), raw.log_probs(tokens), rtol=1e-4, atol=1e-4
+    )
+
+
+def test_components_sum_to_each_layers_residual(model, prompts):
+    tokens, lengths = pad_tokens(prompts[:5])
+    acts = model.run(tokens, lengths)
+    resid = model.residuals(tokens)  # [batch, layer, pos, d_model]
+    for layer in range(model.n_layers):
+        upstream = acts.components[:, :, : model.layout.n_upstream(layer)].sum(dim=2)
+        torch.testing.assert_close(upstream, resid[:, layer], rtol=1e-4, atol=1e-4)
+        # ...and the attention input is that residual, centred, over the LN scale.
+        centred = upstream - upstream.mean(-1, keepdim=True)
+        torch.testing.assert_close(
+            acts.normalized[:, layer], centred / acts.scale[:, layer, :, None], rtol=1e-4, atol=1e-4
+        )
+
+
+def test_activation_shapes_follow_the_config(model, prompts):
+    tokens, lengths = pad_tokens(prompts[:3])
+    acts = model.run(tokens, lengths)
+    b, p = tokens.shape
+    L, H, d = model.n_layers, model.n_heads, model.d_model
+    assert acts.normalized.shape == (b, L, p, d)
+    assert acts.scale.shape == (b, L, p)
+    assert acts.pattern.shape == (b, L, H, p, p)
+    assert acts.components.shape == (b, p, len(model.layout), d)
+
+
+def test_unknown_preset_is_a_clear_error():
+    with pytest.raises(ModelError, match="unknown preset 'huge'.*gpt2-small"):
+        load_model("random:huge")

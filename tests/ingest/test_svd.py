@@ -1,0 +1,69 @@
+import pytest
+import torch
+
+from ingest.svd import DecompositionError, augmented_factors, decompose_qk
+
+
+def random_weights(seed=0, layers=2, heads=3, d_model=20, d_head=5):
+    g = torch.Generator().manual_seed(seed)
+    shape = (layers, heads, d_model, d_head)
+    return (
+        torch.randn(shape, generator=g),
+        torch.randn(shape, generator=g),
+        torch.randn(shape[:2] + (d_head,), generator=g),
+        torch.randn(shape[:2] + (d_head,), generator=g),
+    )
+
+
+def dense_omega(W_Q, W_K, b_Q, b_K):
+    A, B = augmented_factors(W_Q, b_Q).double(), augmented_factors(W_K, b_K).double()
+    return A @ B.transpose(-1, -2)  # [layer, head, d_model+1, d_model+1]
+
+
+def test_factors_reconstruct_the_augmented_matrix():
+    weights = random_weights()
+    qk = decompose_qk(*weights)
+    rebuilt = (qk.U * qk.S.unsqueeze(-2)) @ qk.V.transpose(-1, -2)
+    torch.testing.assert_close(rebuilt, dense_omega(*weights), rtol=1e-10, atol=1e-10)
+
+
+def test_augmented_matrix_has_the_paper_block_layout():
+    W_Q, W_K, b_Q, b_K = (t.double() for t in random_weights(1))
+    omega = dense_omega(W_Q, W_K, b_Q, b_K)[1, 2]
+    w_q, w_k, bq, bk = W_Q[1, 2], W_K[1, 2], b_Q[1, 2], b_K[1, 2]
+    torch.testing.assert_close(omega[:-1, :-1], w_q @ w_k.T)
+    torch.testing.assert_close(omega[:-1, -1], w_q @ bk)
+    torch.testing.assert_close(omega[-1, :-1], bq @ w_k.T)
+    torch.testing.assert_close(omega[-1, -1], bq @ bk)
+
+
+def test_singular_values_match_a_dense_svd_and_vectors_are_orthonormal():
+    weights = random_weights(2)
+    qk = decompose_qk(*weights)
+    dense = torch.linalg.svdvals(dense_omega(*weights))[..., : qk.rank]
+    torch.testing.assert_close(qk.S, dense, rtol=1e-9, atol=1e-9)
+    assert (qk.S[..., :-1] >= qk.S[..., 1:]).all()
+    eye = torch.eye(qk.rank, dtype=torch.float64)
+    torch.testing.assert_close(
+        qk.U.transpose(-1, -2) @ qk.U, eye.expand_as(qk.U.transpose(-1, -2) @ qk.U)
+    )
+    torch.testing.assert_close(
+        qk.V.transpose(-1, -2) @ qk.V, eye.expand_as(qk.V.transpose(-1, -2) @ qk.V)
+    )
+    assert qk.U.dtype == torch.float64
+
+
+def test_signs_are_canonical_and_deterministic():
+    weights = random_weights(3)
+    first, second = decompose_qk(*weights), decompose_qk(*weights)
+    assert torch.equal(first.U, second.U) and torch.equal(first.V, second.V)
+    flipped = decompose_qk(weights[0], weights[1], weights[2], weights[3])
+    pivot = flipped.U.abs().argmax(dim=-2, keepdim=True)
+    assert (torch.gather(flipped.U, -2, pivot) > 0).all()
+
+
+def test_non_finite_weights_fail_the_reconstruction_check_with_the_head_named():
+    W_Q, W_K, b_Q, b_K = random_weights(4)
+    W_K[1, 0, 3, 2] = float("nan")
+    with pytest.raises(DecompositionError, match=r"head 1\.0's query/key weights hold NaN"):
+        decompose_qk(W_Q, W_K, b_Q, b_K)
