@@ -32,7 +32,7 @@ def randomised_state_dict(model: Model, seed: int) -> dict[str, torch.Tensor]:
 
 def small_model(*, seed: int = 0, process: bool = True) -> Model:
     tokenizer = word_tokenizer()
-    raw = build_model(SMALL, tokenizer=tokenizer, seed=seed, init_range=0.25, process=False)
+    raw = build_model(SMALL, tokenizer=tokenizer, seed=seed, init_range=0.5, process=False)
     return build_model(
         SMALL,
         tokenizer=tokenizer,

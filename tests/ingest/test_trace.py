@@ -1,0 +1,109 @@
+import pytest
+
+from ingest.records import Prompt, Seed, TraceParams, parse_seeds
+from ingest.trace import trace
+from tests.conftest import small_model
+
+SEEDS = parse_seeds("2.*", "END:*", n_heads=4)
+
+
+def records(model, prompts, **options):
+    firings, edges = [], []
+    for batch in trace(model, prompts, seeds=SEEDS, **options):
+        firings += batch.firing_records()
+        edges += batch.edge_records()
+    return firings, edges
+
+
+@pytest.fixture(scope="module")
+def traced(model, prompts):
+    return records(model, prompts, batch_size=5)
+
+
+def test_same_inputs_give_the_same_records_bit_for_bit(prompts, traced):
+    again = records(small_model(), prompts, batch_size=5)
+    assert again == traced
+    assert len(traced[1]) > 50  # not vacuous
+
+
+def test_batching_and_padding_do_not_change_the_trace(model, prompts, traced):
+    firings, edges = records(model, prompts, batch_size=len(prompts))
+
+    def key(e):
+        return (e.prompt_id, e.layer, e.head, e.dest, e.source, e.side, e.upstream.name)
+
+    assert sorted(map(key, edges)) == sorted(map(key, traced[1]))
+    weights = dict(zip(map(key, edges), (e.weight for e in edges), strict=True))
+    for e in traced[1]:
+        assert weights[key(e)] == pytest.approx(e.weight, rel=1e-4, abs=1e-5)
+    assert len(firings) == len(traced[0])
+
+
+def test_each_firing_is_traced_once_and_edges_are_unique(traced):
+    firings, edges = traced
+    keys = [(f.prompt_id, f.layer, f.head, f.dest, f.source) for f in firings]
+    assert len(keys) == len(set(keys))
+    edge_keys = [
+        (e.prompt_id, e.layer, e.head, e.dest, e.source, e.side, e.upstream) for e in edges
+    ]
+    assert len(edge_keys) == len(set(edge_keys))
+
+
+def test_traced_firings_are_exactly_the_seeds_and_what_traced_edges_need(traced):
+    firings, edges = traced
+    needed = {
+        (e.prompt_id, e.upstream.layer, e.upstream.head, e.token)
+        for e in edges
+        if e.upstream.kind == "head"
+    }
+    for f in firings:
+        is_seed = f.layer == 2 and f.dest_role == "END"
+        is_needed = (f.prompt_id, f.layer, f.head, f.dest) in needed
+        assert f.traced == (is_seed or is_needed), f
+    assert any(f.traced and f.layer < 2 for f in firings)  # the recursion went somewhere
+    traced_keys = {(f.prompt_id, f.layer, f.head, f.dest, f.source) for f in firings if f.traced}
+    assert {(e.prompt_id, e.layer, e.head, e.dest, e.source) for e in edges} <= traced_keys
+
+
+def test_edges_point_upstream_and_read_at_the_right_token(traced):
+    _, edges = traced
+    for e in edges:
+        assert e.upstream.layer < e.layer or e.upstream.kind == "qk_bias"
+        assert e.token == (e.dest if e.side == "query" else e.source)
+        assert e.weight > 0 and e.singular_vectors and len(e.terms) == len(e.singular_vectors)
+
+
+def test_a_stricter_attention_threshold_traces_fewer_firings(model, prompts, traced):
+    strict, _ = records(model, prompts, params=TraceParams(attention_threshold=0.9))
+    assert 0 < len(strict) < len(traced[0])
+    assert all(f.attention >= 0.9 for f in strict)
+
+
+def test_bad_inputs_are_refused_before_any_work(model, prompts):
+    with pytest.raises(ValueError, match="head 7.0 does not exist: the model has 3 layers"):
+        next(trace(model, prompts, seeds=[Seed(7, 0, "END")]))
+    with pytest.raises(ValueError, match="has no role 'XX'"):
+        next(trace(model, prompts, seeds=[Seed(2, 0, "XX")]))
+    with pytest.raises(ValueError, match="appears twice"):
+        next(trace(model, [prompts[0], prompts[0]], seeds=SEEDS))
+    long = Prompt("long", "", tuple([1] * 40), {"END": 39})
+    with pytest.raises(ValueError, match="context is 32"):
+        next(trace(model, [long], seeds=SEEDS))
+    with pytest.raises(ValueError, match="role END is at token 9"):
+        Prompt("short", "", (1, 2), {"END": 9})
+
+
+def test_seed_parsing():
+    assert parse_seeds("9.6, L9H9,a10.h0", "END:IO", n_heads=12) == (
+        Seed(9, 6, "END", "IO"),
+        Seed(9, 9, "END", "IO"),
+        Seed(10, 0, "END", "IO"),
+    )
+    assert len(parse_seeds("3.*", "END:*", n_heads=12)) == 12
+    for heads, roles, message in (
+        ("9.x", "END:IO", "not a head name"),
+        ("9.9", "END", "must be DEST:SOURCE"),
+        ("", "END:IO", "no seed heads"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            parse_seeds(heads, roles, n_heads=12)
