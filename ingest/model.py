@@ -30,7 +30,9 @@ class ModelError(ValueError):
 class Architecture:
     """Shape of a GPT-2-style model built from scratch.
 
-    ``d_mlp=None`` builds an attention-only model.
+    ``d_mlp=None`` builds an attention-only model. ``init_range`` is the standard
+    deviation of the random weights (TransformerLens's ``0.8 / sqrt(d_model)``
+    when None, which leaves attention nearly uniform: no head fires).
     """
 
     n_layers: int
@@ -41,11 +43,14 @@ class Architecture:
     n_ctx: int
     d_mlp: int | None = None
     act_fn: str = "gelu_new"
+    init_range: float | None = None
 
 
+# Random weights scaled so that attention is peaked as in trained models: about
+# half of all (head, destination) pairs fire, a busy case for the tracer.
 PRESETS = {
-    "gpt2-small": Architecture(12, 12, 768, 64, 50257, 1024, 3072),
-    "tiny": Architecture(2, 4, 64, 16, 512, 64, None),
+    "gpt2-small": Architecture(12, 12, 768, 64, 50257, 1024, 3072, init_range=0.07),
+    "tiny": Architecture(2, 4, 64, 16, 512, 64, None, init_range=0.3),
 }
 
 
@@ -202,7 +207,6 @@ def build_model(
     *,
     tokenizer: Tokenizer,
     seed: int = 0,
-    init_range: float | None = None,
     state_dict: Mapping[str, Tensor] | None = None,
     process: bool = True,
     device: str = "cpu",
@@ -214,8 +218,6 @@ def build_model(
         arch: Its shape.
         tokenizer: Its tokenizer (ids must fit ``arch.d_vocab``).
         seed: Seed of the random initialisation.
-        init_range: Standard deviation of the initial weights (TransformerLens's
-            default ``0.8 / sqrt(d_model)`` when None).
         state_dict: Weights to load instead (unprocessed, TransformerLens names).
         process: Fold and centre the weights (the method needs it; False only for checks).
         device: ``cpu`` or ``cuda``.
@@ -224,7 +226,7 @@ def build_model(
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
     fields = asdict(arch)
-    d_mlp = fields.pop("d_mlp")
+    d_mlp, init_range = fields.pop("d_mlp"), fields.pop("init_range")
     cfg = HookedTransformerConfig(
         **fields,
         d_mlp=d_mlp,

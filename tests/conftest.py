@@ -9,7 +9,9 @@ from ingest.ioi import ioi_prompts, word_tokenizer
 from ingest.model import Architecture, Model, build_model
 
 # Small enough for fast tests; MLPs present; weights large enough that heads fire.
-SMALL = Architecture(n_layers=3, n_heads=4, d_model=32, d_head=8, d_vocab=160, n_ctx=32, d_mlp=64)
+SMALL = Architecture(
+    n_layers=3, n_heads=4, d_model=32, d_head=8, d_vocab=160, n_ctx=32, d_mlp=64, init_range=0.5
+)
 
 
 def randomised_state_dict(model: Model, seed: int) -> dict[str, torch.Tensor]:
@@ -32,7 +34,7 @@ def randomised_state_dict(model: Model, seed: int) -> dict[str, torch.Tensor]:
 
 def small_model(*, seed: int = 0, process: bool = True) -> Model:
     tokenizer = word_tokenizer()
-    raw = build_model(SMALL, tokenizer=tokenizer, seed=seed, init_range=0.5, process=False)
+    raw = build_model(SMALL, tokenizer=tokenizer, seed=seed, process=False)
     return build_model(
         SMALL,
         tokenizer=tokenizer,

@@ -1,0 +1,164 @@
+"""The ``headgraph`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ingest.records import TraceParams, parse_seeds
+
+SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
+
+
+@click.group(context_settings=SETTINGS)
+@click.version_option(package_name="headgraph")
+def main() -> None:
+    """headgraph: circuits of transformer attention heads by sparse attention decomposition."""
+
+
+@main.command("trace", context_settings=SETTINGS)
+@click.option(
+    "--model",
+    "model_spec",
+    required=True,
+    help="TransformerLens model name (gpt2) or random:PRESET (gpt2-small, tiny).",
+)
+@click.option("--task", type=click.Choice(["ioi"]), default="ioi", help="Prompt task.")
+@click.option(
+    "--prompts",
+    "n_prompts",
+    type=click.IntRange(min=1),
+    default=256,
+    help="Number of prompts to generate.",
+)
+@click.option("--prompt-seed", type=int, default=0, help="Seed of the prompt generator.")
+@click.option(
+    "--seeds",
+    "seed_heads",
+    default=None,
+    help="Seed heads, e.g. 9.6,9.9,10.0 or 11.* (default: the model's known seeds).",
+)
+@click.option(
+    "--seed-roles",
+    default="END:IO",
+    help="DEST:SOURCE roles of the seed firings (SOURCE * for any).",
+)
+@click.option(
+    "--attention-threshold",
+    type=float,
+    default=TraceParams.attention_threshold,
+    help="A pair fires at this attention weight or more.",
+)
+@click.option(
+    "--signal-frac",
+    type=float,
+    default=TraceParams.signal_frac,
+    help="Share of the score that the sparse set S must exceed.",
+)
+@click.option(
+    "--edge-frac",
+    type=float,
+    default=TraceParams.edge_frac,
+    help="Share of the positive contributions that the edges must reach.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=32, help="Prompts per forward pass."
+)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("traces.jsonl"),
+    help="JSON Lines file for the firings, edges and run record.",
+)
+@click.option("--top", type=click.IntRange(min=0), default=10, help="Edges to show in the summary.")
+def trace_command(
+    model_spec,
+    task,
+    n_prompts,
+    prompt_seed,
+    seed_heads,
+    seed_roles,
+    attention_threshold,
+    signal_frac,
+    edge_frac,
+    batch_size,
+    device,
+    out,
+    top,
+):
+    """Trace IOI prompts through a model and write firings and edges to a file."""
+    from ingest.ioi import ioi_prompts
+    from ingest.job import default_seeds, run_trace, summarize
+    from ingest.model import ModelError, load_model
+
+    try:
+        params = TraceParams(attention_threshold, signal_frac, edge_frac)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError(
+                "--device cuda: no CUDA device is visible to torch; use --device cpu"
+            )
+    try:
+        model = load_model(model_spec, device=device)
+        if seed_heads is None:
+            seeds = default_seeds(model)
+        else:
+            seeds = parse_seeds(seed_heads, seed_roles, n_heads=model.n_heads)
+        prompts = ioi_prompts(n_prompts, tokenizer=model.tokenizer, seed=prompt_seed)
+        with click.progressbar(length=n_prompts, label="tracing", file=_progress_stream()) as bar:
+            run, edges = run_trace(
+                model,
+                prompts,
+                out=out,
+                seeds=seeds,
+                params=params,
+                batch_size=batch_size,
+                task=task,
+                progress=lambda n, _: bar.update(n),
+            )
+    except (ModelError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"{run.prompts} prompts, {run.firings} firings ({run.traced_firings} traced), "
+        f"{run.edges} edges in {run.seconds:.1f} s -> {out}"
+    )
+    if top and edges:
+        click.echo(_table(summarize(edges, top=top)))
+
+
+def _progress_stream():
+    """The terminal for a progress bar, or a sink when output is not a terminal (CI, pipes)."""
+    if sys.stderr.isatty():
+        return sys.stderr
+    return open(__import__("os").devnull, "w")  # noqa: SIM115 - closed with the process
+
+
+def _table(rows) -> str:
+    header = ("upstream", "head", "side", "role", "prompts", "mean weight", "top SVs")
+    cells = [header] + [
+        (
+            r.upstream,
+            r.head,
+            r.side,
+            r.role,
+            str(r.prompts),
+            f"{r.mean_weight:.3f}",
+            ",".join(map(str, r.top_singular_vectors)),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+if __name__ == "__main__":
+    main()

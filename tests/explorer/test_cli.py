@@ -1,0 +1,104 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from explorer.cli import main
+
+
+@pytest.fixture(scope="module")
+def traced(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trace") / "run.jsonl"
+    result = CliRunner().invoke(
+        main,
+        [
+            "trace",
+            "--model",
+            "random:tiny",
+            "--prompts",
+            "24",
+            "--batch-size",
+            "10",
+            "--out",
+            str(out),
+        ],
+    )
+    return result, out
+
+
+def test_trace_writes_firings_edges_and_a_run_line_last(traced):
+    result, out = traced
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    run = lines[-1]
+    assert run["type"] == "run" and run["model"] == "random:tiny" and run["prompts"] == 24
+    assert run["params"] == {"attention_threshold": 0.5, "signal_frac": 1.0, "edge_frac": 0.7}
+    kinds = [line["type"] for line in lines[:-1]]
+    assert kinds.count("firing") == run["firings"] and kinds.count("edge") == run["edges"] > 0
+    edge = next(line for line in lines if line["type"] == "edge")
+    assert {
+        "prompt_id",
+        "upstream",
+        "layer",
+        "head",
+        "side",
+        "token",
+        "role",
+        "weight",
+        "singular_vectors",
+        "terms",
+    } <= set(edge)
+    assert f"{run['edges']} edges" in result.output and "upstream" in result.output
+    assert not list(out.parent.glob("*.partial"))
+
+
+def test_unknown_seed_head_is_a_one_line_error_and_the_old_file_stays(tmp_path):
+    out = tmp_path / "run.jsonl"
+    out.write_text("previous run\n")
+    result = CliRunner().invoke(
+        main, ["trace", "--model", "random:tiny", "--seeds", "5.0", "--out", str(out)]
+    )
+    assert result.exit_code == 1
+    assert "head 5.0 does not exist: the model has 2 layers of 4 heads" in result.output
+    assert "Traceback" not in result.output
+    assert out.read_text() == "previous run\n"
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_a_failure_during_tracing_leaves_no_partial_file(tmp_path):
+    out = tmp_path / "run.jsonl"
+    result = CliRunner().invoke(
+        main,
+        [
+            "trace",
+            "--model",
+            "random:tiny",
+            "--seeds",
+            "1.0",
+            "--seed-roles",
+            "END:NOPE",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 1 and "has no role 'NOPE'" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--edge-frac", "2"], "edge_frac must be in (0, 1]"),
+        (["--model", "random:huge"], "unknown preset 'huge'"),
+        (["--prompts", "0"], "0 is not in the range x>=1"),
+    ],
+)
+def test_bad_options_name_the_problem(args, message, tmp_path):
+    argv = ["trace", "--model", "random:tiny", "--out", str(tmp_path / "x.jsonl"), *args]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_help_shows_defaults():
+    result = CliRunner().invoke(main, ["trace", "--help"])
+    assert "[default: 0.7]" in result.output and "--seed-roles" in result.output
