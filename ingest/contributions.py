@@ -19,10 +19,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Firings whose upstream outputs are gathered at once: bounds the memory of
-# one gather to chunk x components x d_model floats (~130 MB for GPT-2 small).
-CHUNK = 256
-
 
 def signal_weights(proj_u: Tensor, selected: Tensor, sigma: Tensor) -> Tensor:
     """Per-singular-vector weights ``eps_k sqrt(sigma_k)`` on S, zero elsewhere.
@@ -52,7 +48,9 @@ def side_contributions(
 ) -> tuple[Tensor, Tensor]:
     """Contributions of the upstream components to one side's signal.
 
-    All firings are in the same layer.
+    All firings are in the same layer. Firings that read the same token share
+    one matrix product with that token's upstream outputs, so each output is
+    read once per token rather than copied once per firing.
 
     Args:
         components: ``[batch, pos, component, d_model]`` outputs on the component axis.
@@ -66,19 +64,20 @@ def side_contributions(
         ``upstream [firing, n_upstream]`` and ``bias [firing]`` (the homogeneous
         coordinate); they sum to the side's signal.
     """
-    d_model = components.shape[-1]
-    upstream, bias = [], []
-    for start in range(0, weights.shape[0], CHUNK):
-        rows = slice(start, start + CHUNK)
-        direction = torch.einsum("fdr,fr->fd", vectors[head[rows]], weights[rows])
-        outputs = components[batch[rows], token[rows], :n_upstream]  # [chunk, n_upstream, d_model]
-        reads = torch.einsum("fcd,fd->fc", outputs, direction[:, :d_model])
-        upstream.append(reads / scale[batch[rows], token[rows]].unsqueeze(-1))
-        bias.append(direction[:, d_model])
-    if not upstream:
-        empty = components.new_zeros(0)
-        return empty.reshape(0, n_upstream), empty
-    return torch.cat(upstream), torch.cat(bias)
+    n_firings, d_model = weights.shape[0], components.shape[-1]
+    direction = weights.new_empty(n_firings, d_model + 1)  # sum_k w_k u_k, per firing
+    for h in head.unique().tolist():
+        rows = (head == h).nonzero().squeeze(-1)
+        direction[rows] = weights[rows] @ vectors[h].T
+    where = batch * components.shape[1] + token  # [firing] flat token index
+    order = where.argsort(stable=True)
+    tokens, counts = where[order].unique_consecutive(return_counts=True)
+    outputs = components.flatten(0, 1)[:, :n_upstream]  # [batch*pos, n_upstream, d_model]
+    upstream = weights.new_empty(n_firings, n_upstream)
+    for t, rows in zip(tokens.tolist(), order.split(counts.tolist()), strict=True):
+        upstream[rows] = (outputs[t] @ direction[rows, :d_model].T).T
+    upstream /= scale.flatten()[where].unsqueeze(-1)
+    return upstream, direction[:, d_model]
 
 
 def select_edges(contributions: Tensor, *, frac: float) -> Tensor:

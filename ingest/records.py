@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from ingest.components import Component, parse_head
@@ -44,12 +45,13 @@ class Prompt:
                     f"{len(self.tokens)} tokens (indices 0..{len(self.tokens) - 1})"
                 )
 
+    @cached_property
+    def _role_of(self) -> dict[int, str]:
+        return {pos: role for role, pos in reversed(self.roles.items())}
+
     def role_at(self, position: int) -> str | None:
-        """The role name of a token position, or None if it has none."""
-        for role, pos in self.roles.items():
-            if pos == position:
-                return role
-        return None
+        """The role name of a token position (the first listed if several), or None."""
+        return self._role_of.get(position)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,113 @@
+"""Speed of the core: decomposition and tracing against the forward pass alone.
+
+On a GPT-2-small-shaped model with random weights (12 x 12 heads, d_model 768,
+vocabulary 50257; ``random:gpt2-small``, scaled so that attention is peaked)
+over 256 IOI prompts (~16 tokens), it measures prompts/second for
+
+  (a) the forward pass with the cache alone (``Model.run``),
+  (b) forward + the QK decomposition + firings + sparse sets + tracing, to the
+      columnar ``BatchTrace`` (what a bulk store load reads), and
+  (c) (b) + materialising every firing and edge as a typed Python record,
+
+each in a fresh process so that each phase's peak memory (max RSS) is its own,
+and prints the ratios (b)/(a) and (c)/(a). The target (issue 2): (b)/(a) at
+most 3, peak under 8 GB. Usage::
+
+    python benchmarks/bench_core.py [--prompts 256] [--batch-size 32] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+
+def phase(name: str, n_prompts: int, batch_size: int, device: str) -> dict:
+    import torch
+
+    from ingest.ioi import ioi_prompts
+    from ingest.job import default_seeds
+    from ingest.model import load_model
+    from ingest.trace import pad_tokens, trace
+
+    model = load_model("random:gpt2-small", device=device)
+    prompts = ioi_prompts(n_prompts, tokenizer=model.tokenizer, seed=0)
+    # Warm up kernels on one small batch, outside the timing.
+    model.run(*pad_tokens(prompts[:2]))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    counts = {"firings": 0, "traced": 0, "edges": 0}
+    sync()
+    start = time.perf_counter()
+    if name == "forward":
+        for i in range(0, n_prompts, batch_size):
+            model.run(*pad_tokens(prompts[i : i + batch_size]))
+    else:
+        for batch in trace(model, prompts, seeds=default_seeds(model), batch_size=batch_size):
+            counts["firings"] += len(batch.firings)
+            counts["traced"] += int(batch.traced.sum())
+            counts["edges"] += len(batch.edge_firing)
+            if name == "records":
+                batch.firing_records(), batch.edge_records()
+    sync()
+    seconds = time.perf_counter() - start
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return {"phase": name, "seconds": seconds, "peak_gb": peak_gb, **counts}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--phase", choices=["forward", "trace", "records"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.phase:
+        print(json.dumps(phase(args.phase, args.prompts, args.batch_size, args.device)))
+        return
+
+    results = {}
+    for name in ("forward", "trace", "records"):
+        argv = [
+            sys.executable,
+            __file__,
+            "--phase",
+            name,
+            "--prompts",
+            str(args.prompts),
+            "--batch-size",
+            str(args.batch_size),
+            "--device",
+            args.device,
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    n = args.prompts
+    fwd = results["forward"]
+    print(
+        f"GPT-2-small-shaped random model, {n} IOI prompts, batch {args.batch_size}, {args.device}"
+    )
+    labels = {
+        "forward": "(a) forward + cache",
+        "trace": "(b) + decomposition, tracing",
+        "records": "(c) + typed records",
+    }
+    for name, r in results.items():
+        ratio = "" if name == "forward" else f"  ratio {r['seconds'] / fwd['seconds']:.2f}"
+        print(
+            f"{labels[name]:30s} {n / r['seconds']:7.1f} prompts/s  {r['seconds']:6.1f} s  "
+            f"peak {r['peak_gb']:.2f} GB{ratio}"
+        )
+    full = results["trace"]
+    print(f"{full['firings']} firings, {full['traced']} traced, {full['edges']} edges")
+    print(
+        f"target: (b)/(a) <= 3 -> {full['seconds'] / fwd['seconds']:.2f}; "
+        f"peak < 8 GB -> {max(r['peak_gb'] for r in results.values()):.2f} GB"
+    )
+
+
+if __name__ == "__main__":
+    main()
