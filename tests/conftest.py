@@ -7,6 +7,8 @@ import torch
 
 from ingest.ioi import ioi_prompts, word_tokenizer
 from ingest.model import Architecture, Model, build_model
+from ingest.signals import augment, project
+from ingest.trace import pad_tokens
 
 # Small enough for fast tests; MLPs present; weights large enough that heads fire.
 SMALL = Architecture(
@@ -57,3 +59,12 @@ def model() -> Model:
 @pytest.fixture(scope="session")
 def prompts(tokenizer):
     return ioi_prompts(12, tokenizer=tokenizer, seed=3)
+
+
+@pytest.fixture(scope="session")
+def projected(model, prompts):
+    """``(acts, qk, proj_u, proj_v)`` of the shared prompts, in float32."""
+    acts = model.run(*pad_tokens(prompts))
+    qk = model.qk.to("cpu", torch.float32)
+    x_tilde = augment(acts.normalized)
+    return acts, qk, project(x_tilde, qk.U), project(x_tilde, qk.V)

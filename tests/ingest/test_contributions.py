@@ -2,16 +2,11 @@ import torch
 
 from ingest.contributions import select_edges, side_contributions, signal_weights
 from ingest.records import TraceParams
-from ingest.signals import augment, find_firings, project
-from ingest.trace import pad_tokens
+from ingest.signals import find_firings
 
 
-def test_contributions_plus_bias_node_sum_exactly_to_the_signal_on_both_sides(model, prompts):
-    tokens, lengths = pad_tokens(prompts)
-    acts = model.run(tokens, lengths)
-    qk = model.qk.to("cpu", torch.float32)
-    x_tilde = augment(acts.normalized)
-    proj_u, proj_v = project(x_tilde, qk.U), project(x_tilde, qk.V)
+def test_contributions_plus_bias_node_sum_exactly_to_the_signal_on_both_sides(model, projected):
+    acts, qk, proj_u, proj_v = projected
     f = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=TraceParams())
     checked = 0
     for layer in range(model.n_layers):

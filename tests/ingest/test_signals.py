@@ -40,12 +40,9 @@ def test_sparse_set_with_a_smaller_fraction_keeps_fewer_vectors():
     assert sparse_set(terms, frac=0.7)[1].tolist() == [2]
 
 
-def test_firings_respect_threshold_source_zero_and_padding(model, prompts):
-    tokens, lengths = pad_tokens(prompts)
-    acts = model.run(tokens, lengths)
-    qk = model.qk.to("cpu", torch.float32)
-    x_tilde = augment(acts.normalized)
-    proj_u, proj_v = project(x_tilde, qk.U), project(x_tilde, qk.V)
+def test_firings_respect_threshold_source_zero_and_padding(projected):
+    acts, qk, proj_u, proj_v = projected
+    n_pos = acts.pattern.shape[-1]
     params = TraceParams(attention_threshold=0.5)
     f = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=params)
     assert len(f) > 20
@@ -54,7 +51,7 @@ def test_firings_respect_threshold_source_zero_and_padding(model, prompts):
     torch.testing.assert_close(f.score, f.terms.sum(-1))
     # Every pair that meets the rule is found: count them independently.
     terms = pair_terms(proj_u, proj_v, qk.S).sum(-1)
-    real = torch.arange(tokens.shape[1]) < acts.lengths[:, None]
+    real = torch.arange(n_pos) < acts.lengths[:, None]
     rule = (acts.pattern >= 0.5) & (terms >= 0) & real[:, None, None, :, None]
     rule[..., 0] = False
     assert int(rule.sum()) == len(f)
