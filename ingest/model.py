@@ -9,9 +9,11 @@ that every component writes a zero-mean vector and the attention input is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -243,16 +245,28 @@ def build_model(
     return Model(_processed(hooked, process), tokenizer, name)
 
 
-def load_model(spec: str, *, device: str = "cpu") -> Model:
-    """Load a model by name.
+HUB_HELP = (
+    'download it once where there is network (python -c "from transformers import '
+    "AutoModelForCausalLM as M; M.from_pretrained('gpt2')\") or pass a local folder: "
+    "--model /path/to/gpt2"
+)
 
-    ``random:PRESET`` builds a model with random weights of a preset shape
-    (``gpt2-small``, ``tiny``) and a word-level IOI tokenizer: for benchmarks
-    and smoke tests, it has no circuit. Any other name is a TransformerLens
-    model name (``gpt2``) loaded through the Hugging Face hub.
+
+def load_model(spec: str, *, device: str = "cpu") -> Model:
+    """Load a model by name or folder.
+
+    - ``random:PRESET``: random weights of a preset shape (``gpt2-small``,
+      ``tiny``) with a word-level IOI tokenizer, for benchmarks and smoke
+      tests; it has no circuit.
+    - a folder: a Hugging Face GPT-2-architecture model (``config.json``, the
+      weights, the tokenizer files), read with no network.
+    - any other name: a TransformerLens model name (``gpt2``), from the local
+      Hugging Face cache or the hub. When the hub cannot be reached, the cache
+      is used alone, so a missing model fails at once instead of after retries.
 
     Raises:
-        ModelError: unknown preset, or the model cannot be loaded (with the reason).
+        ModelError: unknown preset, a folder that is not a model, or a model
+            that cannot be had (with what to do).
     """
     if spec.startswith("random:"):
         preset = spec.removeprefix("random:")
@@ -261,6 +275,15 @@ def load_model(spec: str, *, device: str = "cpu") -> Model:
         from ingest.ioi import word_tokenizer
 
         return build_model(PRESETS[preset], tokenizer=word_tokenizer(), device=device, name=spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _load_folder(path, device)
+    if spec.startswith((".", "/", "~")) or path.suffix:
+        raise ModelError(
+            f"no model folder at {spec}: give a folder holding config.json, "
+            "the weights and the tokenizer files"
+        )
+    offline = _use_cache_only_if_offline()
     from transformer_lens import HookedTransformer
 
     try:
@@ -273,6 +296,90 @@ def load_model(spec: str, *, device: str = "cpu") -> Model:
             device=device,
             default_prepend_bos=False,
         )
-    except (OSError, ValueError) as error:
-        raise ModelError(f"could not load model {spec!r}: {error}") from error
+    except OSError as error:
+        where = "the hub cannot be reached" if offline else f"loading failed ({error})"
+        raise ModelError(
+            f"could not load {spec!r}: it is not in the local Hugging Face cache "
+            f"and {where}; {HUB_HELP}"
+        ) from error
+    except ValueError as error:
+        raise ModelError(f"could not load {spec!r}: {str(error)[:300]}") from error
     return Model(hooked, HFTokenizer(hooked.tokenizer), spec)
+
+
+def _use_cache_only_if_offline() -> bool:
+    """Switch the Hugging Face libraries to their cache when the hub is unreachable.
+
+    Without this, a machine with no network spends tens of seconds in retries
+    before failing. Returns whether offline mode is on.
+    """
+    import socket
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if not offline:
+        try:
+            socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        except OSError:
+            offline = True
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        import huggingface_hub.constants
+
+        huggingface_hub.constants.HF_HUB_OFFLINE = True  # read at import time otherwise
+    return offline
+
+
+def _load_folder(path: Path, device: str) -> Model:
+    """A local Hugging Face GPT-2-architecture folder, through TransformerLens's converter."""
+    import json
+
+    config_file = path / "config.json"
+    if not config_file.exists():
+        raise ModelError(f"{path} is not a Hugging Face model folder: it has no config.json")
+    model_type = json.loads(config_file.read_text()).get("model_type")
+    if model_type != "gpt2":
+        raise ModelError(
+            f"{path}: model_type {model_type!r}; local folders must hold a GPT-2 "
+            "architecture model (model_type gpt2)"
+        )
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        hf_model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    except OSError as error:
+        raise ModelError(f"{path}: the weights cannot be read ({error})") from error
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelError(
+            f"{path}: no usable tokenizer files (vocab.json and merges.txt, or "
+            f"tokenizer.json): {error}"
+        ) from error
+    c = hf_model.config  # transformers 5 configs lack n_ctx: n_positions is the context
+    cfg = HookedTransformerConfig(
+        n_layers=c.n_layer,
+        d_model=c.n_embd,
+        n_heads=c.n_head,
+        d_head=c.n_embd // c.n_head,
+        d_mlp=c.n_inner or 4 * c.n_embd,
+        d_vocab=c.vocab_size,
+        n_ctx=c.n_positions,
+        act_fn=c.activation_function,
+        normalization_type="LN",
+        eps=c.layer_norm_epsilon,
+        original_architecture="GPT2LMHeadModel",
+        default_prepend_bos=False,
+        device=device,
+    )
+    hooked = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=True)
+    hooked.load_and_process_state_dict(
+        convert_gpt2_weights(hf_model, cfg),
+        fold_ln=True,
+        center_writing_weights=True,
+        center_unembed=True,
+        fold_value_biases=True,
+    )
+    return Model(hooked, HFTokenizer(tokenizer), str(path))
