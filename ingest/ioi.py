@@ -59,7 +59,7 @@ TEMPLATES = (
     "The {PLACE} {S} and {IO} went to had a {OBJECT}. {S} gave it to",
     "Friends {S} and {IO} found a {OBJECT} at the {PLACE}. {S} gave it to",
 )
-ROLES = ("IO", "S1", "S1+1", "S2", "END")
+ROLES = ("IO", "S1", "S1+1", "S2", "END", "IO+1")
 _SLOT = re.compile(r"\{(\w+)\}")
 
 
@@ -144,9 +144,10 @@ def ioi_prompts(
     order: str = "mixed",
     names: Sequence[str] | None = None,
     templates: Sequence[str] = TEMPLATES,
+    pairs: Sequence[tuple[str, str]] | None = None,
     id_prefix: str = "ioi",
 ) -> list[IOIPrompt]:
-    """Generate ``n`` IOI prompts with roles IO, S1, S1+1, S2, END.
+    """Generate ``n`` IOI prompts with roles IO, S1, S1+1, S2, END and IO+1.
 
     Args:
         n: How many.
@@ -155,7 +156,10 @@ def ioi_prompts(
         order: ``"BABA"``, ``"ABBA"`` or ``"mixed"``.
         names: Candidate names; each must be one token. By default, those of
             ``NAMES`` that are one token for this tokenizer.
-        templates: BABA templates with ``{S}``, ``{IO}``, ``{PLACE}``, ``{OBJECT}`` slots.
+        templates: BABA templates with ``{S}``, ``{IO}``, ``{PLACE}``, ``{OBJECT}``
+            slots, and optionally ``{D}``: a third, distractor name.
+        pairs: Allowed ``(IO, S)`` name pairs (default: any two names), so that
+            pairs can be held out of training.
         id_prefix: Prompt ids are ``{id_prefix}-{i}``.
 
     Raises:
@@ -169,12 +173,21 @@ def ioi_prompts(
     prompts = []
     for i in range(n):
         t = rng.randrange(len(templates))
-        io, s = rng.sample(pool, 2)
+        io, s, distractor = rng.sample(pool, 3)
+        if pairs is not None:
+            io, s = rng.choice(pairs)
+            distractor = rng.choice([n for n in pool if n not in (io, s)])
         this_order = order if order != "mixed" else rng.choice(("BABA", "ABBA"))
         template = templates[t]
         if this_order == "ABBA":  # swap the first-clause names only
             template = template.replace("{S} and {IO}", "{IO} and {S}", 1)
-        fills = {"S": s, "IO": io, "PLACE": rng.choice(PLACES), "OBJECT": rng.choice(OBJECTS)}
+        fills = {
+            "S": s,
+            "IO": io,
+            "D": distractor,
+            "PLACE": rng.choice(PLACES),
+            "OBJECT": rng.choice(OBJECTS),
+        }
         tokens, text, pos = render(template, fills, tokenizer)
         roles = {
             "IO": pos["IO"],

@@ -44,13 +44,18 @@ class TraceRun:
 
 
 def default_seeds(model) -> tuple[Seed, ...]:
-    """Seeds for a model: known ones for GPT-2, every last-layer head at END for ``random:``.
+    """Seeds for a model: known ones for GPT-2, the model card's for ``tiny-ioi``, every
+    last-layer head at END for ``random:`` models.
 
     Raises:
         ValueError: the model has no known seeds (pass them explicitly).
     """
     if model.name in KNOWN_SEEDS:
         heads, roles = KNOWN_SEEDS[model.name]
+    elif model.name == "tiny-ioi":
+        from ingest import tiny_ioi
+
+        heads, roles = tiny_ioi.card()["seeds"]["heads"], tiny_ioi.card()["seeds"]["roles"]
     elif model.name.startswith("random:"):
         heads, roles = f"{model.n_layers - 1}.*", "END:*"
     else:

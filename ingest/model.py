@@ -187,9 +187,32 @@ class Model:
         return self.per_layer(tokens, "hook_resid_pre")
 
     @torch.inference_mode()
-    def log_probs(self, tokens: Tensor) -> Tensor:
-        """``[batch, pos, vocab]`` next-token log-probabilities."""
-        return self.hooked(tokens.to(self.device)).log_softmax(-1)
+    def log_probs(self, tokens: Tensor, deltas: Tensor | None = None) -> Tensor:
+        """``[batch, pos, vocab]`` next-token log-probabilities.
+
+        Args:
+            tokens: ``[batch, pos]``.
+            deltas: ``[batch, pos, component, d_model]`` added to each component's
+                output where it writes (see :mod:`ingest.intervene`), or None.
+        """
+        hooks = []
+        if deltas is not None:
+            for hook, axis in self._write_hooks().items():
+                added = deltas[:, :, axis].sum(dim=2).to(self.device)
+                if added.any():
+                    hooks.append((hook, lambda act, hook, added=added: act + added))
+        return self.hooked.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks).log_softmax(-1)
+
+    def _write_hooks(self) -> dict[str, list[int]]:
+        """Where each component's output enters the residual stream: hook -> axis positions."""
+        hooks: dict[str, list[int]] = {"hook_embed": [], "hook_pos_embed": []}
+        for index, c in enumerate(self.layout.components):
+            if c.kind in ("embed", "pos_embed"):
+                name = f"hook_{c.kind}"
+            else:
+                name = f"blocks.{c.layer}.hook_{'mlp' if c.kind == 'mlp' else 'attn'}_out"
+            hooks.setdefault(name, []).append(index)
+        return hooks
 
 
 def _processed(hooked, process: bool):
@@ -255,6 +278,7 @@ HUB_HELP = (
 def load_model(spec: str, *, device: str = "cpu") -> Model:
     """Load a model by name or folder.
 
+    - ``tiny-ioi``: the bundled attention-only model trained on IOI (offline).
     - ``random:PRESET``: random weights of a preset shape (``gpt2-small``,
       ``tiny``) with a word-level IOI tokenizer, for benchmarks and smoke
       tests; it has no circuit.
@@ -268,6 +292,10 @@ def load_model(spec: str, *, device: str = "cpu") -> Model:
         ModelError: unknown preset, a folder that is not a model, or a model
             that cannot be had (with what to do).
     """
+    if spec == "tiny-ioi":
+        from ingest import tiny_ioi
+
+        return tiny_ioi.load(device=device)
     if spec.startswith("random:"):
         preset = spec.removeprefix("random:")
         if preset not in PRESETS:
