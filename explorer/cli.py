@@ -90,8 +90,7 @@ def trace_command(
     top,
 ):
     """Trace IOI prompts through a model and write firings and edges to a file."""
-    from ingest.ioi import ioi_prompts
-    from ingest.job import default_seeds, run_trace, summarize
+    from ingest.job import default_seeds, run_trace, summarize, task_prompts
     from ingest.model import ModelError, load_model
 
     try:
@@ -111,7 +110,7 @@ def trace_command(
             seeds = default_seeds(model)
         else:
             seeds = parse_seeds(seed_heads, seed_roles, n_heads=model.n_heads)
-        prompts = ioi_prompts(n_prompts, tokenizer=model.tokenizer, seed=prompt_seed)
+        prompts = task_prompts(model, n_prompts, seed=prompt_seed)
         with click.progressbar(length=n_prompts, label="tracing", file=_progress_stream()) as bar:
             run, edges = run_trace(
                 model,
@@ -135,7 +134,7 @@ def trace_command(
 
 @main.command("train-tiny-ioi", context_settings=SETTINGS)
 @click.option("--seed", type=int, default=0, help="Training seed (same seed, same weights).")
-@click.option("--steps", type=click.IntRange(min=1), default=2000, help="Optimizer steps.")
+@click.option("--steps", type=click.IntRange(min=1), default=3000, help="Optimizer steps.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -87,7 +87,14 @@ def vocabulary() -> list[str]:
 
 def single_token_names(names: Sequence[str], tokenizer: Tokenizer) -> list[str]:
     """The names that are one token (with a leading space) for ``tokenizer``."""
-    return [n for n in names if len(tokenizer.encode(" " + n)) == 1]
+
+    def one_token(name: str) -> bool:
+        try:
+            return len(tokenizer.encode(" " + name)) == 1
+        except ValueError:  # a word-level tokenizer without the name
+            return False
+
+    return [n for n in names if one_token(n)]
 
 
 def check_names(names: Sequence[str], tokenizer: Tokenizer) -> None:
@@ -195,6 +202,7 @@ def ioi_prompts(
             "S1+1": pos["S1"] + 1,
             "S2": pos["S2"],
             "END": len(tokens) - 1,
+            "IO+1": pos["IO"] + 1,
         }
         prompts.append(
             IOIPrompt(

@@ -66,6 +66,18 @@ def default_seeds(model) -> tuple[Seed, ...]:
     return parse_seeds(heads, roles, n_heads=model.n_heads)
 
 
+def task_prompts(model, n: int, *, seed: int = 0) -> list[Prompt]:
+    """IOI prompts for a model: ``tiny-ioi`` gets its own task's held-out prompts
+    (its vocabulary is the task's); any other model the standard IOI templates."""
+    if model.name == "tiny-ioi":
+        from ingest import tiny_ioi
+
+        return tiny_ioi.prompts(n, held_out=True, seed=seed)
+    from ingest.ioi import ioi_prompts
+
+    return ioi_prompts(n, tokenizer=model.tokenizer, seed=seed)
+
+
 def run_trace(
     model,
     prompts: Sequence[Prompt],

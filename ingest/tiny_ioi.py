@@ -229,11 +229,13 @@ def card() -> dict:
 
 ROLE_PAIRS = (
     ("END", "IO"),
+    ("END", "IO+1"),
     ("END", "S2"),
     ("END", "S1"),
     ("S2", "S1"),
     ("S2", "S1+1"),
     ("S1+1", "S1"),
+    ("IO+1", "IO"),
 )
 # A head takes a role when its mean attention between the two roles is at least 0.3
 # (previous token: 0.5, since many heads look back one token some of the time).
@@ -288,6 +290,16 @@ def head_roles(report: dict[str, dict[str, float]]) -> dict[str, list[str]]:
     return roles
 
 
+def distractor_placement(prompt: IOIPrompt) -> str:
+    """Where a task prompt names its distractor: ``none``, ``before S2`` or ``after S2``."""
+    words = prompt.text.split()
+    if any(m.split()[1] in words for m in MIDDLES):
+        return "before S2"
+    if any(d.split()[0] in words[prompt.roles["S2"] :] for d in DISTRACTORS):
+        return "after S2"
+    return "none"
+
+
 def make_card(state: dict[str, torch.Tensor], *, seed: int, steps: int, seconds: float) -> dict:
     """Evaluate freshly trained weights and describe them: accuracy, heads, roles, seeds."""
     from ingest.model import build_model
@@ -307,6 +319,12 @@ def make_card(state: dict[str, torch.Tensor], *, seed: int, steps: int, seconds:
         "training": {"seed": seed, "steps": steps, "seconds": round(seconds, 1), "threads": 1},
         "train": asdict(train_eval),
         "held_out": asdict(evaluate(model, held_out)),
+        "held_out_by_distractor": {
+            where: asdict(
+                evaluate(model, [p for p in held_out if distractor_placement(p) == where])
+            )
+            for where in ("none", "before S2", "after S2")
+        },
         "roles": roles,
         "seeds": {"heads": ",".join(movers), "roles": f"END:{source}"},
         "heads": report,

@@ -102,3 +102,14 @@ def test_bad_options_name_the_problem(args, message, tmp_path):
 def test_help_shows_defaults():
     result = CliRunner().invoke(main, ["trace", "--help"])
     assert "[default: 0.7]" in result.output and "--seed-roles" in result.output
+
+
+def test_trace_on_the_bundled_tiny_ioi_uses_its_card_seeds(tmp_path):
+    out = tmp_path / "tiny.jsonl"
+    result = CliRunner().invoke(
+        main, ["trace", "--model", "tiny-ioi", "--prompts", "32", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    run = json.loads(out.read_text().splitlines()[-1])
+    assert run["model"] == "tiny-ioi" and run["edges"] > 0
+    assert all(seed.endswith("END->IO+1") for seed in run["seeds"])
