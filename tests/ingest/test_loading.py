@@ -99,6 +99,25 @@ def test_a_model_missing_from_the_cache_fails_at_once_when_offline(monkeypatch):
         load_model("gpt2-xl")
 
 
+def hub_reachable() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(
+    hub_reachable(), reason="the hub is reachable here: this checks the offline path"
+)
+def test_with_no_network_a_missing_model_fails_at_once_without_being_told(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(ModelError, match="not in the local Hugging Face cache and the hub cannot"):
+        load_model("gpt2-xl")
+
+
 def gpt2_available() -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
