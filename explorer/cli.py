@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,60 +19,108 @@ def main() -> None:
     """headgraph: circuits of transformer attention heads by sparse attention decomposition."""
 
 
+def tracing_options(command):
+    """The options shared by ``trace`` and ``ingest``: model, prompts, seeds, thresholds."""
+    options = [
+        click.option(
+            "--model",
+            "model_spec",
+            default="tiny-ioi",
+            help="tiny-ioi, a TransformerLens name (gpt2), a local Hugging Face "
+            "folder, or random:PRESET (gpt2-small, tiny).",
+        ),
+        click.option("--task", type=click.Choice(["ioi"]), default="ioi", help="Prompt task."),
+        click.option(
+            "--prompts",
+            "n_prompts",
+            type=click.IntRange(min=1),
+            default=256,
+            help="Number of prompts to generate.",
+        ),
+        click.option("--prompt-seed", type=int, default=0, help="Seed of the prompt generator."),
+        click.option(
+            "--seeds",
+            "seed_heads",
+            default=None,
+            help="Seed heads, e.g. 9.6,9.9,10.0 or 11.* (default: the model's own).",
+        ),
+        click.option(
+            "--seed-roles",
+            default="END:IO",
+            help="DEST:SOURCE roles of the seed firings (SOURCE * for any).",
+        ),
+        click.option(
+            "--attention-threshold",
+            type=float,
+            default=TraceParams.attention_threshold,
+            help="A pair fires at this attention weight or more.",
+        ),
+        click.option(
+            "--signal-frac",
+            type=float,
+            default=TraceParams.signal_frac,
+            help="Share of the score that the sparse set S must exceed.",
+        ),
+        click.option(
+            "--edge-frac",
+            type=float,
+            default=TraceParams.edge_frac,
+            help="Share of the positive contributions that the edges must reach.",
+        ),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=32,
+            help="Prompts per forward pass (and per store transaction).",
+        ),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu"),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def prepare(
+    model_spec,
+    n_prompts,
+    prompt_seed,
+    seed_heads,
+    seed_roles,
+    attention_threshold,
+    signal_frac,
+    edge_frac,
+    device,
+):
+    """Model, seeds, prompts and parameters from the shared options (usage errors as such)."""
+    from ingest.job import default_seeds, task_prompts
+    from ingest.model import load_model
+
+    try:
+        params = TraceParams(attention_threshold, signal_frac, edge_frac)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError(
+                "--device cuda: no CUDA device is visible to torch; use --device cpu"
+            )
+    model = load_model(model_spec, device=device)
+    if seed_heads is None:
+        seeds = default_seeds(model)
+    else:
+        seeds = parse_seeds(seed_heads, seed_roles, n_heads=model.n_heads)
+    return model, seeds, task_prompts(model, n_prompts, seed=prompt_seed), params
+
+
 @main.command("trace", context_settings=SETTINGS)
-@click.option(
-    "--model",
-    "model_spec",
-    required=True,
-    help="TransformerLens model name (gpt2) or random:PRESET (gpt2-small, tiny).",
-)
-@click.option("--task", type=click.Choice(["ioi"]), default="ioi", help="Prompt task.")
-@click.option(
-    "--prompts",
-    "n_prompts",
-    type=click.IntRange(min=1),
-    default=256,
-    help="Number of prompts to generate.",
-)
-@click.option("--prompt-seed", type=int, default=0, help="Seed of the prompt generator.")
-@click.option(
-    "--seeds",
-    "seed_heads",
-    default=None,
-    help="Seed heads, e.g. 9.6,9.9,10.0 or 11.* (default: the model's known seeds).",
-)
-@click.option(
-    "--seed-roles",
-    default="END:IO",
-    help="DEST:SOURCE roles of the seed firings (SOURCE * for any).",
-)
-@click.option(
-    "--attention-threshold",
-    type=float,
-    default=TraceParams.attention_threshold,
-    help="A pair fires at this attention weight or more.",
-)
-@click.option(
-    "--signal-frac",
-    type=float,
-    default=TraceParams.signal_frac,
-    help="Share of the score that the sparse set S must exceed.",
-)
-@click.option(
-    "--edge-frac",
-    type=float,
-    default=TraceParams.edge_frac,
-    help="Share of the positive contributions that the edges must reach.",
-)
-@click.option(
-    "--batch-size", type=click.IntRange(min=1), default=32, help="Prompts per forward pass."
-)
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
+@tracing_options
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("traces.jsonl"),
-    help="JSON Lines file for the firings, edges and run record.",
+    help="JSON Lines file for the firings, edges and run.",
 )
 @click.option("--top", type=click.IntRange(min=0), default=10, help="Edges to show in the summary.")
 def trace_command(
@@ -89,28 +138,22 @@ def trace_command(
     out,
     top,
 ):
-    """Trace IOI prompts through a model and write firings and edges to a file."""
-    from ingest.job import default_seeds, run_trace, summarize, task_prompts
-    from ingest.model import ModelError, load_model
+    """Trace prompts and write firings and edges to a JSON Lines file (no store)."""
+    from ingest.job import run_trace, summarize
+    from ingest.model import ModelError
 
     try:
-        params = TraceParams(attention_threshold, signal_frac, edge_frac)
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise click.UsageError(
-                "--device cuda: no CUDA device is visible to torch; use --device cpu"
-            )
-    try:
-        model = load_model(model_spec, device=device)
-        if seed_heads is None:
-            seeds = default_seeds(model)
-        else:
-            seeds = parse_seeds(seed_heads, seed_roles, n_heads=model.n_heads)
-        prompts = task_prompts(model, n_prompts, seed=prompt_seed)
+        model, seeds, prompts, params = prepare(
+            model_spec,
+            n_prompts,
+            prompt_seed,
+            seed_heads,
+            seed_roles,
+            attention_threshold,
+            signal_frac,
+            edge_frac,
+            device,
+        )
         with click.progressbar(length=n_prompts, label="tracing", file=_progress_stream()) as bar:
             run, edges = run_trace(
                 model,
@@ -130,6 +173,103 @@ def trace_command(
     )
     if top and edges:
         click.echo(_table(summarize(edges, top=top)))
+
+
+@main.command("ingest", context_settings=SETTINGS)
+@tracing_options
+@click.option(
+    "--store",
+    "store_target",
+    default="./headgraph-db",
+    help="Folder of the embedded store (created if missing).",
+)
+@click.option(
+    "--run",
+    "run_name",
+    default=None,
+    help="Run name; rerun the same command with it to resume [default: MODEL-TASK-N].",
+)
+def ingest_command(
+    model_spec,
+    task,
+    n_prompts,
+    prompt_seed,
+    seed_heads,
+    seed_roles,
+    attention_threshold,
+    signal_frac,
+    edge_frac,
+    batch_size,
+    device,
+    store_target,
+    run_name,
+):
+    """Trace prompts and write the circuit graph to a store (idempotent, resumable)."""
+    from ingest.ingest_run import ingest
+    from ingest.model import ModelError
+    from queries.store import StoreError, open_store
+
+    run_name = run_name or f"{Path(model_spec).name}-{task}-{n_prompts}"
+    try:
+        model, seeds, prompts, params = prepare(
+            model_spec,
+            n_prompts,
+            prompt_seed,
+            seed_heads,
+            seed_roles,
+            attention_threshold,
+            signal_frac,
+            edge_frac,
+            device,
+        )
+        store = open_store(store_target)
+        try:
+            with click.progressbar(
+                length=n_prompts, label=f"ingesting {run_name}", file=_progress_stream()
+            ) as bar:
+                result = ingest(
+                    model,
+                    prompts,
+                    store=store,
+                    run=run_name,
+                    seeds=seeds,
+                    params=params,
+                    batch_size=batch_size,
+                    task=task,
+                    progress=lambda n, _: bar.update(n),
+                )
+        finally:
+            store.close()
+    except (ModelError, StoreError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    resumed = (
+        f" ({result.resumed} of {result.batches} batches already done)" if result.resumed else ""
+    )
+    click.echo(
+        f"run {result.run}: {result.prompts} prompts, {result.firings} firings, "
+        f"{result.edges} edges{resumed} in {result.seconds:.1f} s -> {store_target}"
+    )
+
+
+@main.command("runs", context_settings=SETTINGS)
+@click.option("--store", "store_target", default="./headgraph-db", help="The store.")
+def runs_command(store_target):
+    """List the runs in a store, newest first."""
+    from queries.store import StoreError, open_store
+
+    try:
+        store = open_store(store_target, read_only=True)
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        rows = store.runs()
+    finally:
+        store.close()
+    if not rows:
+        click.echo(f"no runs in {store_target}")
+        return
+    header = tuple(rows[0])
+    click.echo(_format([header] + [tuple(str(r[k]) for k in header) for r in rows]))
 
 
 @main.command("train-tiny-ioi", context_settings=SETTINGS)
@@ -166,24 +306,31 @@ def _progress_stream():
     """The terminal for a progress bar, or a sink when output is not a terminal (CI, pipes)."""
     if sys.stderr.isatty():
         return sys.stderr
-    return open(__import__("os").devnull, "w")  # noqa: SIM115 - closed with the process
+    return open(os.devnull, "w")  # noqa: SIM115 - closed with the process
 
 
 def _table(rows) -> str:
     header = ("upstream", "head", "side", "role", "prompts", "mean weight", "top SVs")
-    cells = [header] + [
-        (
-            r.upstream,
-            r.head,
-            r.side,
-            r.role,
-            str(r.prompts),
-            f"{r.mean_weight:.3f}",
-            ",".join(map(str, r.top_singular_vectors)),
-        )
-        for r in rows
-    ]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    return _format(
+        [header]
+        + [
+            (
+                r.upstream,
+                r.head,
+                r.side,
+                r.role,
+                str(r.prompts),
+                f"{r.mean_weight:.3f}",
+                ",".join(map(str, r.top_singular_vectors)),
+            )
+            for r in rows
+        ]
+    )
+
+
+def _format(cells) -> str:
+    """Rows of strings as aligned columns."""
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     )

@@ -1,0 +1,186 @@
+"""Traced batches as rows of the graph's tables (``queries.schema``), column by column.
+
+Keys: a component is ``{model}|{name}`` (``gpt2|9.9``), a singular vector
+``{model}|{L.H}|{k}``, a prompt ``{run}|{prompt id}``, a firing
+``{run}|{prompt id}|{L.H}|{dest}|{source}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from ingest.trace import SIDES, BatchTrace
+
+Rows = dict[str, list]  # column name -> values
+
+SEPARATOR = "|"
+
+
+def check_name(kind: str, value: str) -> None:
+    """Run names and prompt ids become parts of keys: refuse the separator."""
+    if not value or SEPARATOR in value:
+        raise ValueError(f"{kind} {value!r} must be non-empty and must not contain {SEPARATOR!r}")
+
+
+def model_rows(model) -> dict[str, Rows]:
+    """The model, its components (qk_bias nodes included) and every head's singular vectors."""
+    name, layout = model.name, model.layout
+    components = [*layout.components]
+    from ingest.components import Component
+
+    components += [
+        Component("qk_bias", l, h) for l in range(model.n_layers) for h in range(model.n_heads)
+    ]
+    sigma = model.qk.S.tolist()  # [layer][head][rank]
+    svs: Rows = defaultdict(list)
+    has: Rows = defaultdict(list)
+    for l in range(model.n_layers):
+        for h in range(model.n_heads):
+            for k, s in enumerate(sigma[l][h]):
+                key = f"{name}|{l}.{h}|{k}"
+                for column, value in (
+                    ("key", key),
+                    ("model", name),
+                    ("head_name", f"{l}.{h}"),
+                    ("layer", l),
+                    ("head", h),
+                    ("index", k),
+                    ("sigma", s),
+                ):
+                    svs[column].append(value)
+                has["from"].append(f"{name}|{l}.{h}")
+                has["to"].append(key)
+    return {
+        "Model": {
+            "key": [name],
+            "n_layers": [model.n_layers],
+            "n_heads": [model.n_heads],
+            "d_model": [model.d_model],
+            "d_head": [model.d_head],
+        },
+        "Component": {
+            "key": [f"{name}|{c.name}" for c in components],
+            "model": [name] * len(components),
+            "name": [c.name for c in components],
+            "kind": [c.kind for c in components],
+            "layer": [c.layer for c in components],
+            "head": [c.head for c in components],
+        },
+        "SingularVector": dict(svs),
+        "HAS_SV": dict(has),
+    }
+
+
+def batch_rows(trace: BatchTrace, *, model_name: str, run: str, batch: int) -> dict[str, Rows]:
+    """Rows for one traced batch: prompts, firings, and the SIGNAL, OF and IN relationships.
+
+    ``SIGNAL`` rows come in two tables, ``SIGNAL:Firing`` (from the upstream
+    head's traced firings at the token) and ``SIGNAL:Component`` (from the
+    component itself, when it is not a head firing there).
+    """
+    f = trace.firings
+    prompts = trace.prompts
+    cols = {
+        k: v.tolist()
+        for k, v in (("b", f.batch), ("l", f.layer), ("h", f.head), ("d", f.dest), ("s", f.source))
+    }
+    sparse = trace._sparse_sets()
+    traced = trace.traced.tolist()
+    firing_key = [
+        f"{run}|{prompts[b].id}|{l}.{h}|{d}|{s}"
+        for b, l, h, d, s in zip(*cols.values(), strict=True)
+    ]
+    firings: Rows = {
+        "key": firing_key,
+        "run": [run] * len(firing_key),
+        "prompt": [prompts[b].id for b in cols["b"]],
+        "head_name": [f"{l}.{h}" for l, h in zip(cols["l"], cols["h"], strict=True)],
+        "layer": cols["l"],
+        "head": cols["h"],
+        "dest": cols["d"],
+        "source": cols["s"],
+        "dest_role": [prompts[b].role_at(d) for b, d in zip(cols["b"], cols["d"], strict=True)],
+        "source_role": [prompts[b].role_at(s) for b, s in zip(cols["b"], cols["s"], strict=True)],
+        "attention": f.attention.tolist(),
+        "score": f.score.tolist(),
+        "svs": [list(svs) for svs, _ in sparse],
+        "terms": [list(t) for _, t in sparse],
+        "traced": traced,
+        "batch": [batch] * len(firing_key),
+    }
+    # Traced firings by (prompt, layer, head, dest): where an upstream head's signal comes from.
+    firing_at = defaultdict(list)
+    for i, (b, l, h, d) in enumerate(zip(cols["b"], cols["l"], cols["h"], cols["d"], strict=True)):
+        if traced[i]:
+            firing_at[(b, l, h, d)].append(firing_key[i])
+
+    axis = trace.layout.components
+    from_firing: Rows = defaultdict(list)
+    from_component: Rows = defaultdict(list)
+    edge_columns = zip(
+        trace.edge_firing.tolist(),
+        trace.edge_side.tolist(),
+        trace.edge_component.tolist(),
+        trace.edge_token.tolist(),
+        trace.edge_weight.tolist(),
+        trace.edge_share.tolist(),
+        strict=True,
+    )
+    for i, side, c, token, weight, share in edge_columns:
+        b, l, h = cols["b"][i], cols["l"][i], cols["h"][i]
+        upstream = axis[c].name if c < len(axis) else f"{l}.{h}:qk_bias"
+        sources = (
+            firing_at.get((b, axis[c].layer, axis[c].head, token), [])
+            if (c < len(axis) and axis[c].kind == "head")
+            else []
+        )
+        row = {
+            "run": run,
+            "prompt": prompts[b].id,
+            "upstream": upstream,
+            "head_name": f"{l}.{h}",
+            "side": SIDES[side],
+            "token": token,
+            "role": prompts[b].role_at(token),
+            "weight": weight,
+            "share": share,
+            "svs": list(sparse[i][0]),
+            "terms": list(sparse[i][1]),
+            "batch": batch,
+        }
+        for source in sources or [f"{model_name}|{upstream}"]:
+            table = from_firing if sources else from_component
+            table["from"].append(source)
+            table["to"].append(firing_key[i])
+            for column, value in row.items():
+                table[column].append(value)
+
+    prompt_rows: Rows = {
+        "key": [f"{run}|{p.id}" for p in prompts],
+        "run": [run] * len(prompts),
+        "id": [p.id for p in prompts],
+        "text": [p.text for p in prompts],
+        "tokens": [list(p.tokens) for p in prompts],
+        "roles": [json.dumps(dict(p.roles)) for p in prompts],
+        "batch": [batch] * len(prompts),
+    }
+    n = len(firing_key)
+    return {
+        "Prompt": prompt_rows,
+        "Firing": firings,
+        "OF_HEAD": {
+            "from": firing_key,
+            "to": [f"{model_name}|{l}.{h}" for l, h in zip(cols["l"], cols["h"], strict=True)],
+            "run": [run] * n,
+            "batch": [batch] * n,
+        },
+        "IN_PROMPT": {
+            "from": firing_key,
+            "to": [f"{run}|{prompts[b].id}" for b in cols["b"]],
+            "run": [run] * n,
+            "batch": [batch] * n,
+        },
+        "SIGNAL:Firing": dict(from_firing),
+        "SIGNAL:Component": dict(from_component),
+    }

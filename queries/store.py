@@ -1,0 +1,112 @@
+"""What every store does, on top of its backend's ``query`` and ``write``.
+
+A run is written batch by batch. Each batch is one transaction: it deletes
+anything an interrupted attempt left for that batch, copies the batch's nodes
+and relationships, and appends the batch to the run's ``done_batches``. A
+restarted run skips the batches already done. The run's aggregates are
+rebuilt from the stored edges at the end. Killed at any point and restarted,
+a run therefore ends with the same graph as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Rows = dict[str, list]
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or written (with what to do)."""
+
+
+def open_store(target: str, *, read_only: bool = False) -> GraphStore:
+    """A store by its address: a folder (embedded LadybugDB) or ``neo4j://host:port``.
+
+    Raises:
+        StoreError: it cannot be opened (with what to do).
+    """
+    if target.startswith(("neo4j://", "neo4j+s://", "bolt://", "bolt+s://")):
+        raise StoreError(
+            f"{target}: the Neo4j backend is not available in this version; use a folder "
+            "for the embedded store"
+        )
+    from queries.embedded import EmbeddedStore
+
+    return EmbeddedStore(target, read_only=read_only)
+
+
+class GraphStore:
+    """Run bookkeeping and batch writes; backends provide ``query``, ``write``
+    and the dialect's ``APPEND_DONE`` (append ``$batch`` to ``r.done_batches``)."""
+
+    APPEND_DONE = "SET r.done_batches = r.done_batches + $batch"
+
+    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def write(self, tables: dict[str, Rows], *, delete=(), then=()) -> None:
+        raise NotImplementedError
+
+    def run_info(self, run: str) -> dict[str, Any] | None:
+        """The run's record, or None if the store has no such run."""
+        rows = self.query(
+            "MATCH (r:Run) WHERE r.key = $run RETURN r.key AS key, r.model AS model, "
+            "r.task AS task, r.params AS params, r.status AS status, r.prompts AS prompts, "
+            "r.batches AS batches, r.done_batches AS done_batches, r.firings AS firings, "
+            "r.edges AS edges, r.started AS started, r.finished AS finished",
+            {"run": run},
+        )
+        return rows[0] if rows else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first."""
+        return self.query(
+            "MATCH (r:Run) RETURN r.key AS run, r.model AS model, r.task AS task, "
+            "r.status AS status, r.prompts AS prompts, r.firings AS firings, r.edges AS edges, "
+            "r.started AS started ORDER BY r.started DESC"
+        )
+
+    def has_model(self, name: str) -> bool:
+        return bool(self.query("MATCH (m:Model) WHERE m.key = $name RETURN m.key", {"name": name}))
+
+    def start_run(self, run_row: dict[str, Any], model_tables: dict[str, Rows] | None) -> None:
+        """Create the run (and the model's nodes, when the store lacks them), in one transaction."""
+        tables = dict(model_tables or {})
+        tables["Run"] = {k: [v] for k, v in run_row.items()}
+        self.write(tables)
+
+    def write_batch(self, run: str, batch: int, tables: dict[str, Rows]) -> None:
+        """Write one batch atomically; a leftover of an interrupted attempt is replaced."""
+        params = {"run": run, "batch": batch}
+        self.write(
+            tables,
+            delete=[
+                (
+                    "MATCH (f:Firing) WHERE f.run = $run AND f.batch = $batch DETACH DELETE f",
+                    params,
+                ),
+                (
+                    "MATCH (p:Prompt) WHERE p.run = $run AND p.batch = $batch DETACH DELETE p",
+                    params,
+                ),
+            ],
+            then=[(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)],
+        )
+
+    def signal_rows(self, run: str) -> list[dict[str, Any]]:
+        """Every per-prompt edge of a run (for the aggregates)."""
+        return self.query(
+            "MATCH ()-[s:SIGNAL]->() WHERE s.run = $run RETURN s.upstream AS upstream, "
+            "s.head_name AS head, s.side AS side, s.role AS role, s.prompt AS prompt, "
+            "s.weight AS weight, s.svs AS svs",
+            {"run": run},
+        )
+
+    def finish_run(self, run: str, carries: Rows, counts: dict[str, Any]) -> None:
+        """Replace the run's aggregates and mark it complete, in one transaction."""
+        sets = ", ".join(f"r.{k} = ${k}" for k in counts)
+        self.write(
+            {"CARRIES": carries},
+            delete=[("MATCH ()-[c:CARRIES]->() WHERE c.run = $run DELETE c", {"run": run})],
+            then=[(f"MATCH (r:Run) WHERE r.key = $run SET {sets}", {"run": run, **counts})],
+        )

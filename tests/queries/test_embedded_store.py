@@ -1,0 +1,205 @@
+"""The embedded store, written by the ingest job, read back with Cypher."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ingest.graph_rows import batch_rows
+from ingest.ingest_run import ingest
+from ingest.job import default_seeds, task_prompts
+from ingest.model import load_model
+from ingest.records import TraceParams
+from ingest.trace import trace
+from queries.store import StoreError, open_store
+
+RUN = "t32"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = load_model("tiny-ioi")
+    return model, task_prompts(model, 32, seed=5)
+
+
+@pytest.fixture(scope="module")
+def stored(tiny, tmp_path_factory):
+    model, prompts = tiny
+    store = open_store(str(tmp_path_factory.mktemp("store")))
+    result = ingest(model, prompts, store=store, run=RUN, seeds=default_seeds(model), batch_size=8)
+    yield store, result
+    store.close()
+
+
+def signature(store, run):
+    """Everything a run stored, as sorted rows (no timestamps)."""
+    return {
+        "firings": store.query(
+            "MATCH (f:Firing) WHERE f.run = $run RETURN f.key AS k, "
+            "f.svs AS svs, f.traced AS t ORDER BY k",
+            {"run": run},
+        ),
+        "signals": store.query(
+            "MATCH (a)-[s:SIGNAL]->(b:Firing) WHERE s.run = $run RETURN "
+            "a.key AS ak, b.key AS bk, s.side AS side, s.weight AS w "
+            "ORDER BY ak, bk, side",
+            {"run": run},
+        ),
+        "carries": store.query(
+            "MATCH (a)-[c:CARRIES]->(b) WHERE c.run = $run RETURN a.key AS ak, "
+            "b.key AS bk, c.side AS side, c.role AS role, c.prompts AS n, "
+            "c.svs AS svs, c.sv_counts AS counts ORDER BY ak, bk, side, role",
+            {"run": run},
+        ),
+        "prompts": store.query(
+            "MATCH (p:Prompt) WHERE p.run = $run RETURN p.key AS k ORDER BY k", {"run": run}
+        ),
+        "run": {k: v for k, v in store.run_info(run).items() if k not in ("started", "finished")},
+    }
+
+
+def test_the_store_holds_exactly_what_tracing_produced(tiny, stored):
+    model, prompts = tiny
+    store, result = stored
+    expected_firings = expected_signals = 0
+    for batch, start in enumerate(range(0, 32, 8)):
+        (traced,) = trace(
+            model, prompts[start : start + 8], seeds=default_seeds(model), batch_size=8
+        )
+        rows = batch_rows(traced, model_name=model.name, run=RUN, batch=batch)
+        expected_firings += len(rows["Firing"]["key"])
+        expected_signals += sum(
+            len(rows[t].get("from", [])) for t in ("SIGNAL:Firing", "SIGNAL:Component")
+        )
+    assert result.firings == expected_firings > 0
+    assert result.edges == expected_signals > 0
+    info = store.run_info(RUN)
+    assert info["status"] == "complete" and sorted(info["done_batches"]) == [0, 1, 2, 3]
+    assert len(signature(store, RUN)["prompts"]) == 32
+
+
+def test_every_firing_to_firing_edge_is_a_route_in_one_prompt(stored):
+    store, _ = stored
+    routes = store.query(
+        "MATCH (a:Firing)-[s:SIGNAL]->(b:Firing) WHERE s.run = $run RETURN "
+        "a.dest AS a_dest, a.prompt AS a_prompt, a.head_name AS a_head, "
+        "s.token AS token, s.prompt AS prompt, s.upstream AS upstream, "
+        "b.prompt AS b_prompt, b.dest AS b_dest, b.source AS b_source, "
+        "s.side AS side",
+        {"run": RUN},
+    )
+    assert routes
+    for r in routes:
+        assert r["a_dest"] == r["token"] and r["a_prompt"] == r["prompt"] == r["b_prompt"]
+        assert r["a_head"] == r["upstream"]
+        assert r["token"] == (r["b_dest"] if r["side"] == "query" else r["b_source"])
+    # Multi-hop paths need no filters: a two-hop path is one prompt's route.
+    two_hops = store.query(
+        "MATCH (a:Firing)-[:SIGNAL]->(b:Firing)-[:SIGNAL]->(c:Firing) "
+        "WHERE c.run = $run RETURN a.prompt AS pa, c.prompt AS pc",
+        {"run": RUN},
+    )
+    assert all(r["pa"] == r["pc"] for r in two_hops)
+
+
+def test_aggregates_count_distinct_prompts_per_edge(stored):
+    store, _ = stored
+    for c in store.query(
+        "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
+        "RETURN a.name AS up, b.name AS head, c.side AS side, c.role AS role, "
+        "c.prompts AS n, c.svs AS svs, c.sv_counts AS counts LIMIT 20",
+        {"run": RUN},
+    ):
+        rows = store.query(
+            "MATCH ()-[s:SIGNAL]->() WHERE s.run = $run AND s.upstream = $up AND "
+            "s.head_name = $head AND s.side = $side RETURN s.prompt AS p, "
+            "s.role AS role, s.svs AS svs",
+            {"run": RUN, "up": c["up"], "head": c["head"], "side": c["side"]},
+        )
+        rows = [r for r in rows if (r["role"] or "") == c["role"]]
+        assert c["n"] == len({r["p"] for r in rows}) > 0
+        assert sum(c["counts"]) == sum(len(r["svs"]) for r in rows)
+        assert c["counts"] == sorted(c["counts"], reverse=True)
+
+
+def test_rerunning_a_run_changes_nothing(tiny, stored):
+    model, prompts = tiny
+    store, _ = stored
+    before = signature(store, RUN)
+    again = ingest(model, prompts, store=store, run=RUN, seeds=default_seeds(model), batch_size=8)
+    assert again.resumed == again.batches == 4
+    assert signature(store, RUN) == before
+
+
+def test_a_run_name_reused_with_other_parameters_is_refused(tiny, stored):
+    model, prompts = tiny
+    store, _ = stored
+    with pytest.raises(StoreError, match="already exists with other parameters"):
+        ingest(
+            model,
+            prompts,
+            store=store,
+            run=RUN,
+            seeds=default_seeds(model),
+            batch_size=8,
+            params=TraceParams(edge_frac=0.9),
+        )
+    with pytest.raises(ValueError, match="must not contain"):
+        ingest(model, prompts, store=store, run="a|b", seeds=default_seeds(model))
+    assert store.run_info("a|b") is None
+
+
+def test_the_neo4j_address_is_refused_clearly_for_now():
+    with pytest.raises(StoreError, match="Neo4j backend is not available"):
+        open_store("neo4j://localhost:7687")
+
+
+@pytest.mark.slow
+def test_an_ingest_killed_mid_run_resumes_to_the_same_graph(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "explorer.cli",
+        "ingest",
+        "--prompts",
+        "96",
+        "--batch-size",
+        "4",
+        "--run",
+        "killed",
+    ]
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    subprocess.run([*command, "--store", str(clean)], check=True, capture_output=True)
+
+    process = subprocess.Popen(
+        [*command, "--store", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 120
+    done = []
+    while time.monotonic() < deadline and len(done) < 3 and process.poll() is None:
+        time.sleep(0.2)
+        try:
+            reader = open_store(str(killed), read_only=True)
+        except StoreError:
+            continue
+        try:
+            info = reader.run_info("killed")
+        except RuntimeError:  # tables not created yet
+            info = None
+        finally:
+            reader.close()
+        done = (info or {}).get("done_batches") or []
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 3 <= len(done) < 24, "the kill must land mid-run"
+
+    subprocess.run([*command, "--store", str(killed)], check=True, capture_output=True)
+    a, b = open_store(str(clean), read_only=True), open_store(str(killed), read_only=True)
+    try:
+        assert signature(a, "killed") == signature(b, "killed")
+    finally:
+        a.close()
+        b.close()
