@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from ingest.components import Component
 from ingest.trace import SIDES, BatchTrace
 
 Rows = dict[str, list]  # column name -> values
@@ -27,8 +28,6 @@ def model_rows(model) -> dict[str, Rows]:
     """The model, its components (qk_bias nodes included) and every head's singular vectors."""
     name, layout = model.name, model.layout
     components = [*layout.components]
-    from ingest.components import Component
-
     components += [
         Component("qk_bias", l, h) for l in range(model.n_layers) for h in range(model.n_heads)
     ]
@@ -76,7 +75,7 @@ def batch_rows(trace: BatchTrace, *, model_name: str, run: str, batch: int) -> d
     """Rows for one traced batch: prompts, firings, and the SIGNAL, OF and IN relationships.
 
     ``SIGNAL`` rows come in two tables, ``SIGNAL:Firing`` (from the upstream
-    head's traced firings at the token) and ``SIGNAL:Component`` (from the
+    head's traced firings at the token) and ``SIGNAL:Site`` (from the
     component itself, when it is not a head firing there).
     """
     f = trace.firings
@@ -115,9 +114,10 @@ def batch_rows(trace: BatchTrace, *, model_name: str, run: str, batch: int) -> d
         if traced[i]:
             firing_at[(b, l, h, d)].append(firing_key[i])
 
-    axis = trace.layout.components
+    axis = (*trace.layout.components, None)  # the last stands for the head's own qk_bias
     from_firing: Rows = defaultdict(list)
-    from_component: Rows = defaultdict(list)
+    from_site: Rows = defaultdict(list)
+    sites: dict[str, tuple] = {}
     edge_columns = zip(
         trace.edge_firing.tolist(),
         trace.edge_side.tolist(),
@@ -129,31 +129,26 @@ def batch_rows(trace: BatchTrace, *, model_name: str, run: str, batch: int) -> d
     )
     for i, side, c, token, weight, share in edge_columns:
         b, l, h = cols["b"][i], cols["l"][i], cols["h"][i]
-        upstream = axis[c].name if c < len(axis) else f"{l}.{h}:qk_bias"
-        sources = (
-            firing_at.get((b, axis[c].layer, axis[c].head, token), [])
-            if (c < len(axis) and axis[c].kind == "head")
-            else []
-        )
-        row = {
-            "run": run,
-            "prompt": prompts[b].id,
-            "upstream": upstream,
-            "head_name": f"{l}.{h}",
-            "side": SIDES[side],
-            "token": token,
-            "role": prompts[b].role_at(token),
-            "weight": weight,
-            "share": share,
-            "svs": list(sparse[i][0]),
-            "terms": list(sparse[i][1]),
-            "batch": batch,
-        }
-        for source in sources or [f"{model_name}|{upstream}"]:
-            table = from_firing if sources else from_component
+        up = axis[c] or Component("qk_bias", l, h)
+        prompt, role = prompts[b].id, prompts[b].role_at(token)
+        fired = firing_at.get((b, up.layer, up.head, token)) if up.kind == "head" else None
+        if fired:  # from the upstream head's firings that end at this token
+            table, sources = from_firing, fired
+        else:  # from the component itself at that token
+            site = f"{run}|{prompt}|{up.name}|{token}"
+            sites[site] = (prompt, up.name, up.kind, up.layer, up.head, token, role)
+            table, sources = from_site, [site]
+        for source in sources:
             table["from"].append(source)
             table["to"].append(firing_key[i])
-            for column, value in row.items():
+            for column, value in (
+                ("upstream", up.name),
+                ("side", SIDES[side]),
+                ("token", token),
+                ("weight", weight),
+                ("share", share),
+                ("batch", batch),
+            ):
                 table[column].append(value)
 
     prompt_rows: Rows = {
@@ -165,22 +160,17 @@ def batch_rows(trace: BatchTrace, *, model_name: str, run: str, batch: int) -> d
         "roles": [json.dumps(dict(p.roles)) for p in prompts],
         "batch": [batch] * len(prompts),
     }
-    n = len(firing_key)
+    site_columns = ("prompt", "component", "kind", "layer", "head", "token", "role")
+    site_rows: Rows = {
+        "key": list(sites),
+        "run": [run] * len(sites),
+        **{column: [v[k] for v in sites.values()] for k, column in enumerate(site_columns)},
+        "batch": [batch] * len(sites),
+    }
     return {
         "Prompt": prompt_rows,
         "Firing": firings,
-        "OF_HEAD": {
-            "from": firing_key,
-            "to": [f"{model_name}|{l}.{h}" for l, h in zip(cols["l"], cols["h"], strict=True)],
-            "run": [run] * n,
-            "batch": [batch] * n,
-        },
-        "IN_PROMPT": {
-            "from": firing_key,
-            "to": [f"{run}|{prompts[b].id}" for b in cols["b"]],
-            "run": [run] * n,
-            "batch": [batch] * n,
-        },
+        "Site": site_rows,
         "SIGNAL:Firing": dict(from_firing),
-        "SIGNAL:Component": dict(from_component),
+        "SIGNAL:Site": dict(from_site),
     }

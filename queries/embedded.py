@@ -75,7 +75,7 @@ class EmbeddedStore(GraphStore):
         """One transaction: run ``delete`` statements, COPY every table, run ``then``.
 
         Tables are named after the schema's types; ``SIGNAL:Firing`` and
-        ``SIGNAL:Component`` are SIGNAL rows from that node type.
+        ``SIGNAL:Site`` are SIGNAL rows from that node type.
         """
         self._conn.execute("BEGIN TRANSACTION")
         try:

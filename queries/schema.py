@@ -5,11 +5,17 @@ Neo4j as uniqueness constraints on the keys. ``docs/schema.md`` explains each
 type with example Cypher.
 
 Every firing is a node, and a per-prompt ``SIGNAL`` relationship runs *from the
-upstream head's firing at the token where it writes* (or from the component
-itself when it is not a firing head there) *to the downstream firing*. A path
-of SIGNAL relationships through Firing nodes is therefore a route that
-information can take in one prompt, token by token, with no extra filters.
-``CARRIES`` relationships between components aggregate a run.
+upstream head's firing at the token where it writes* (or from a ``Site``: the
+component at that token, when it is not a head firing there) *to the
+downstream firing*. A path of SIGNAL relationships through Firing nodes is
+therefore a route that information can take in one prompt, token by token,
+with no extra filters. ``CARRIES`` relationships between components aggregate
+a run.
+
+Per-prompt relationships never touch the shared Component nodes: firings and
+sites name their component and prompt as properties. (LadybugDB rewrites a
+node's adjacency on every bulk load that adds to it; relationships to hub
+nodes made each batch's load slower than the last.)
 """
 
 from __future__ import annotations
@@ -37,123 +43,43 @@ class RelType:
 STRING, INT, FLOAT, BOOL = "STRING", "INT64", "DOUBLE", "BOOLEAN"
 INTS, FLOATS = "INT64[]", "DOUBLE[]"
 
+# fmt: off
 NODES = (
-    NodeType(
-        "Model",
-        (("key", STRING), ("n_layers", INT), ("n_heads", INT), ("d_model", INT), ("d_head", INT)),
-    ),
-    NodeType(
-        "Run",
-        (
-            ("key", STRING),
-            ("model", STRING),
-            ("task", STRING),
-            ("params", STRING),
-            ("status", STRING),
-            ("started", STRING),
-            ("finished", STRING),
-            ("prompts", INT),
-            ("batches", INT),
-            ("done_batches", INTS),
-            ("firings", INT),
-            ("edges", INT),
-        ),
-    ),
-    NodeType(
-        "Component",
-        (
-            ("key", STRING),
-            ("model", STRING),
-            ("name", STRING),
-            ("kind", STRING),
-            ("layer", INT),
-            ("head", INT),
-        ),
-    ),
-    NodeType(
-        "SingularVector",
-        (
-            ("key", STRING),
-            ("model", STRING),
-            ("head_name", STRING),
-            ("layer", INT),
-            ("head", INT),
-            ("index", INT),
-            ("sigma", FLOAT),
-        ),
-    ),
-    NodeType(
-        "Prompt",
-        (
-            ("key", STRING),
-            ("run", STRING),
-            ("id", STRING),
-            ("text", STRING),
-            ("tokens", INTS),
-            ("roles", STRING),
-            ("batch", INT),
-        ),
-    ),
-    NodeType(
-        "Firing",
-        (
-            ("key", STRING),
-            ("run", STRING),
-            ("prompt", STRING),
-            ("head_name", STRING),
-            ("layer", INT),
-            ("head", INT),
-            ("dest", INT),
-            ("source", INT),
-            ("dest_role", STRING),
-            ("source_role", STRING),
-            ("attention", FLOAT),
-            ("score", FLOAT),
-            ("svs", INTS),
-            ("terms", FLOATS),
-            ("traced", BOOL),
-            ("batch", INT),
-        ),
-    ),
+    NodeType("Model", (("key", STRING), ("n_layers", INT), ("n_heads", INT), ("d_model", INT),
+                       ("d_head", INT))),
+    NodeType("Run", (("key", STRING), ("model", STRING), ("task", STRING), ("params", STRING),
+                     ("status", STRING), ("started", STRING), ("finished", STRING),
+                     ("prompts", INT), ("batches", INT), ("done_batches", INTS),
+                     ("firings", INT), ("edges", INT))),
+    NodeType("Component", (("key", STRING), ("model", STRING), ("name", STRING),
+                           ("kind", STRING), ("layer", INT), ("head", INT))),
+    NodeType("SingularVector", (("key", STRING), ("model", STRING), ("head_name", STRING),
+                                ("layer", INT), ("head", INT), ("index", INT),
+                                ("sigma", FLOAT))),
+    NodeType("Prompt", (("key", STRING), ("run", STRING), ("id", STRING), ("text", STRING),
+                        ("tokens", INTS), ("roles", STRING), ("batch", INT))),
+    NodeType("Site", (("key", STRING), ("run", STRING), ("prompt", STRING),
+                      ("component", STRING), ("kind", STRING), ("layer", INT), ("head", INT),
+                      ("token", INT), ("role", STRING), ("batch", INT))),
+    NodeType("Firing", (("key", STRING), ("run", STRING), ("prompt", STRING),
+                        ("head_name", STRING), ("layer", INT), ("head", INT), ("dest", INT),
+                        ("source", INT), ("dest_role", STRING), ("source_role", STRING),
+                        ("attention", FLOAT), ("score", FLOAT), ("svs", INTS),
+                        ("terms", FLOATS), ("traced", BOOL), ("batch", INT))),
 )
 
 RELS = (
-    RelType(
-        "SIGNAL",
-        (("Firing", "Firing"), ("Component", "Firing")),
-        (
-            ("run", STRING),
-            ("prompt", STRING),
-            ("upstream", STRING),
-            ("head_name", STRING),
-            ("side", STRING),
-            ("token", INT),
-            ("role", STRING),
-            ("weight", FLOAT),
-            ("share", FLOAT),
-            ("svs", INTS),
-            ("terms", FLOATS),
-            ("batch", INT),
-        ),
-    ),
-    RelType("OF_HEAD", (("Firing", "Component"),), (("run", STRING), ("batch", INT))),
-    RelType("IN_PROMPT", (("Firing", "Prompt"),), (("run", STRING), ("batch", INT))),
+    RelType("SIGNAL", (("Firing", "Firing"), ("Site", "Firing")),
+            # run, prompt, head, role, S and its terms: on the target Firing
+            (("upstream", STRING), ("side", STRING), ("token", INT), ("weight", FLOAT),
+             ("share", FLOAT), ("batch", INT))),
     RelType("HAS_SV", (("Component", "SingularVector"),), ()),
-    RelType(
-        "CARRIES",
-        (("Component", "Component"),),
-        (
-            ("run", STRING),
-            ("side", STRING),
-            ("role", STRING),
-            ("prompts", INT),
-            ("share_of_prompts", FLOAT),
-            ("mean_weight", FLOAT),
-            ("svs", INTS),
-            ("sv_counts", INTS),
-        ),
-    ),
+    RelType("CARRIES", (("Component", "Component"),),
+            (("run", STRING), ("side", STRING), ("role", STRING), ("prompts", INT),
+             ("share_of_prompts", FLOAT), ("mean_weight", FLOAT), ("svs", INTS),
+             ("sv_counts", INTS))),
 )
+# fmt: on
 
 NODE = {n.name: n for n in NODES}
 REL = {r.name: r for r in RELS}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 Rows = dict[str, list]
+PER_BATCH = ("Firing", "Site", "Prompt")  # node types written per batch (with a `batch` property)
 
 
 class StoreError(RuntimeError):
@@ -78,27 +79,20 @@ class GraphStore:
     def write_batch(self, run: str, batch: int, tables: dict[str, Rows]) -> None:
         """Write one batch atomically; a leftover of an interrupted attempt is replaced."""
         params = {"run": run, "batch": batch}
-        self.write(
-            tables,
-            delete=[
-                (
-                    "MATCH (f:Firing) WHERE f.run = $run AND f.batch = $batch DETACH DELETE f",
-                    params,
-                ),
-                (
-                    "MATCH (p:Prompt) WHERE p.run = $run AND p.batch = $batch DETACH DELETE p",
-                    params,
-                ),
-            ],
-            then=[(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)],
-        )
+        leftovers = [
+            (f"MATCH (n:{node}) WHERE n.run = $run AND n.batch = $batch DETACH DELETE n", params)
+            for node in PER_BATCH
+        ]
+        then = [(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)]
+        self.write(tables, delete=leftovers, then=then)
 
     def signal_rows(self, run: str) -> list[dict[str, Any]]:
         """Every per-prompt edge of a run (for the aggregates)."""
         return self.query(
-            "MATCH ()-[s:SIGNAL]->() WHERE s.run = $run RETURN s.upstream AS upstream, "
-            "s.head_name AS head, s.side AS side, s.role AS role, s.prompt AS prompt, "
-            "s.weight AS weight, s.svs AS svs",
+            "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN s.upstream AS upstream, "
+            "f.head_name AS head, s.side AS side, CASE WHEN s.side = 'query' THEN f.dest_role "
+            "ELSE f.source_role END AS role, f.prompt AS prompt, s.weight AS weight, "
+            "f.svs AS svs",
             {"run": run},
         )
 

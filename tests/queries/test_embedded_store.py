@@ -43,7 +43,7 @@ def signature(store, run):
             {"run": run},
         ),
         "signals": store.query(
-            "MATCH (a)-[s:SIGNAL]->(b:Firing) WHERE s.run = $run RETURN "
+            "MATCH (a)-[s:SIGNAL]->(b:Firing) WHERE b.run = $run RETURN "
             "a.key AS ak, b.key AS bk, s.side AS side, s.weight AS w "
             "ORDER BY ak, bk, side",
             {"run": run},
@@ -72,7 +72,7 @@ def test_the_store_holds_exactly_what_tracing_produced(tiny, stored):
         rows = batch_rows(traced, model_name=model.name, run=RUN, batch=batch)
         expected_firings += len(rows["Firing"]["key"])
         expected_signals += sum(
-            len(rows[t].get("from", [])) for t in ("SIGNAL:Firing", "SIGNAL:Component")
+            len(rows[t].get("from", [])) for t in ("SIGNAL:Firing", "SIGNAL:Site")
         )
     assert result.firings == expected_firings > 0
     assert result.edges == expected_signals > 0
@@ -84,16 +84,16 @@ def test_the_store_holds_exactly_what_tracing_produced(tiny, stored):
 def test_every_firing_to_firing_edge_is_a_route_in_one_prompt(stored):
     store, _ = stored
     routes = store.query(
-        "MATCH (a:Firing)-[s:SIGNAL]->(b:Firing) WHERE s.run = $run RETURN "
+        "MATCH (a:Firing)-[s:SIGNAL]->(b:Firing) WHERE b.run = $run RETURN "
         "a.dest AS a_dest, a.prompt AS a_prompt, a.head_name AS a_head, "
-        "s.token AS token, s.prompt AS prompt, s.upstream AS upstream, "
+        "s.token AS token, s.upstream AS upstream, "
         "b.prompt AS b_prompt, b.dest AS b_dest, b.source AS b_source, "
         "s.side AS side",
         {"run": RUN},
     )
     assert routes
     for r in routes:
-        assert r["a_dest"] == r["token"] and r["a_prompt"] == r["prompt"] == r["b_prompt"]
+        assert r["a_dest"] == r["token"] and r["a_prompt"] == r["b_prompt"]
         assert r["a_head"] == r["upstream"]
         assert r["token"] == (r["b_dest"] if r["side"] == "query" else r["b_source"])
     # Multi-hop paths need no filters: a two-hop path is one prompt's route.
@@ -114,9 +114,10 @@ def test_aggregates_count_distinct_prompts_per_edge(stored):
         {"run": RUN},
     ):
         rows = store.query(
-            "MATCH ()-[s:SIGNAL]->() WHERE s.run = $run AND s.upstream = $up AND "
-            "s.head_name = $head AND s.side = $side RETURN s.prompt AS p, "
-            "s.role AS role, s.svs AS svs",
+            "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run AND s.upstream = $up AND "
+            "f.head_name = $head AND s.side = $side RETURN f.prompt AS p, "
+            "CASE WHEN s.side = 'query' THEN f.dest_role ELSE f.source_role END AS role, "
+            "f.svs AS svs",
             {"run": RUN, "up": c["up"], "head": c["head"], "side": c["side"]},
         )
         rows = [r for r in rows if (r["role"] or "") == c["role"]]
