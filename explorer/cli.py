@@ -39,6 +39,13 @@ def tracing_options(command):
         ),
         click.option("--prompt-seed", type=int, default=0, help="Seed of the prompt generator."),
         click.option(
+            "--prompts-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="JSON Lines prompts (id, text, roles) instead of "
+            "generated ones; checked whole before any work.",
+        ),
+        click.option(
             "--seeds",
             "seed_heads",
             default=None,
@@ -81,14 +88,18 @@ def tracing_options(command):
 
 
 def prepare(
+    *,
     model_spec,
+    task,
     n_prompts,
     prompt_seed,
+    prompts_file,
     seed_heads,
     seed_roles,
     attention_threshold,
     signal_frac,
     edge_frac,
+    batch_size,
     device,
 ):
     """Model, seeds, prompts and parameters from the shared options (usage errors as such)."""
@@ -103,15 +114,23 @@ def prepare(
         import torch
 
         if not torch.cuda.is_available():
-            raise click.UsageError(
-                "--device cuda: no CUDA device is visible to torch; use --device cpu"
-            )
+            raise click.UsageError("--device cuda: no CUDA device is visible; use --device cpu")
     model = load_model(model_spec, device=device)
     if seed_heads is None:
         seeds = default_seeds(model)
     else:
         seeds = parse_seeds(seed_heads, seed_roles, n_heads=model.n_heads)
-    return model, seeds, task_prompts(model, n_prompts, seed=prompt_seed), params
+    if prompts_file is not None:
+        from ingest.prompts_file import read_prompts
+
+        prompts = read_prompts(prompts_file, model.tokenizer)
+    else:
+        prompts = task_prompts(model, n_prompts, seed=prompt_seed)
+    return (
+        model,
+        prompts,
+        {"seeds": seeds, "params": params, "batch_size": batch_size, "task": task},
+    )
 
 
 @main.command("trace", context_settings=SETTINGS)
@@ -123,47 +142,18 @@ def prepare(
     help="JSON Lines file for the firings, edges and run.",
 )
 @click.option("--top", type=click.IntRange(min=0), default=10, help="Edges to show in the summary.")
-def trace_command(
-    model_spec,
-    task,
-    n_prompts,
-    prompt_seed,
-    seed_heads,
-    seed_roles,
-    attention_threshold,
-    signal_frac,
-    edge_frac,
-    batch_size,
-    device,
-    out,
-    top,
-):
+def trace_command(out, top, **shared):
     """Trace prompts and write firings and edges to a JSON Lines file (no store)."""
     from ingest.job import run_trace, summarize
     from ingest.model import ModelError
 
     try:
-        model, seeds, prompts, params = prepare(
-            model_spec,
-            n_prompts,
-            prompt_seed,
-            seed_heads,
-            seed_roles,
-            attention_threshold,
-            signal_frac,
-            edge_frac,
-            device,
-        )
-        with click.progressbar(length=n_prompts, label="tracing", file=_progress_stream()) as bar:
+        model, prompts, options = prepare(**shared)
+        with click.progressbar(
+            length=len(prompts), label="tracing", file=_progress_stream()
+        ) as bar:
             run, edges = run_trace(
-                model,
-                prompts,
-                out=out,
-                seeds=seeds,
-                params=params,
-                batch_size=batch_size,
-                task=task,
-                progress=lambda n, _: bar.update(n),
+                model, prompts, out=out, **options, progress=lambda n, _: bar.update(n)
             )
     except (ModelError, ValueError) as error:
         raise click.ClickException(str(error)) from None
@@ -187,55 +177,29 @@ def trace_command(
     "--run",
     "run_name",
     default=None,
-    help="Run name; rerun the same command with it to resume [default: MODEL-TASK-N].",
+    help="Run name; rerun the same command to resume [default: MODEL-TASK-N].",
 )
-def ingest_command(
-    model_spec,
-    task,
-    n_prompts,
-    prompt_seed,
-    seed_heads,
-    seed_roles,
-    attention_threshold,
-    signal_frac,
-    edge_frac,
-    batch_size,
-    device,
-    store_target,
-    run_name,
-):
+def ingest_command(store_target, run_name, **shared):
     """Trace prompts and write the circuit graph to a store (idempotent, resumable)."""
     from ingest.ingest_run import ingest
     from ingest.model import ModelError
     from queries.store import StoreError, open_store
 
-    run_name = run_name or f"{Path(model_spec).name}-{task}-{n_prompts}"
+    source = Path(shared["prompts_file"]).stem if shared["prompts_file"] else shared["n_prompts"]
+    run_name = run_name or f"{Path(shared['model_spec']).name}-{shared['task']}-{source}"
     try:
-        model, seeds, prompts, params = prepare(
-            model_spec,
-            n_prompts,
-            prompt_seed,
-            seed_heads,
-            seed_roles,
-            attention_threshold,
-            signal_frac,
-            edge_frac,
-            device,
-        )
+        model, prompts, options = prepare(**shared)
         store = open_store(store_target)
         try:
             with click.progressbar(
-                length=n_prompts, label=f"ingesting {run_name}", file=_progress_stream()
+                length=len(prompts), label=f"ingesting {run_name}", file=_progress_stream()
             ) as bar:
                 result = ingest(
                     model,
                     prompts,
                     store=store,
                     run=run_name,
-                    seeds=seeds,
-                    params=params,
-                    batch_size=batch_size,
-                    task=task,
+                    **options,
                     progress=lambda n, _: bar.update(n),
                 )
         finally:

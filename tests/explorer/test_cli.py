@@ -113,3 +113,36 @@ def test_trace_on_the_bundled_tiny_ioi_uses_its_card_seeds(tmp_path):
     run = json.loads(out.read_text().splitlines()[-1])
     assert run["model"] == "tiny-ioi" and run["edges"] > 0
     assert all(seed.endswith("END->IO+1") for seed in run["seeds"])
+
+
+def test_ingest_from_a_prompts_file_and_list_runs(tmp_path):
+    prompts = tmp_path / "mine.jsonl"
+    text = "Then, Ashley and John went to the store. John gave a ring to"
+    prompts.write_text(
+        "\n".join(
+            json.dumps(
+                {"id": f"p{i}", "text": text, "roles": {"IO": 2, "S2": 10, "END": 14, "IO+1": 3}}
+            )
+            for i in range(3)
+        )
+        + "\n"
+    )
+    store = tmp_path / "db"
+    result = CliRunner().invoke(
+        main, ["ingest", "--prompts-file", str(prompts), "--store", str(store)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "run tiny-ioi-ioi-mine: 3 prompts" in result.output
+    listed = CliRunner().invoke(main, ["runs", "--store", str(store)])
+    assert "tiny-ioi-ioi-mine" in listed.output and "complete" in listed.output
+
+
+def test_a_bad_prompts_file_writes_nothing(tmp_path):
+    prompts = tmp_path / "bad.jsonl"
+    prompts.write_text('{"id": "p", "text": "Ashley", "roles": {"END": 7}}\n')
+    store = tmp_path / "db"
+    result = CliRunner().invoke(
+        main, ["ingest", "--prompts-file", str(prompts), "--store", str(store)]
+    )
+    assert result.exit_code == 1 and "line 1: role END is at token 7" in result.output
+    assert not store.exists()
