@@ -1,0 +1,48 @@
+"""Every Cypher example in docs/schema.md runs on the embedded store and returns rows."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from ingest.ingest_run import ingest
+from ingest.job import default_seeds, task_prompts
+from ingest.model import load_model
+from queries.store import open_store
+
+DOC = Path(__file__).parents[2] / "docs" / "schema.md"
+EXAMPLES = re.findall(r"```cypher\n(.*?)```", DOC.read_text(), flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    model = load_model("tiny-ioi")
+    store = open_store(str(tmp_path_factory.mktemp("docs")))
+    ingest(
+        model,
+        task_prompts(model, 24, seed=2),
+        store=store,
+        run="docs",
+        seeds=default_seeds(model),
+        batch_size=12,
+    )
+    yield store
+    store.close()
+
+
+def test_the_doc_has_examples():
+    assert len(EXAMPLES) >= 6
+
+
+@pytest.mark.parametrize("cypher", EXAMPLES, ids=[e.split("\n")[0][:40] for e in EXAMPLES])
+def test_each_example_runs_and_answers(store, cypher):
+    head = "1.0"
+    prompt = store.query(
+        "MATCH (f:Firing) WHERE f.run = 'docs' AND f.head_name = $h AND "
+        "f.traced RETURN f.prompt AS p LIMIT 1",
+        {"h": head},
+    )[0]["p"]
+    params = {"run": "docs", "head": head, "prompt": prompt}
+    used = {name: value for name, value in params.items() if f"${name}" in cypher}
+    rows = store.query(cypher, used)
+    assert rows, cypher
