@@ -84,7 +84,7 @@ def batch_rows(trace: BatchTrace, *, model_name: str, run: str, batch: int) -> d
         k: v.tolist()
         for k, v in (("b", f.batch), ("l", f.layer), ("h", f.head), ("d", f.dest), ("s", f.source))
     }
-    sparse = trace._sparse_sets()
+    sparse = trace.sparse_sets()
     traced = trace.traced.tolist()
     firing_key = [
         f"{run}|{prompts[b].id}|{l}.{h}|{d}|{s}"

@@ -64,7 +64,7 @@ class BatchTrace:
             *(t.tolist() for t in (f.batch, f.layer, f.head, f.dest, f.source)),
             f.attention.tolist(),
             f.score.tolist(),
-            self._sparse_sets(),
+            self.sparse_sets(),
             self.traced.tolist(),
             strict=True,
         )
@@ -94,7 +94,7 @@ class BatchTrace:
     def edge_records(self) -> list[Edge]:
         """The edges as records, each carrying its firing's sparse set and terms."""
         f = self.firings
-        sparse = self._sparse_sets()
+        sparse = self.sparse_sets()
         heads = f.head.tolist()
         axis = (*self.layout.components, None)
         rows = zip(
@@ -127,7 +127,8 @@ class BatchTrace:
             )
         return out
 
-    def _sparse_sets(self) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
+    def sparse_sets(self) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
+        """Per firing: its sparse set S (strongest first) and the terms, same order."""
         f = self.firings
         sorted_terms = torch.gather(f.terms, -1, f.order).tolist()
         return [
