@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -149,12 +151,8 @@ def trace_command(out, top, **shared):
 
     try:
         model, prompts, options = prepare(**shared)
-        with click.progressbar(
-            length=len(prompts), label="tracing", file=_progress_stream()
-        ) as bar:
-            run, edges = run_trace(
-                model, prompts, out=out, **options, progress=lambda n, _: bar.update(n)
-            )
+        with progress_bar(len(prompts), "tracing") as progress:
+            run, edges = run_trace(model, prompts, out=out, **options, progress=progress)
     except (ModelError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(
@@ -191,16 +189,9 @@ def ingest_command(store_target, run_name, **shared):
         model, prompts, options = prepare(**shared)
         store = open_store(store_target)
         try:
-            with click.progressbar(
-                length=len(prompts), label=f"ingesting {run_name}", file=_progress_stream()
-            ) as bar:
+            with progress_bar(len(prompts), f"ingesting {run_name}") as progress:
                 result = ingest(
-                    model,
-                    prompts,
-                    store=store,
-                    run=run_name,
-                    **options,
-                    progress=lambda n, _: bar.update(n),
+                    model, prompts, store=store, run=run_name, **options, progress=progress
                 )
         finally:
             store.close()
@@ -264,6 +255,29 @@ def train_tiny_ioi_command(seed, steps, out):
     )
     for role, heads in card["roles"].items():
         click.echo(f"  {role}: {', '.join(heads) or '-'}")
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, label: str):
+    """A progress bar over prompts that also shows edges and their rate; quiet off a terminal.
+
+    Yields ``update(prompts_done_now, edges_so_far)``.
+    """
+    start, edges = time.perf_counter(), [0]
+
+    def show(_):
+        seconds = time.perf_counter() - start
+        return f"{edges[0]:,} edges, {edges[0] / seconds:,.0f} edges/s" if seconds else ""
+
+    with click.progressbar(
+        length=total, label=label, file=_progress_stream(), item_show_func=show
+    ) as bar:
+
+        def update(n: int, edges_so_far: int) -> None:
+            edges[0] = edges_so_far
+            bar.update(n, current_item=edges_so_far)
+
+        yield update
 
 
 def _progress_stream():

@@ -109,15 +109,16 @@ def ingest(
         )
     else:
         done = set(info["done_batches"])
+    written = 0
     for batch in range(n_batches):
         part = prompts[batch * batch_size : (batch + 1) * batch_size]
         if batch not in done:
             (traced,) = trace(model, part, seeds=seeds, params=params, batch_size=len(part))
-            store.write_batch(
-                run, batch, batch_rows(traced, model_name=model.name, run=run, batch=batch)
-            )
+            rows = batch_rows(traced, model_name=model.name, run=run, batch=batch)
+            store.write_batch(run, batch, rows)
+            written += sum(len(rows[t].get("from", ())) for t in ("SIGNAL:Firing", "SIGNAL:Site"))
         if progress:
-            progress(len(part), batch)
+            progress(len(part), written)
 
     signals = store.signal_rows(run)
     counts = {
