@@ -169,7 +169,8 @@ def trace_command(out, top, **shared):
     "--store",
     "store_target",
     default="./headgraph-db",
-    help="Folder of the embedded store (created if missing).",
+    help="A folder for the embedded store (created if missing), or neo4j://HOST:PORT "
+    "(credentials from NEO4J_USER and NEO4J_PASSWORD).",
 )
 @click.option(
     "--run",

@@ -27,10 +27,9 @@ def open_store(target: str, *, read_only: bool = False) -> GraphStore:
         StoreError: it cannot be opened (with what to do).
     """
     if target.startswith(("neo4j://", "neo4j+s://", "bolt://", "bolt+s://")):
-        raise StoreError(
-            f"{target}: the Neo4j backend is not available in this version; use a folder "
-            "for the embedded store"
-        )
+        from queries.neo4j_store import Neo4jStore
+
+        return Neo4jStore(target, read_only=read_only)
     from queries.embedded import EmbeddedStore
 
     return EmbeddedStore(target, read_only=read_only)

@@ -1,4 +1,4 @@
-"""Every Cypher example in docs/schema.md runs on the embedded store and returns rows."""
+"""Every Cypher example in docs/schema.md runs on every backend and returns rows."""
 
 import re
 from pathlib import Path
@@ -9,15 +9,19 @@ from ingest.ingest_run import ingest
 from ingest.job import default_seeds, task_prompts
 from ingest.model import load_model
 from queries.store import open_store
+from tests.queries.conftest import empty
 
 DOC = Path(__file__).parents[2] / "docs" / "schema.md"
 EXAMPLES = re.findall(r"```cypher\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
+@pytest.fixture(scope="module", params=["embedded", "neo4j"])
+def store(request, tmp_path_factory):
     model = load_model("tiny-ioi")
-    store = open_store(str(tmp_path_factory.mktemp("docs")))
+    if request.param == "embedded":
+        store = open_store(str(tmp_path_factory.mktemp("docs")))
+    else:
+        store = empty(request.getfixturevalue("bolt_store"))
     ingest(
         model,
         task_prompts(model, 24, seed=2),
@@ -27,7 +31,8 @@ def store(tmp_path_factory):
         batch_size=12,
     )
     yield store
-    store.close()
+    if store.kind == "embedded":
+        store.close()
 
 
 def test_the_doc_has_examples():

