@@ -53,12 +53,6 @@ class EmbeddedStore(GraphStore):
         self._conn.close()
         self._db.close()
 
-    def __enter__(self) -> EmbeddedStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run Cypher and return the rows as dicts."""
         result = self._conn.execute(cypher, parameters=params or {})

@@ -98,12 +98,6 @@ class Neo4jStore(GraphStore):
     def close(self) -> None:
         self._driver.close()
 
-    def __enter__(self) -> Neo4jStore:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._driver.session() as session:
             return [record.data() for record in session.run(cypher, params or {})]

@@ -36,10 +36,20 @@ def open_store(target: str, *, read_only: bool = False) -> GraphStore:
 
 
 class GraphStore:
-    """Run bookkeeping and batch writes; backends provide ``query``, ``write``
-    and the dialect's ``APPEND_DONE`` (append ``$batch`` to ``r.done_batches``)."""
+    """Run bookkeeping and batch writes; backends provide ``query``, ``write``,
+    ``close`` and the dialect's ``APPEND_DONE`` (append ``$batch`` to ``r.done_batches``).
+    A store is a context manager that closes it."""
 
-    APPEND_DONE = "SET r.done_batches = r.done_batches + $batch"
+    APPEND_DONE: str  # each backend's dialect
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError
