@@ -32,7 +32,7 @@ def main() -> None:
     import ladybug
     import pandas as pd
 
-    from ingest.graph_rows import batch_rows, model_rows
+    from ingest.graph_rows import SIGNAL_TABLES, batch_rows, edge_count, model_rows
     from ingest.ingest_run import carries_rows
     from ingest.ioi import ioi_prompts
     from ingest.job import default_seeds
@@ -49,7 +49,7 @@ def main() -> None:
     ):
         rows = batch_rows(batch, model_name=model.name, run="bench", batch=i)
         batches.append(rows)
-        edges += sum(len(rows[t].get("from", [])) for t in ("SIGNAL:Firing", "SIGNAL:Site"))
+        edges += edge_count(rows)
         if edges >= args.edges:
             break
     n_prompts = sum(len(b["Prompt"]["key"]) for b in batches)
@@ -67,9 +67,7 @@ def main() -> None:
             + ", ".join(f"`{name}` {kind}" for name, kind in columns)
             + ")"
         )
-        signal = pd.concat(
-            [pd.DataFrame(b[t]) for b in batches for t in ("SIGNAL:Firing", "SIGNAL:Site") if b[t]]
-        )
+        signal = pd.concat([pd.DataFrame(b[t]) for b in batches for t in SIGNAL_TABLES if b[t]])
         nodes = pd.DataFrame({"key": pd.unique(pd.concat([signal["from"], signal["to"]]))})  # noqa: F841
         conn.execute("COPY N FROM nodes")
         raw = signal[["from", "to", *(name for name, _ in columns)]]  # noqa: F841

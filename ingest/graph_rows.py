@@ -2,7 +2,8 @@
 
 Keys: a component is ``{model}|{name}`` (``gpt2|9.9``), a singular vector
 ``{model}|{L.H}|{k}``, a prompt ``{run}|{prompt id}``, a firing
-``{run}|{prompt id}|{L.H}|{dest}|{source}``.
+``{run}|{prompt id}|{L.H}|{dest}|{source}``, a site
+``{run}|{prompt id}|{component}|{token}``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from ingest.trace import SIDES, BatchTrace
 Rows = dict[str, list]  # column name -> values
 
 SEPARATOR = "|"
+SIGNAL_TABLES = ("SIGNAL:Firing", "SIGNAL:Site")  # SIGNAL rows, by the source's node type
+
+
+def edge_count(tables: dict[str, Rows]) -> int:
+    """How many SIGNAL relationships a batch's tables hold."""
+    return sum(len(tables[t].get("from", ())) for t in SIGNAL_TABLES if t in tables)
 
 
 def check_name(kind: str, value: str) -> None:

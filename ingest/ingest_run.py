@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
-from ingest.graph_rows import batch_rows, check_name, model_rows
+from ingest.graph_rows import batch_rows, check_name, edge_count, model_rows
 from ingest.records import Prompt, Seed, TraceParams
 from ingest.trace import check_inputs, trace
 from queries.store import GraphStore, Rows, StoreError
@@ -109,16 +109,20 @@ def ingest(
         )
     else:
         done = set(info["done_batches"])
+    # Batches are written in order, so the done ones are a prefix: resume after it.
+    first = next((b for b in range(n_batches) if b not in done), n_batches)
+    if progress and first:
+        progress(min(first * batch_size, len(prompts)), 0)
     written = 0
-    for batch in range(n_batches):
-        part = prompts[batch * batch_size : (batch + 1) * batch_size]
-        if batch not in done:
-            (traced,) = trace(model, part, seeds=seeds, params=params, batch_size=len(part))
-            rows = batch_rows(traced, model_name=model.name, run=run, batch=batch)
-            store.write_batch(run, batch, rows)
-            written += sum(len(rows[t].get("from", ())) for t in ("SIGNAL:Firing", "SIGNAL:Site"))
+    rest = prompts[first * batch_size :]
+    for batch, traced in enumerate(
+        trace(model, rest, seeds=seeds, params=params, batch_size=batch_size), start=first
+    ):
+        rows = batch_rows(traced, model_name=model.name, run=run, batch=batch)
+        store.write_batch(run, batch, rows)
+        written += edge_count(rows)
         if progress:
-            progress(len(part), written)
+            progress(len(traced.prompts), written)
 
     signals = store.signal_rows(run)
     counts = {

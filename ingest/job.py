@@ -55,7 +55,8 @@ def default_seeds(model) -> tuple[Seed, ...]:
     elif model.name == "tiny-ioi":
         from ingest import tiny_ioi
 
-        heads, roles = tiny_ioi.card()["seeds"]["heads"], tiny_ioi.card()["seeds"]["roles"]
+        card_seeds = tiny_ioi.card()["seeds"]
+        heads, roles = card_seeds["heads"], card_seeds["roles"]
     elif model.name.startswith("random:"):
         heads, roles = f"{model.n_layers - 1}.*", "END:*"
     else:
