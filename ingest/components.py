@@ -13,7 +13,6 @@ belongs to the head itself and is carried as a separate column.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -54,26 +53,6 @@ class Component:
 def head(layer: int, index: int) -> Component:
     """The attention head ``layer.index``."""
     return Component("head", layer, index)
-
-
-_HEAD_FORMS = (
-    re.compile(r"^(\d+)\.(\d+)$"),  # 9.9
-    re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE),  # L9H9
-    re.compile(r"^a(\d+)\.h(\d+)$", re.IGNORECASE),  # a9.h9
-)
-
-
-def parse_head(text: str) -> tuple[int, int]:
-    """Parse a head written ``9.9``, ``L9H9`` or ``a9.h9`` into ``(layer, head)``.
-
-    Raises:
-        ValueError: the text is not a head name.
-    """
-    for form in _HEAD_FORMS:
-        match = form.match(text.strip())
-        if match:
-            return int(match.group(1)), int(match.group(2))
-    raise ValueError(f"{text!r} is not a head name: write it as LAYER.HEAD, e.g. 9.9 (or L9H9)")
 
 
 @dataclass(frozen=True)

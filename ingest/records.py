@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-from ingest.components import Component, parse_head
+from ingest.components import Component
+from queries.names import parse_head
 
 Side = Literal["query", "key"]
 

@@ -59,6 +59,11 @@ class EmbeddedStore(GraphStore):
         columns = result.get_column_names()
         return [dict(zip(columns, row, strict=True)) for row in result.get_all()]
 
+    def frame(self, cypher: str, params: dict[str, Any] | None = None, *, columns=()):
+        """Run Cypher and return the rows as a pandas DataFrame, through Arrow (fast)."""
+        result = self._conn.execute(cypher, parameters=params or {})
+        return result.get_as_arrow().to_pandas()
+
     def write(
         self,
         tables: dict[str, Rows],

@@ -57,6 +57,13 @@ class GraphStore:
     def write(self, tables: dict[str, Rows], *, delete=(), then=()) -> None:
         raise NotImplementedError
 
+    def frame(self, cypher: str, params: dict[str, Any] | None = None, *, columns=()):
+        """Run Cypher and return the rows as a pandas DataFrame (``columns`` name an empty one)."""
+        import pandas as pd
+
+        rows = self.query(cypher, params)
+        return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
+
     def run_info(self, run: str) -> dict[str, Any] | None:
         """The run's record, or None if the store has no such run."""
         rows = self.query(

@@ -1,0 +1,244 @@
+"""A target head's backward cone: every per-prompt edge a route into the head can use.
+
+One read of the run's ``SIGNAL`` relationships into firings below the target
+(and into the target's own firings), turned into a graph whose nodes are
+*a component at a token*, named by the token's role: ``0.3@S2``. Within a
+prompt a role names one token, so these nodes are exact per prompt, and the
+same names line up across prompts. Tokens without a role are named by
+position (``#7``).
+
+A node is a *site* (``~`` in its key) where the component wrote without
+firing there: an embedding, an MLP, a bias, or a head that did not fire at
+that token. Sites are where the traced signal enters; a node that is a head
+firing has its own incoming edges. Per prompt and edge only the strongest
+copy is kept (a head firing from one token to several sources is one node).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from queries.selection import RunRef
+from queries.store import GraphStore
+
+EDGES = (
+    "MATCH (a:{source})-[s:SIGNAL]->(f:Firing) "
+    "WHERE f.run = $run AND (f.layer < $layer OR f.head_name = $head){prompt} "
+    "RETURN f.prompt AS prompt, s.upstream AS up, s.token AS token, s.side AS side, "
+    "s.share AS share, s.weight AS weight, f.head_name AS down, f.dest AS dest, "
+    "f.source AS source, f.dest_role AS dest_role, f.source_role AS source_role"
+)
+FIRINGS = (  # the sparse sets, read apart: lists are slow to read, and firings are few
+    "MATCH (f:Firing) WHERE f.run = $run AND (f.layer < $layer OR f.head_name = $head){prompt} "
+    "RETURN f.prompt AS prompt, f.head_name AS head, f.dest AS dest, f.source AS source, "
+    "f.svs AS svs"
+)
+COLUMNS = ("prompt", "up", "token", "side", "share", "weight", "down", "dest")
+COLUMNS += ("source", "dest_role", "source_role")
+FIRING_COLUMNS = ("prompt", "head", "dest", "source", "svs")
+SIDES = ("query", "key")
+
+
+def is_constant(component: str) -> bool:
+    """Biases write the same vector whatever the input: no information enters there."""
+    return component.startswith("attn_bias") or component.endswith(":qk_bias")
+
+
+def layer_order(component: str) -> float:
+    """A key that sorts every edge's upstream before its downstream (embeddings first)."""
+    if component in ("embed", "pos_embed"):
+        return -1.0
+    if component.endswith(":qk_bias"):
+        return int(component.split(".")[0]) - 0.5
+    numbered = re.fullmatch(r"(?:mlp|attn_bias)(\d+)", component)
+    if numbered:
+        return int(numbered.group(1)) + 0.5
+    return float(component.split(".")[0])
+
+
+@dataclass(frozen=True)
+class Node:
+    """A component at a token (by role). ``site``: it wrote there without firing."""
+
+    component: str
+    role: str
+    site: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.component}@{self.role}"
+
+
+@dataclass(frozen=True)
+class Cone:
+    """The edges into one head's firings and everything upstream of them.
+
+    Attributes:
+        run: The run read.
+        target: The head, ``L.H``.
+        prompt_ids: Prompt ids, by prompt index.
+        n_prompts: The denominator of prompt shares: the run's prompts (1 with a prompt filter).
+        nodes: Every node, by node id.
+        targets: Node ids of the target's firings (after the role filter).
+        edge_up, edge_down, edge_side: Per edge id (``side`` 0 query, 1 key).
+        rows: One row per (edge, prompt), sorted by edge then prompt: ``edge``,
+            ``prompt`` (index), ``share``, ``weight``, and the target firing's
+            ``dest`` and ``source`` tokens.
+        sparse_sets: ``(prompt id, head, dest, source)`` -> the firing's S.
+    """
+
+    run: RunRef
+    target: str
+    prompt_ids: list[str]
+    n_prompts: int
+    nodes: list[Node]
+    targets: frozenset[int]
+    edge_up: np.ndarray
+    edge_down: np.ndarray
+    edge_side: np.ndarray
+    rows: pd.DataFrame
+    sparse_sets: dict[tuple[str, str, int, int], list[int]]
+
+    @cached_property
+    def bounds(self) -> np.ndarray:
+        """``[edge + 1]`` offsets of each edge's rows in ``rows``."""
+        return np.searchsorted(self.rows["edge"].to_numpy(), np.arange(len(self.edge_up) + 1))
+
+    @cached_property
+    def _by_down(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.edge_down, kind="stable")
+        return order, np.searchsorted(self.edge_down[order], np.arange(len(self.nodes) + 1))
+
+    def edges_into(self, node: int) -> list[int]:
+        """Ids of the edges into a node (ascending)."""
+        order, bounds = self._by_down
+        return order[bounds[node] : bounds[node + 1]].tolist()
+
+    def shares(self, edge: int) -> dict[int, float]:
+        """Prompt index -> the edge's share in that prompt (where it occurs)."""
+        a, b = self.bounds[edge], self.bounds[edge + 1]
+        prompts = self.rows["prompt"].to_numpy()[a:b].tolist()
+        return dict(zip(prompts, self.rows["share"].to_numpy()[a:b].tolist(), strict=True))
+
+    def singular_vectors(self, edge: int, prompts) -> dict[int, int]:
+        """How often each singular vector carried the edge's target firing, over ``prompts``."""
+        a, b = self.bounds[edge], self.bounds[edge + 1]
+        wanted = set(prompts)
+        counts: dict[int, int] = {}
+        head = self.nodes[int(self.edge_down[edge])].component
+        for p, dest, source in zip(
+            self.rows["prompt"].to_numpy()[a:b].tolist(),
+            self.rows["dest"].to_numpy()[a:b].tolist(),
+            self.rows["source"].to_numpy()[a:b].tolist(),
+            strict=True,
+        ):
+            if p in wanted:
+                for k in self.sparse_sets[(self.prompt_ids[p], head, dest, source)]:
+                    counts[int(k)] = counts.get(int(k), 0) + 1
+        return counts
+
+
+def load_cone(
+    store: GraphStore,
+    run: RunRef,
+    target: str,
+    *,
+    role: str | None = None,
+    prompt: str | None = None,
+) -> Cone:
+    """Read a head's cone from the store (one query per source node type).
+
+    Args:
+        store: The store.
+        run: The run (see :func:`queries.selection.resolve_run`).
+        target: The head, ``L.H`` (checked).
+        role: Keep only the target's firings whose destination has this role.
+        prompt: Keep only this prompt.
+    """
+    params = {"run": run.key, "layer": int(target.split(".")[0]), "head": target}
+    where = ""
+    if prompt is not None:
+        where, params["prompt"] = " AND f.prompt = $prompt", prompt
+    frames = []
+    for source in ("Firing", "Site"):
+        cypher = EDGES.format(source=source, prompt=where)
+        frame = store.frame(cypher, params, columns=COLUMNS)
+        frames.append(frame.assign(site=source == "Site"))
+    df = pd.concat(frames, ignore_index=True)
+    if role is not None:
+        df = df[(df["down"] != target) | (df["dest_role"] == role)]
+
+    query = (df["side"] == "query").to_numpy()
+    n = len(df)
+    # Nodes as integer codes: (component, role or position, site), over up and down ends.
+    comp_ids, comps = pd.factorize(pd.concat([df["up"], df["down"]], ignore_index=True))
+    up_roles = df["dest_role"].where(query, df["source_role"])
+    role_ids, roles = pd.factorize(pd.concat([up_roles, df["dest_role"]], ignore_index=True))
+    tokens = np.concatenate([df["token"].to_numpy(), df["dest"].to_numpy()]).astype(np.int64)
+    names = len(roles) + (int(tokens.max()) + 1 if n else 0)  # a role, or "#position"
+    role_code = np.where(role_ids >= 0, role_ids, len(roles) + tokens)
+    site = np.concatenate([df["site"].to_numpy(dtype=bool), np.zeros(n, dtype=bool)])
+    node_code = (comp_ids.astype(np.int64) * names + role_code) * 2 + site
+    node_ids, node_codes = pd.factorize(node_code)
+    comps, roles = [str(c) for c in comps], [str(r) for r in roles]
+    nodes = []
+    for code in np.asarray(node_codes).tolist():
+        component, rc = divmod(code // 2, names)
+        label = roles[rc] if rc < len(roles) else f"#{rc - len(roles)}"
+        nodes.append(Node(comps[component], label, bool(code % 2)))
+    up_id, down_id = node_ids[:n], node_ids[n:]
+    side = (~query).astype(np.int64)
+    edge_code = (up_id.astype(np.int64) * len(nodes) + down_id) * 2 + side
+    edge_id, codes = pd.factorize(edge_code, sort=True)
+    prompt_index, prompt_ids = pd.factorize(df["prompt"], sort=True)
+    share = np.clip(df["share"].to_numpy(dtype=float), 0.0, 1.0)
+    order = np.lexsort((-share, prompt_index, edge_id))  # by edge, prompt, strongest first
+    keep = order[_first_of_runs(edge_id[order], prompt_index[order])]
+    rows = pd.DataFrame(
+        {
+            "edge": edge_id[keep],
+            "prompt": prompt_index[keep],
+            "share": share[keep],
+            "weight": df["weight"].to_numpy(dtype=float)[keep],
+            "dest": df["dest"].to_numpy()[keep],
+            "source": df["source"].to_numpy()[keep],
+        }
+    )
+    firings = store.frame(FIRINGS.format(prompt=where), params, columns=FIRING_COLUMNS)
+    sparse_sets = {
+        (prompt, head, dest, source): [int(k) for k in svs]
+        for prompt, head, dest, source, svs in zip(
+            *(firings[c].tolist() for c in FIRING_COLUMNS), strict=True
+        )
+    }
+    codes = np.asarray(codes, dtype=np.int64)
+    targets = frozenset(i for i, n in enumerate(nodes) if n.component == target and not n.site)
+    return Cone(
+        run=run,
+        target=target,
+        prompt_ids=list(prompt_ids),
+        n_prompts=1 if prompt is not None else max(run.prompts, 1),
+        nodes=nodes,
+        targets=targets,
+        edge_up=codes // 2 // len(nodes) if len(nodes) else codes,
+        edge_down=codes // 2 % len(nodes) if len(nodes) else codes,
+        edge_side=codes % 2,
+        rows=rows,
+        sparse_sets=sparse_sets,
+    )
+
+
+def _first_of_runs(*keys: np.ndarray) -> np.ndarray:
+    """Positions where any of the sorted ``keys`` changes (the first row of each run)."""
+    if not len(keys[0]):
+        return np.zeros(0, dtype=np.int64)
+    changed = np.zeros(len(keys[0]), dtype=bool)
+    changed[0] = True
+    for key in keys:
+        changed[1:] |= key[1:] != key[:-1]
+    return np.flatnonzero(changed)

@@ -1,0 +1,252 @@
+"""The strongest routes into a head (or between two components), over a run's prompts.
+
+A *route* is a chain of per-prompt ``SIGNAL`` edges ending at one of the
+target's firings: ``embed@IO -key-> 0.3@S2 -query-> 1.0@END``. It *occurs* in
+a prompt when every one of its edges does, token for token (nodes are
+components at token roles, see :mod:`queries.cone`). It starts where the
+signal enters (a site: an embedding, an MLP, a bias, a head that did not fire
+there), at ``from_`` when given, or is cut at ``max_hops`` (``truncated``).
+
+Scores (``docs/queries.md``): in one prompt, a route's score is the product
+(or, with ``score="min"``, the minimum) of its hops' shares, each hop's
+contribution as a fraction of the signal it feeds, clipped to [0, 1]. A
+route's ``score`` over the run is the sum of its per-prompt scores divided
+by the run's prompts (a prompt without the route adds 0), so that frequent
+and strong routes rank first; ``mean_score`` averages over the prompts where
+it occurs. Neither can grow when a route is extended, which makes a
+best-first search exact: routes come out strongest first, and the search
+stops after ``top``.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from dataclasses import dataclass
+
+from queries.cone import SIDES, Cone, load_cone
+from queries.selection import QueryError, resolve_run
+from queries.store import GraphStore
+
+MAX_EXPANSIONS = 200_000  # partial routes examined before the search gives up (reported)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One edge of a route.
+
+    Attributes:
+        upstream: The component that writes (``0.3``, ``embed``, ``mlp0``).
+        role: The token where it writes and the downstream head reads (``S2``, ``#7``).
+        side: ``query`` or ``key``: which side of the downstream firing it feeds.
+        downstream: The head it feeds, and the token it writes to, as ``1.0@END``.
+        singular_vectors: The downstream firing's singular vectors, most often first.
+    """
+
+    upstream: str
+    role: str
+    side: str
+    downstream: str
+    singular_vectors: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route into the target, aggregated over the prompts where it occurs.
+
+    Attributes:
+        hops: From the start to the target.
+        score: Per-prompt scores summed over the run's prompts, divided by their number.
+        mean_score: The mean per-prompt score where the route occurs.
+        prompts: Prompts in which the whole route occurs.
+        share_of_prompts: ``prompts`` over the run's prompts.
+        truncated: The start is a firing head whose own inputs were cut by ``max_hops``.
+    """
+
+    hops: tuple[Hop, ...]
+    score: float
+    mean_score: float
+    prompts: int
+    share_of_prompts: float
+    truncated: bool
+
+    @property
+    def text(self) -> str:
+        """``embed@IO -key[3]-> 0.3@S2 -query[0,2]-> 1.0@END`` (``...`` before a truncated start)."""
+        first = self.hops[0]
+        parts = [("... " if self.truncated else "") + f"{first.upstream}@{first.role}"]
+        for hop in self.hops:
+            svs = ",".join(map(str, hop.singular_vectors[:3]))
+            parts.append(f"-{hop.side}[{svs}]-> {hop.downstream}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class PathResult:
+    """The answer to a path query.
+
+    Attributes:
+        run: The run read.
+        target: The head, ``L.H``.
+        routes: Strongest first.
+        score: ``product`` or ``min``.
+        exhaustive: False when the search hit its expansion limit before ``top`` routes.
+    """
+
+    run: str
+    target: str
+    routes: tuple[Route, ...]
+    score: str
+    exhaustive: bool
+
+
+def paths(
+    store: GraphStore,
+    *,
+    to: str,
+    from_: str | None = None,
+    run: str | None = None,
+    role: str | None = None,
+    side: str = "any",
+    max_hops: int = 4,
+    min_prompts: int = 1,
+    top: int = 10,
+    prompt: str | None = None,
+    score: str = "product",
+) -> PathResult:
+    """The strongest routes into head ``to`` (from component ``from_``, when given).
+
+    Args:
+        store: The store to read.
+        to: The target head (``9.9``, ``L9H9``, ``a9.h9``).
+        from_: A component the routes must start at (a head, ``embed``, ``mlp0``...).
+        run: The run (default: the newest).
+        role: Only the target's firings whose destination token has this role.
+        side: ``query``, ``key`` or ``any``: the side of the last hop, into the target.
+        max_hops: The longest route.
+        min_prompts: Keep routes that occur in at least this many prompts.
+        top: How many routes.
+        prompt: Only this prompt (by id).
+        score: ``product`` or ``min`` of the hops' shares.
+
+    Raises:
+        QueryError: an unknown run, head, side, score or prompt.
+    """
+    ref = resolve_run(store, run)
+    target = ref.head(to)
+    source = ref.component(from_) if from_ else None
+    if side not in ("query", "key", "any"):
+        raise QueryError(f"side {side!r}: use query, key or any")
+    if score not in ("product", "min"):
+        raise QueryError(f"score {score!r}: use product or min")
+    if max_hops < 1 or top < 1 or min_prompts < 1:
+        raise QueryError("max_hops, top and min_prompts must be at least 1")
+    cone = load_cone(store, ref, target, role=role, prompt=prompt)
+    if prompt is not None and not cone.prompt_ids:
+        _check_prompt(store, ref.key, prompt)
+    routes, exhaustive = _search(
+        cone,
+        source=source,
+        side=side,
+        max_hops=max_hops,
+        min_prompts=min_prompts,
+        top=top,
+        product=score == "product",
+    )
+    return PathResult(ref.key, target, tuple(routes), score, exhaustive)
+
+
+def _search(cone: Cone, *, source, side, max_hops, min_prompts, top, product):
+    """Best-first over partial routes, extended backwards from the target."""
+    reach = _hops_from(cone, source) if source else None
+    heap, routes, counter, expansions = [], [], 0, 0
+
+    def push(edges: tuple[int, ...], scores: dict[int, float]) -> None:
+        nonlocal counter
+        if len(scores) >= min_prompts:
+            counter += 1
+            heapq.heappush(heap, (-sum(scores.values()), counter, edges, scores))
+
+    for target in sorted(cone.targets):
+        for edge in cone.edges_into(target):
+            if side == "any" or SIDES[cone.edge_side[edge]] == side:
+                push((edge,), cone.shares(edge))
+    while heap and len(routes) < top:
+        expansions += 1
+        if expansions > MAX_EXPANSIONS:
+            return routes, False
+        _, _, edges, scores = heapq.heappop(heap)
+        first = int(cone.edge_up[edges[0]])
+        node = cone.nodes[first]
+        if source is not None and node.component == source:
+            routes.append(_route(cone, edges, scores, truncated=False))
+            continue
+        if source is None and node.site:
+            routes.append(_route(cone, edges, scores, truncated=False))
+            continue
+        if len(edges) == max_hops:
+            if source is None:
+                routes.append(_route(cone, edges, scores, truncated=True))
+            continue
+        extended = False
+        for edge in cone.edges_into(first):
+            up = int(cone.edge_up[edge])
+            if reach is not None and reach.get(up, max_hops + 1) > max_hops - len(edges) - 1:
+                continue
+            shares = cone.shares(edge)
+            combined = {
+                p: (s * shares[p] if product else min(s, shares[p]))
+                for p, s in scores.items()
+                if p in shares
+            }
+            if combined:
+                extended = True
+                push((edge, *edges), combined)
+        if not extended and source is None:  # a firing whose inputs were not traced
+            routes.append(_route(cone, edges, scores, truncated=True))
+    return routes, True
+
+
+def _hops_from(cone: Cone, source: str) -> dict[int, int]:
+    """Fewest hops from any node of ``source`` to each node (forward, in the cone)."""
+    out_edges: dict[int, list[int]] = {}
+    for up, down in zip(cone.edge_up.tolist(), cone.edge_down.tolist(), strict=True):
+        out_edges.setdefault(up, []).append(down)
+    start = [i for i, n in enumerate(cone.nodes) if n.component == source]
+    hops = dict.fromkeys(start, 0)
+    queue = deque(start)
+    while queue:
+        node = queue.popleft()
+        for down in out_edges.get(node, ()):
+            if down not in hops:
+                hops[down] = hops[node] + 1
+                queue.append(down)
+    return hops
+
+
+def _route(cone: Cone, edges: tuple[int, ...], scores: dict[int, float], *, truncated) -> Route:
+    prompts = sorted(scores)
+    hops = []
+    for edge in edges:
+        up, down = cone.nodes[int(cone.edge_up[edge])], cone.nodes[int(cone.edge_down[edge])]
+        counts = cone.singular_vectors(edge, prompts)
+        svs = tuple(k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        hops.append(Hop(up.component, up.role, SIDES[cone.edge_side[edge]], down.name, svs))
+    total = sum(scores[p] for p in prompts)
+    return Route(
+        hops=tuple(hops),
+        score=total / cone.n_prompts,
+        mean_score=total / len(prompts),
+        prompts=len(prompts),
+        share_of_prompts=len(prompts) / cone.n_prompts,
+        truncated=truncated,
+    )
+
+
+def _check_prompt(store: GraphStore, run: str, prompt: str) -> None:
+    found = store.query(
+        "MATCH (p:Prompt) WHERE p.run = $run AND p.id = $id RETURN p.id AS id",
+        {"run": run, "id": prompt},
+    )
+    if not found:
+        raise QueryError(f"no prompt {prompt!r} in run {run!r}")
