@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from explorer.output import aligned
+from explorer.query_commands import COMMANDS
 from ingest.records import TraceParams, parse_seeds
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -207,27 +209,6 @@ def ingest_command(store_target, run_name, **shared):
     )
 
 
-@main.command("runs", context_settings=SETTINGS)
-@click.option("--store", "store_target", default="./headgraph-db", help="The store.")
-def runs_command(store_target):
-    """List the runs in a store, newest first."""
-    from queries.store import StoreError, open_store
-
-    try:
-        store = open_store(store_target, read_only=True)
-    except StoreError as error:
-        raise click.ClickException(str(error)) from None
-    try:
-        rows = store.runs()
-    finally:
-        store.close()
-    if not rows:
-        click.echo(f"no runs in {store_target}")
-        return
-    header = tuple(rows[0])
-    click.echo(_format([header] + [tuple(str(r[k]) for k in header) for r in rows]))
-
-
 @main.command("train-tiny-ioi", context_settings=SETTINGS)
 @click.option("--seed", type=int, default=0, help="Training seed (same seed, same weights).")
 @click.option("--steps", type=click.IntRange(min=1), default=3000, help="Optimizer steps.")
@@ -290,7 +271,7 @@ def _progress_stream():
 
 def _table(rows) -> str:
     header = ("upstream", "head", "side", "role", "prompts", "mean weight", "top SVs")
-    return _format(
+    return aligned(
         [header]
         + [
             (
@@ -307,13 +288,8 @@ def _table(rows) -> str:
     )
 
 
-def _format(cells) -> str:
-    """Rows of strings as aligned columns."""
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
-
+for _command in COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

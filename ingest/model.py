@@ -110,6 +110,14 @@ class Model:
         m = self.hooked
         return m.W_Q.detach(), m.W_K.detach(), m.b_Q.detach(), m.b_K.detach()
 
+    @property
+    def token_embeddings(self) -> Tensor:
+        """``[vocab, d_model]`` token embeddings as layer 0's attention reads them (ln1's
+        centring and scaling; its weights are folded into W_Q and W_K)."""
+        x = self.hooked.W_E.detach()
+        x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + self.hooked.cfg.eps).sqrt()
+
     @cached_property
     def qk(self) -> QKDecomposition:
         """The augmented QK decomposition of every head (float64, computed once per model).

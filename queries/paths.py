@@ -72,7 +72,7 @@ class Route:
 
     @property
     def text(self) -> str:
-        """``embed@IO -key[3]-> 0.3@S2 -query[0,2]-> 1.0@END`` (``...`` before a truncated start)."""
+        """``embed@IO -key[3]-> 0.3@S2 -query[0,2]-> 1.0@END``; ``...`` before a truncated start."""
         first = self.hops[0]
         parts = [("... " if self.truncated else "") + f"{first.upstream}@{first.role}"]
         for hop in self.hops:

@@ -21,9 +21,7 @@ import statistics
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-import networkx as nx
 import numpy as np
-from networkx.algorithms.flow import boykov_kolmogorov
 
 from queries.cone import SIDES, Cone, is_constant, layer_order, load_cone
 from queries.selection import QueryError, resolve_run

@@ -79,7 +79,7 @@ class RunRef:
             ) from None
 
     def singular_vector(self, text: str, rank: int) -> tuple[str, int]:
-        """``9.9:17`` checked against the model (``rank`` singular vectors a head) as ``("9.9", 17)``.
+        """``9.9:17`` checked against the model, as ``("9.9", 17)``; heads have ``rank`` of them.
 
         Raises:
             QueryError: malformed, unknown head, or an index of ``rank`` or more.

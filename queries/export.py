@@ -1,0 +1,227 @@
+"""A run's whole graph out of the store: JSON, GraphML, or CSV for ``neo4j-admin database import``.
+
+What a run is: its ``Run`` and ``Model`` nodes, the model's ``Component`` and
+``SingularVector`` nodes (with ``HAS_SV``), the run's ``Prompt``, ``Firing``
+and ``Site`` nodes, its ``SIGNAL`` relationships and its ``CARRIES``
+aggregates. Nodes are identified as ``Label:key``.
+
+- **json**: ``{"run", "nodes": [{"id", "label", "properties"}], "relationships":
+  [{"type", "start", "end", "properties"}]}``.
+- **graphml**: through networkx; list properties become JSON text (GraphML has no lists).
+- **csv**: a folder in the layout ``neo4j-admin database import full`` reads:
+  one file per node label (``key:ID(Label)``, typed headers such as
+  ``layer:long`` and ``svs:long[]``, arrays joined by ``;``) and one per
+  relationship type and start label (``:START_ID(Label)``, ``:END_ID(Label)``),
+  with ``import.sh`` holding the command. A run too big for the embedded
+  store's taste moves to Neo4j this way.
+
+Files are written beside their target and renamed into place at the end, so
+an interrupted export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from queries.schema import NODE, REL
+from queries.selection import QueryError, resolve_run
+from queries.store import GraphStore
+
+FORMATS = ("json", "graphml", "csv")
+CSV_TYPES = {"STRING": "string", "INT64": "long", "DOUBLE": "double", "BOOLEAN": "boolean"}
+CSV_TYPES |= {"INT64[]": "long[]", "DOUBLE[]": "double[]"}
+ARRAY_DELIMITER = ";"
+
+# Which nodes and relationships belong to a run: (type, start label, end label, WHERE).
+NODE_SCOPE = {
+    "Model": "n.key = $model",
+    "Run": "n.key = $run",
+    "Component": "n.model = $model",
+    "SingularVector": "n.model = $model",
+    "Prompt": "n.run = $run",
+    "Site": "n.run = $run",
+    "Firing": "n.run = $run",
+}
+REL_SCOPE = (
+    ("HAS_SV", "Component", "SingularVector", "a.model = $model"),
+    ("CARRIES", "Component", "Component", "r.run = $run"),
+    ("SIGNAL", "Firing", "Firing", "b.run = $run"),
+    ("SIGNAL", "Site", "Firing", "b.run = $run"),
+)
+
+
+@dataclass(frozen=True)
+class RunGraph:
+    """A run's nodes (label -> property rows) and relationships ((type, start, end) -> rows
+    with ``start`` and ``end`` keys and the properties)."""
+
+    run: str
+    nodes: dict[str, list[dict[str, Any]]]
+    relationships: dict[tuple[str, str, str], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What an export wrote: ``path`` (a file, or a folder for CSV) and the counts."""
+
+    run: str
+    format: str
+    path: Path
+    nodes: int
+    relationships: int
+
+
+def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
+    """Every node and relationship of a run (see the module docstring).
+
+    Raises:
+        QueryError: no such run.
+    """
+    ref = resolve_run(store, run)
+    params = {"run": ref.key, "model": ref.model}
+    nodes = {}
+    for label, where in NODE_SCOPE.items():
+        columns = ", ".join(f"n.`{p}` AS `{p}`" for p, _ in NODE[label].properties)
+        nodes[label] = store.query(f"MATCH (n:{label}) WHERE {where} RETURN {columns}", params)
+    relationships = {}
+    for rel, start, end, where in REL_SCOPE:
+        columns = "".join(f", r.`{p}` AS `{p}`" for p, _ in REL[rel].properties)
+        relationships[(rel, start, end)] = store.query(
+            f"MATCH (a:{start})-[r:{rel}]->(b:{end}) WHERE {where} "
+            f"RETURN a.key AS `start`, b.key AS `end`{columns}",
+            params,
+        )
+    return RunGraph(ref.key, nodes, relationships)
+
+
+def export_run(
+    store: GraphStore, *, format: str, out: str | Path, run: str | None = None
+) -> ExportSummary:
+    """Write a run's graph to ``out`` (a file; a new folder for ``csv``).
+
+    Raises:
+        QueryError: unknown format or run, or ``out`` exists already.
+    """
+    if format not in FORMATS:
+        raise QueryError(f"format {format!r}: use one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.exists():
+        raise QueryError(f"{out} exists already: remove it or choose another --out")
+    graph = read_run(store, run)
+    writer = {"json": _write_json, "graphml": _write_graphml, "csv": _write_csv}[format]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        written = writer(graph, staging / out.name)
+        os.replace(written, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportSummary(
+        graph.run,
+        format,
+        out,
+        sum(map(len, graph.nodes.values())),
+        sum(map(len, graph.relationships.values())),
+    )
+
+
+def node_id(label: str, key: str) -> str:
+    return f"{label}:{key}"
+
+
+def _write_json(graph: RunGraph, path: Path) -> Path:
+    document = {
+        "run": graph.run,
+        "nodes": [
+            {"id": node_id(label, row["key"]), "label": label, "properties": row}
+            for label, rows in graph.nodes.items()
+            for row in rows
+        ],
+        "relationships": [
+            {
+                "type": rel,
+                "start": node_id(start, row["start"]),
+                "end": node_id(end, row["end"]),
+                "properties": {k: v for k, v in row.items() if k not in ("start", "end")},
+            }
+            for (rel, start, end), rows in graph.relationships.items()
+            for row in rows
+        ],
+    }
+    with open(path, "w") as f:
+        json.dump(document, f)
+    return path
+
+
+def _write_graphml(graph: RunGraph, path: Path) -> Path:
+    import networkx as nx
+
+    def flat(row: dict) -> dict:
+        return {
+            k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items() if v is not None
+        }
+
+    g = nx.MultiDiGraph(run=graph.run)
+    for label, rows in graph.nodes.items():
+        for row in rows:
+            g.add_node(node_id(label, row["key"]), label=label, **flat(row))
+    for (rel, start, end), rows in graph.relationships.items():
+        for row in rows:
+            props = flat({k: v for k, v in row.items() if k not in ("start", "end")})
+            g.add_edge(node_id(start, row["start"]), node_id(end, row["end"]), type=rel, **props)
+    nx.write_graphml(g, path)
+    return path
+
+
+def _write_csv(graph: RunGraph, folder: Path) -> Path:
+    folder.mkdir()
+    nodes_args, rels_args = [], []
+    for label, rows in graph.nodes.items():
+        props = NODE[label].properties
+        header = [f"key:ID({label})"] + [f"{p}:{CSV_TYPES[t]}" for p, t in props[1:]]
+        name = f"nodes-{label}.csv"
+        _csv(folder / name, header, ([_cell(row[p]) for p, _ in props] for row in rows))
+        nodes_args.append(f"--nodes={label}={name}")
+    for (rel, start, end), rows in graph.relationships.items():
+        props = REL[rel].properties
+        header = [f":START_ID({start})", f":END_ID({end})"]
+        header += [f"{p}:{CSV_TYPES[t]}" for p, t in props]
+        name = f"relationships-{rel}-{start}.csv"
+        lines = ([row["start"], row["end"], *(_cell(row[p]) for p, _ in props)] for row in rows)
+        _csv(folder / name, header, lines)
+        rels_args.append(f"--relationships={rel}={name}")
+    script = (
+        "#!/bin/sh\n# Load this run into a new Neo4j database (stop the server first).\n"
+        'cd "$(dirname "$0")"\n'
+        "neo4j-admin database import full --multiline-fields=true "
+        f"--array-delimiter='{ARRAY_DELIMITER}' \\\n  "
+        + " \\\n  ".join(nodes_args + rels_args)
+        + ' \\\n  "${1:-neo4j}"\n'
+    )
+    (folder / "import.sh").write_text(script)
+    (folder / "import.sh").chmod(0o755)
+    return folder
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ARRAY_DELIMITER.join(_cell(v) for v in value)
+    return str(value) if not isinstance(value, float) else repr(value)
+
+
+def _csv(path: Path, header: list[str], rows) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)

@@ -1,0 +1,227 @@
+"""The features a head uses: the singular vectors in its firings' sparse sets, and who writes them.
+
+A head's *features* are the singular vectors of its augmented QK matrix that
+carry its firings' scores (the sparse set S of each firing). For each one:
+how many of the head's firings use it, its sigma, its mean term, and the
+upstream components that write into the head's firings when it is in S, on
+the query side, the key side or both. A single singular vector also has
+*readers*: the heads whose firings read the output of the head's firings
+that used it.
+
+Vocabulary tokens that project on a singular vector need the model's weights,
+which the store does not hold: ``ingest.vocab`` computes them and the CLI adds
+them when the run's model can be loaded.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from queries.selection import QueryError, resolve_run
+from queries.store import GraphStore
+
+
+@dataclass(frozen=True)
+class Writer:
+    """An upstream component that writes into a head's firings while a singular vector is in S.
+
+    Attributes:
+        component: Its name.
+        side: ``query`` or ``key``.
+        firings: Firings it writes into (with the singular vector in S).
+        mean_weight: Its mean contribution to them.
+    """
+
+    component: str
+    side: str
+    firings: int
+    mean_weight: float
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One singular vector of a head, as used by the head's firings in a run.
+
+    Attributes:
+        head: ``L.H``.
+        index: ``k`` (0 has the largest sigma).
+        sigma: Its singular value.
+        firings: Firings of the head whose S contains it.
+        share_of_firings: ``firings`` over all the head's firings.
+        prompts: Prompts with such a firing.
+        mean_term: Its mean term sigma (x_d . u)(x_s . v) in those firings.
+        writers: Upstream writers, most firings first.
+    """
+
+    head: str
+    index: int
+    sigma: float
+    firings: int
+    share_of_firings: float
+    prompts: int
+    mean_term: float
+    writers: tuple[Writer, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.head}:{self.index}"
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    """The features of one head in a run, most used first.
+
+    Attributes:
+        run, head: What was asked.
+        firings: The head's firings in the run.
+        features: The most used singular vectors.
+        side: The side the writers were read on (``query``, ``key`` or ``any``).
+    """
+
+    run: str
+    model: str
+    head: str
+    firings: int
+    features: tuple[Feature, ...]
+    side: str
+
+
+@dataclass(frozen=True)
+class SingularVectorReport:
+    """One singular vector: its use, writers, readers and prompts.
+
+    Attributes:
+        feature: Use and writers (both sides).
+        readers: ``(head, side, firings)``: heads reading the output of firings that used it.
+        prompt_ids: Prompts in which it was used.
+    """
+
+    feature: Feature
+    readers: tuple[tuple[str, str, int], ...]
+    prompt_ids: tuple[str, ...]
+
+
+FIRINGS = (
+    "MATCH (f:Firing) WHERE f.run = $run AND f.head_name = $head "
+    "RETURN f.key AS key, f.prompt AS prompt, f.svs AS svs, f.terms AS terms"
+)
+WRITES = (
+    "MATCH (a)-[s:SIGNAL]->(f:Firing) WHERE f.run = $run AND f.head_name = $head "
+    "RETURN f.key AS key, s.upstream AS upstream, s.side AS side, s.weight AS weight"
+)
+READS = (
+    "MATCH (f:Firing)-[s:SIGNAL]->(g:Firing) WHERE f.run = $run AND f.head_name = $head "
+    "RETURN f.key AS key, g.head_name AS reader, s.side AS side"
+)
+SIGMAS = (
+    "MATCH (v:SingularVector) WHERE v.model = $model AND v.head_name = $head "
+    "RETURN v.`index` AS k, v.sigma AS sigma"
+)
+
+
+def features(
+    store: GraphStore,
+    *,
+    head: str,
+    run: str | None = None,
+    side: str = "any",
+    top: int = 10,
+) -> FeatureResult:
+    """The singular vectors ``head`` uses when it fires, most used first.
+
+    Args:
+        store: The store to read.
+        head: The head (``9.9``, ``L9H9``, ``a9.h9``).
+        run: The run (default: the newest).
+        side: Writers on the ``query`` side, the ``key`` side, or ``any``.
+        top: How many singular vectors.
+
+    Raises:
+        QueryError: an unknown run, head or side.
+    """
+    if side not in ("query", "key", "any"):
+        raise QueryError(f"side {side!r}: use query, key or any")
+    ref = resolve_run(store, run)
+    name = ref.head(head)
+    use = _Use.read(store, ref.key, ref.model, name, side)
+    ranked = sorted(use.by_sv, key=lambda k: (-len(use.by_sv[k]), k))[:top]
+    return FeatureResult(
+        ref.key, ref.model, name, len(use.firings), tuple(use.feature(k) for k in ranked), side
+    )
+
+
+def singular_vector(store: GraphStore, *, sv: str, run: str | None = None) -> SingularVectorReport:
+    """One singular vector (``9.9:17``): its use, its writers, readers and prompts.
+
+    Raises:
+        QueryError: an unknown run, head or index.
+    """
+    ref = resolve_run(store, run)
+    head = ref.head(sv.rpartition(":")[0] or sv)
+    sigmas = _sigmas(store, ref.model, head)
+    _, index = ref.singular_vector(sv, len(sigmas))
+    use = _Use.read(store, ref.key, ref.model, head, "any", sigmas=sigmas)
+    keys = use.by_sv.get(index, set())
+    readers = Counter(
+        (row["reader"], row["side"])
+        for row in store.query(READS, {"run": ref.key, "head": head})
+        if row["key"] in keys
+    )
+    return SingularVectorReport(
+        feature=use.feature(index),
+        readers=tuple(
+            (reader, side, n)
+            for (reader, side), n in sorted(readers.items(), key=lambda kv: (-kv[1], kv[0]))
+        ),
+        prompt_ids=tuple(sorted({use.firings[key][0] for key in keys})),
+    )
+
+
+def _sigmas(store: GraphStore, model: str, head: str) -> dict[int, float]:
+    return {
+        int(r["k"]): float(r["sigma"]) for r in store.query(SIGMAS, {"model": model, "head": head})
+    }
+
+
+@dataclass
+class _Use:
+    """A head's firings (key -> (prompt, S, terms)), by singular vector, and their writers."""
+
+    head: str
+    sigmas: dict[int, float]
+    firings: dict[str, tuple[str, list[int], list[float]]]
+    by_sv: dict[int, set[str]]
+    writes: list[dict]
+
+    @classmethod
+    def read(cls, store, run, model, head, side, sigmas=None) -> _Use:
+        params = {"run": run, "head": head}
+        firings, by_sv = {}, defaultdict(set)
+        for row in store.query(FIRINGS, params):
+            firings[row["key"]] = (row["prompt"], list(row["svs"]), list(row["terms"]))
+            for k in row["svs"]:
+                by_sv[int(k)].add(row["key"])
+        writes = [w for w in store.query(WRITES, params) if side == "any" or w["side"] == side]
+        return cls(head, sigmas or _sigmas(store, model, head), firings, by_sv, writes)
+
+    def feature(self, k: int) -> Feature:
+        keys = self.by_sv.get(k, set())
+        terms = [t for key in keys for s, t in zip(*self.firings[key][1:], strict=True) if s == k]
+        writers = defaultdict(list)
+        for w in self.writes:
+            if w["key"] in keys:
+                writers[(w["upstream"], w["side"])].append(w["weight"])
+        return Feature(
+            head=self.head,
+            index=k,
+            sigma=self.sigmas.get(k, float("nan")),
+            firings=len(keys),
+            share_of_firings=len(keys) / max(len(self.firings), 1),
+            prompts=len({self.firings[key][0] for key in keys}),
+            mean_term=sum(terms) / len(terms) if terms else 0.0,
+            writers=tuple(
+                Writer(c, s, len(ws), sum(sorted(ws)) / len(ws))
+                for (c, s), ws in sorted(writers.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+            ),
+        )
