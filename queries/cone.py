@@ -125,11 +125,12 @@ class Cone:
         prompts = self.rows["prompt"].to_numpy()[a:b].tolist()
         return dict(zip(prompts, self.rows["share"].to_numpy()[a:b].tolist(), strict=True))
 
-    def singular_vectors(self, edge: int, prompts) -> dict[int, int]:
-        """How often each singular vector carried the edge's target firing, over ``prompts``."""
+    def singular_vectors(self, edge: int, prompts) -> tuple[int, ...]:
+        """The singular vectors that carried the edge's target firings over ``prompts``: most
+        often in S first, then by their mean rank in S (S lists the strongest first)."""
         a, b = self.bounds[edge], self.bounds[edge + 1]
         wanted = set(prompts)
-        counts: dict[int, int] = {}
+        counts: dict[int, list[int]] = {}  # k -> [times in S, sum of its positions]
         head = self.nodes[int(self.edge_down[edge])].component
         for p, dest, source in zip(
             self.rows["prompt"].to_numpy()[a:b].tolist(),
@@ -138,9 +139,13 @@ class Cone:
             strict=True,
         ):
             if p in wanted:
-                for k in self.sparse_sets[(self.prompt_ids[p], head, dest, source)]:
-                    counts[int(k)] = counts.get(int(k), 0) + 1
-        return counts
+                for rank, k in enumerate(
+                    self.sparse_sets[(self.prompt_ids[p], head, dest, source)]
+                ):
+                    count = counts.setdefault(k, [0, 0])
+                    count[0] += 1
+                    count[1] += rank
+        return tuple(sorted(counts, key=lambda k: (-counts[k][0], counts[k][1] / counts[k][0], k)))
 
 
 def load_cone(

@@ -229,8 +229,7 @@ def _route(cone: Cone, edges: tuple[int, ...], scores: dict[int, float], *, trun
     hops = []
     for edge in edges:
         up, down = cone.nodes[int(cone.edge_up[edge])], cone.nodes[int(cone.edge_down[edge])]
-        counts = cone.singular_vectors(edge, prompts)
-        svs = tuple(k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        svs = cone.singular_vectors(edge, prompts)
         hops.append(Hop(up.component, up.role, SIDES[cone.edge_side[edge]], down.name, svs))
     total = sum(scores[p] for p in prompts)
     return Route(

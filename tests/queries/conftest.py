@@ -82,3 +82,19 @@ def empty(store):
     """The store, emptied (for a module's own data)."""
     store.query("MATCH (n) DETACH DELETE n")
     return store
+
+
+@pytest.fixture(scope="module", params=["embedded", "neo4j"])
+def hand_store(request, tmp_path_factory):
+    """The hand-built run of ``tests/queries/handmade.py``, on each backend."""
+    from queries.store import open_store
+    from tests.queries import handmade
+
+    if request.param == "embedded":
+        store = open_store(str(tmp_path_factory.mktemp("hand")))
+    else:
+        store = empty(request.getfixturevalue("bolt_store"))
+    handmade.write(store)
+    yield store
+    if store.kind == "embedded":
+        store.close()

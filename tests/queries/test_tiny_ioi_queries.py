@@ -1,0 +1,52 @@
+"""The queries on a real ingest of the bundled tiny-ioi model."""
+
+import json
+
+import pytest
+
+from ingest.ingest_run import ingest
+from ingest.job import default_seeds, task_prompts
+from ingest.model import load_model
+from ingest.tiny_ioi import CHECKPOINT
+from queries.features import features
+from queries.paths import paths
+from queries.redundancy import redundancy
+from queries.store import open_store
+
+CARD = json.loads(CHECKPOINT.with_suffix(".json").read_text())
+NAME_MOVERS = CARD["roles"]["name mover via IO+1"]
+S_INHIBITION = CARD["roles"]["S-inhibition"][:2]  # the heads that attend END -> S2 most
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    model = load_model("tiny-ioi")
+    store = open_store(str(tmp_path_factory.mktemp("tiny")))
+    prompts = task_prompts(model, 96, seed=3)
+    ingest(model, prompts, store=store, run="tiny", seeds=default_seeds(model), batch_size=32)
+    yield store
+    store.close()
+
+
+@pytest.mark.parametrize("mover", NAME_MOVERS)
+def test_the_strongest_route_into_each_name_mover_passes_its_s_inhibition_head(store, mover):
+    top = paths(store, to=mover, top=3).routes[0]
+    via = [(h.upstream, h.role, h.side) for h in top.hops]
+    assert any(head in S_INHIBITION and role == "END" for head, role, _ in via), top.text
+    assert top.hops[-1].downstream == f"{mover}@END"
+    assert top.prompts >= 10
+
+
+def test_name_movers_are_fed_redundantly(store):
+    result = redundancy(store, to=NAME_MOVERS[0], role="END")
+    assert result.connectivity.prompts > 0
+    assert result.connectivity.median >= 2  # several disjoint routes, as in GPT-2's IOI circuit
+    sides = {g.side for g in result.substitutes}
+    assert sides  # layer-0 heads substitute for one another
+
+
+def test_s_inhibition_feature_is_read_by_the_name_movers(store):
+    result = features(store, head=S_INHIBITION[0], top=1)
+    main = result.features[0]
+    assert main.share_of_firings > 0.5
+    assert {w.component for w in main.writers} & {"embed", "pos_embed"}
