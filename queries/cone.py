@@ -216,7 +216,7 @@ def load_cone(
     )
     firings = store.frame(FIRINGS.format(prompt=where), params, columns=FIRING_COLUMNS)
     sparse_sets = {
-        (prompt, head, dest, source): [int(k) for k in svs]
+        (prompt, head, dest, source): svs.tolist() if hasattr(svs, "tolist") else list(svs)
         for prompt, head, dest, source, svs in zip(
             *(firings[c].tolist() for c in FIRING_COLUMNS), strict=True
         )

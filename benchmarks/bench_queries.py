@@ -1,0 +1,121 @@
+"""Speed of the query layer on a ~200k-edge run, embedded store (target: under 1 s each).
+
+Builds the run with the real ingest job (``random:gpt2-small``, a busy model with
+~9k edges per prompt: 24 prompts give ~210k edges) unless ``--store`` names an
+existing one. Then it times, median of ``--repeat`` calls after a first cold one:
+
+  baseline: reading the target's cone (every SIGNAL edge into it and below it)
+            as Python rows with one Cypher query per source type, the read a
+            query would start from without the columnar path;
+  paths --to X --top 10, redundancy --to X, features --head X,
+
+for two targets: the head with the most edges into it, and the busiest head
+of the top layer (whose cone is the whole run),
+
+and prints each as seconds and as a ratio to the baseline. Usage::
+
+    python benchmarks/bench_queries.py [--prompts 24] [--store DIR --run NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+
+def timed(call, repeat: int) -> tuple[float, float]:
+    """(first call, median of the next ``repeat``) in seconds."""
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def build(folder: str, n_prompts: int) -> str:
+    from ingest.ingest_run import ingest
+    from ingest.ioi import ioi_prompts
+    from ingest.job import default_seeds
+    from ingest.model import load_model
+    from queries.store import open_store
+
+    model = load_model("random:gpt2-small")
+    prompts = ioi_prompts(n_prompts, tokenizer=model.tokenizer, seed=0)
+    with open_store(folder) as store:
+        ingest(model, prompts, store=store, run="bench", seeds=default_seeds(model))
+    return "bench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=24, help="24 give ~210k edges.")
+    parser.add_argument("--store", default=None, help="An existing store (skips the ingest).")
+    parser.add_argument("--run", default=None)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    from queries.store import open_store
+
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.store or scratch
+        run = args.run
+        if args.store is None:
+            start = time.perf_counter()
+            run = build(folder, args.prompts)
+            print(f"ingested run {run} in {time.perf_counter() - start:.0f} s")
+        with open_store(folder, read_only=True) as store:
+            info = store.run_info(run) if run else store.runs()[0]
+            run = info.get("key", info.get("run"))
+            heads = store.query(
+                "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run "
+                "RETURN f.head_name AS head, f.layer AS layer, count(*) AS n",
+                {"run": run},
+            )
+            busiest = max(heads, key=lambda h: (h["n"], h["head"]))["head"]
+            deepest = max(heads, key=lambda h: (h["layer"], h["n"], h["head"]))["head"]
+            print(
+                f"run {run}: {info['edges']:,} edges, {info['firings']:,} firings, "
+                f"{info['prompts']} prompts"
+            )
+            for target, why in ((busiest, "most edges into it"), (deepest, "whole run below it")):
+                print(f"\ntarget {target} ({why})")
+                measure(store, run, target, args.repeat)
+
+
+def measure(store, run: str, target: str, repeat: int) -> None:
+    from queries.cone import EDGES
+    from queries.features import features
+    from queries.paths import paths
+    from queries.redundancy import redundancy
+
+    params = {"run": run, "layer": int(target.split(".")[0]), "head": target}
+
+    def read_rows():
+        for source in ("Firing", "Site"):
+            store.query(EDGES.format(source=source, prompt=""), params)
+
+    calls = {
+        "baseline: read the cone as rows": read_rows,
+        f"paths --to {target} --top 10": lambda: paths(store, to=target, run=run),
+        f"redundancy --to {target}": lambda: redundancy(store, to=target, run=run),
+        f"features --head {target}": lambda: features(store, head=target, run=run),
+    }
+    base = None
+    for name, call in calls.items():
+        first, median = timed(call, repeat)
+        base = base or median
+        print(
+            f"{name:40s} median {median:6.2f} s (first {first:5.2f} s)  "
+            f"ratio to baseline {median / base:5.2f}"
+            + ("" if name.startswith("baseline") else "  target < 1 s")
+        )
+
+
+if __name__ == "__main__":
+    main()
