@@ -1,6 +1,8 @@
 """The queries on a real ingest of the bundled tiny-ioi model."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +52,11 @@ def test_s_inhibition_feature_is_read_by_the_name_movers(store):
     main = result.features[0]
     assert main.share_of_firings > 0.5
     assert {w.component for w in main.writers} & {"embed", "pos_embed"}
+
+
+def test_the_python_example_in_docs_queries_runs(store, capsys):
+    doc = (Path(__file__).parents[2] / "docs" / "queries.md").read_text()
+    example = re.search(r"```python\n(.*?)```", doc, flags=re.S).group(1)
+    exec(example.replace("./headgraph-db", str(store.path)), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) >= 5 and "-> 1.0@END" in printed[0]
