@@ -89,7 +89,7 @@ def main() -> None:
 
 
 def measure(store, run: str, target: str, repeat: int) -> None:
-    from queries.cone import EDGES
+    from queries.cone import BELOW, EDGES
     from queries.features import features
     from queries.paths import paths
     from queries.redundancy import redundancy
@@ -98,7 +98,7 @@ def measure(store, run: str, target: str, repeat: int) -> None:
 
     def read_rows():
         for source in ("Firing", "Site"):
-            store.query(EDGES.format(source=source, prompt=""), params)
+            store.query(EDGES.format(source=source, where=BELOW), params)
 
     calls = {
         "baseline: read the cone as rows": read_rows,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
+from explorer import query_commands, view_commands
 from explorer.output import aligned
-from explorer.query_commands import COMMANDS
 from ingest.records import TraceParams, parse_seeds
 
 SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True}
@@ -288,7 +288,7 @@ def _table(rows) -> str:
     )
 
 
-for _command in COMMANDS:
+for _command in query_commands.COMMANDS + view_commands.COMMANDS:
     main.add_command(_command)
 
 if __name__ == "__main__":

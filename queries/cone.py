@@ -28,16 +28,17 @@ from queries.store import GraphStore
 
 EDGES = (
     "MATCH (a:{source})-[s:SIGNAL]->(f:Firing) "
-    "WHERE f.run = $run AND (f.layer < $layer OR f.head_name = $head){prompt} "
+    "WHERE f.run = $run{where} "
     "RETURN f.prompt AS prompt, s.upstream AS up, s.token AS token, s.side AS side, "
     "s.share AS share, s.weight AS weight, f.head_name AS down, f.dest AS dest, "
     "f.source AS source, f.dest_role AS dest_role, f.source_role AS source_role"
 )
 FIRINGS = (  # the sparse sets, read apart: lists are slow to read, and firings are few
-    "MATCH (f:Firing) WHERE f.run = $run AND (f.layer < $layer OR f.head_name = $head){prompt} "
+    "MATCH (f:Firing) WHERE f.run = $run{where} "
     "RETURN f.prompt AS prompt, f.head_name AS head, f.dest AS dest, f.source AS source, "
     "f.svs AS svs"
 )
+BELOW = " AND (f.layer < $layer OR f.head_name = $head)"  # a head's firings and all below it
 COLUMNS = ("prompt", "up", "token", "side", "share", "weight", "down", "dest")
 COLUMNS += ("source", "dest_role", "source_role")
 FIRING_COLUMNS = ("prompt", "head", "dest", "source", "svs")
@@ -80,7 +81,7 @@ class Cone:
 
     Attributes:
         run: The run read.
-        target: The head, ``L.H``.
+        target: The head, ``L.H`` (None: the whole run, and no targets).
         prompt_ids: Prompt ids, by prompt index.
         n_prompts: The denominator of prompt shares: the run's prompts (1 with a prompt filter).
         nodes: Every node, by node id.
@@ -93,7 +94,7 @@ class Cone:
     """
 
     run: RunRef
-    target: str
+    target: str | None
     prompt_ids: list[str]
     n_prompts: int
     nodes: list[Node]
@@ -151,7 +152,7 @@ class Cone:
 def load_cone(
     store: GraphStore,
     run: RunRef,
-    target: str,
+    target: str | None,
     *,
     role: str | None = None,
     prompt: str | None = None,
@@ -161,17 +162,19 @@ def load_cone(
     Args:
         store: The store.
         run: The run (see :func:`queries.selection.resolve_run`).
-        target: The head, ``L.H`` (checked).
+        target: The head, ``L.H`` (checked); None for the whole run.
         role: Keep only the target's firings whose destination has this role.
         prompt: Keep only this prompt.
     """
-    params = {"run": run.key, "layer": int(target.split(".")[0]), "head": target}
-    where = ""
+    params, where = {"run": run.key}, ""
+    if target is not None:
+        params |= {"layer": int(target.split(".")[0]), "head": target}
+        where = BELOW
     if prompt is not None:
-        where, params["prompt"] = " AND f.prompt = $prompt", prompt
+        where, params["prompt"] = where + " AND f.prompt = $prompt", prompt
     frames = []
     for source in ("Firing", "Site"):
-        cypher = EDGES.format(source=source, prompt=where)
+        cypher = EDGES.format(source=source, where=where)
         frame = store.frame(cypher, params, columns=COLUMNS)
         frames.append(frame.assign(site=source == "Site"))
     df = pd.concat(frames, ignore_index=True)
@@ -214,7 +217,7 @@ def load_cone(
             "source": df["source"].to_numpy()[keep],
         }
     )
-    firings = store.frame(FIRINGS.format(prompt=where), params, columns=FIRING_COLUMNS)
+    firings = store.frame(FIRINGS.format(where=where), params, columns=FIRING_COLUMNS)
     sparse_sets = {
         (prompt, head, dest, source): svs.tolist() if hasattr(svs, "tolist") else list(svs)
         for prompt, head, dest, source, svs in zip(

@@ -1,0 +1,262 @@
+// headgraph explorer: draws a run's circuit (served by `headgraph explore`, or embedded in a
+// self-contained file by `headgraph render --out F.html`) and asks the server for details.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const STATIC = window.HEADGRAPH_STATIC || null; // embedded data: no server to ask
+const GROUP_COLOURS = ["#2e7d32", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#455a64"];
+const $ = (id) => document.getElementById(id);
+let current = null; // {circuit, layout}
+
+async function api(path, params = {}) {
+  const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
+  const response = await fetch(`/api/${path}?${query}`);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || response.statusText);
+  return body;
+}
+
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").className = error ? "error" : "";
+}
+
+function el(name, attrs = {}, parent = null) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function html(tag, text, parent) {
+  const node = document.createElement(tag);
+  if (text != null) node.textContent = text;
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function table(headers, rows, parent, cls = "") {
+  const t = html("table", null, parent);
+  if (cls) t.className = cls;
+  const head = html("tr", null, t);
+  headers.forEach((h) => html("th", h, head));
+  rows.forEach((r) => {
+    const tr = html("tr", null, t);
+    r.forEach((c, i) => (html("td", String(c), tr).className = i === 0 ? "sv" : ""));
+  });
+  return t;
+}
+
+function filters() {
+  return { min_prompts: $("min-prompts").value, min_share: $("min-share").value,
+           top: $("top").value, prompt: $("prompt").value };
+}
+
+async function load() {
+  try {
+    status("loading…");
+    current = STATIC || (await api("circuit", filters()));
+    draw(current);
+    const c = current.circuit;
+    const scope = c.prompt ? `prompt ${c.prompt}` : `${c.n_prompts} prompts`;
+    status(`${c.nodes.length} components, ${c.edges.length} edges (${scope})`);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+function draw({ circuit, layout }) {
+  const svg = $("graph");
+  svg.replaceChildren();
+  svg.setAttribute("width", layout.width);
+  svg.setAttribute("height", layout.height);
+  svg.classList.remove("searching");
+  for (const [label, y] of layout.rows) {
+    el("line", { x1: 0, x2: layout.width, y1: y, y2: y, class: "gridline" }, svg);
+    el("text", { x: 6, y: y + 4, class: "axis" }, svg).textContent = label;
+  }
+  for (const [role, x] of layout.columns) {
+    el("text", { x, y: layout.height - 12, "text-anchor": "middle", class: "axis role" }, svg)
+      .textContent = role;
+  }
+  const at = layout.positions;
+  const maxPrompts = Math.max(1, ...circuit.edges.map((e) => e.prompts));
+  const edges = el("g", {}, svg);
+  circuit.edges.forEach((e, i) => {
+    const [x1, y1] = at[e.source];
+    const [x2, y2] = at[e.target];
+    const bend = e.side === "key" ? 24 : -24;
+    const mx = (x1 + x2) / 2 + bend;
+    const path = el("path", {
+      d: `M${x1},${y1 - 12} C${mx},${(y1 + y2) / 2} ${mx},${(y1 + y2) / 2} ${x2},${y2 + 12}`,
+      class: `edge ${e.side}`, "stroke-width": 1 + (7 * e.prompts) / maxPrompts,
+      "data-source": e.source, "data-target": e.target, "data-side": e.side, "data-index": i,
+    }, edges);
+    el("title", {}, path).textContent =
+      `${e.source} → ${e.target} (${e.side}): ${e.prompts} prompts, mean share ${e.mean_share.toFixed(3)}`;
+    path.addEventListener("click", () => selectEdge(e, path));
+  });
+  const nodes = el("g", {}, svg);
+  for (const n of circuit.nodes) {
+    const [x, y] = at[n.id];
+    const g = el("g", { class: `node ${n.fires ? "fires" : "site"}`, "data-id": n.id,
+                        transform: `translate(${x},${y})` }, nodes);
+    el("circle", { r: 12 }, g);
+    el("text", { y: 4, "text-anchor": "middle" }, g).textContent = short(n.component);
+    el("title", {}, g).textContent = `${n.id}${n.fires ? " (fires)" : ""}`;
+    g.addEventListener("click", () => selectNode(n, g));
+  }
+}
+
+function short(component) {
+  return component.replace("pos_embed", "pos").replace("embed", "emb").replace(":qk_bias", "b")
+    .replace("attn_bias", "ab");
+}
+
+function select(element) {
+  document.querySelectorAll(".selected").forEach((x) => x.classList.remove("selected"));
+  element.classList.add("selected");
+}
+
+async function selectEdge(edge, path) {
+  select(path);
+  const panel = $("panel");
+  panel.replaceChildren();
+  html("h2", `${edge.source} → ${edge.target}`, panel);
+  html("p", `${edge.side} side · ${edge.prompts} prompts · mean share ${edge.mean_share.toFixed(3)}`, panel);
+  if (STATIC) {
+    html("p", `singular vectors: ${edge.singular_vectors.join(", ")}`, panel).className = "svs";
+    html("p", "Details need the live explorer (headgraph explore).", panel).className = "hint";
+    return;
+  }
+  try {
+    const d = await api("edge", { source: edge.source, target: edge.target, side: edge.side });
+    html("h2", "singular vectors of " + edge.target.split("@")[0], panel);
+    table(["sv", "firings", "mean term"],
+          d.singular_vectors.map(([k, n, t]) => [k, n, t.toFixed(3)]), panel, "svs");
+    html("p", `causal effect: ${d.effect == null ? "not measured" : d.effect.toFixed(3)}`, panel);
+    html("h2", `prompts (${d.prompt_ids.length})`, panel);
+    html("p", d.prompt_ids.slice(0, 40).join(", ") + (d.prompt_ids.length > 40 ? " …" : ""), panel);
+  } catch (error) {
+    html("p", error.message, panel).className = "error";
+  }
+}
+
+async function selectNode(node, g) {
+  select(g);
+  const panel = $("panel");
+  panel.replaceChildren();
+  html("h2", node.id, panel);
+  if (STATIC || !node.component.includes(".") || node.component.includes(":")) {
+    html("p", node.fires ? "a head firing here" : "writes here without firing", panel);
+    return;
+  }
+  try {
+    const { detail, tokens } = await api("component", { node: node.id });
+    html("p", `${detail.firings} firings with destination ${detail.role} in ${detail.prompts} prompts` +
+      `, mean attention ${detail.mean_attention.toFixed(2)}`, panel);
+    html("p", "sources: " + detail.sources.slice(0, 6).map(([r, n]) => `${r} (${n})`).join(", "), panel);
+    html("h2", "singular vectors it uses", panel);
+    const words = tokens.tokens || {};
+    table(["sv", "sigma", "firings", "tokens"], detail.features.map((f) => [
+      f.index, f.sigma.toFixed(2), f.firings,
+      (words[`${f.head}:${f.index}`] || []).map(([t]) => t).join(" "),
+    ]), panel, "features");
+    if (tokens.note) html("p", tokens.note, panel).className = "hint";
+  } catch (error) {
+    html("p", error.message, panel).className = "error";
+  }
+}
+
+async function findPaths() {
+  if (STATIC) return status("path search needs the live explorer (headgraph explore)", true);
+  clearPaths();
+  try {
+    const result = await api("paths", { to: $("path-to").value, from: $("path-from").value, top: 5 });
+    const panel = $("panel");
+    panel.replaceChildren();
+    html("h2", `routes into ${result.target}`, panel);
+    const list = html("ol", null, panel);
+    list.id = "routes";
+    let lit = 0;
+    for (const route of result.routes) {
+      html("li", `${route.score.toFixed(4)} · ${route.prompts} prompts · ` + routeText(route), list);
+      for (const hop of route.hops) {
+        const selector = `path.edge[data-source="${hop.upstream}@${hop.role}"]` +
+          `[data-target="${hop.downstream}"][data-side="${hop.side}"]`;
+        document.querySelectorAll(selector).forEach((p) => { p.classList.add("on-path"); lit++; });
+      }
+    }
+    $("graph").classList.add("searching");
+    status(`${result.routes.length} routes; ${lit} of their edges drawn (lower the thresholds to see more)`);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+function routeText(route) {
+  const first = route.hops[0];
+  return [`${route.truncated ? "… " : ""}${first.upstream}@${first.role}`,
+          ...route.hops.map((h) => `-${h.side}-> ${h.downstream}`)].join(" ");
+}
+
+function clearPaths() {
+  document.querySelectorAll(".on-path").forEach((p) => p.classList.remove("on-path"));
+  $("graph").classList.remove("searching");
+}
+
+async function substitutes() {
+  const chosen = document.querySelector(".node.selected");
+  if (!chosen || STATIC) return status("select a head first (live explorer)", true);
+  const head = chosen.dataset.id.split("@")[0];
+  document.querySelectorAll(".node.substitute").forEach((n) => {
+    n.classList.remove("substitute");
+    n.querySelector("circle").style.stroke = "";
+  });
+  try {
+    const result = await api("redundancy", { to: head });
+    result.substitutes.forEach((group, i) => {
+      const colour = GROUP_COLOURS[i % GROUP_COLOURS.length];
+      for (const [member] of group.members) {
+        const node = document.querySelector(`.node[data-id="${member}"]`);
+        if (node) {
+          node.classList.add("substitute");
+          node.querySelector("circle").style.stroke = colour;
+        }
+      }
+    });
+    const c = result.connectivity;
+    status(`${head}: ${result.substitutes.length} substitute groups; ` +
+      `node-disjoint routes per prompt: median ${c.median}, min ${c.minimum}, max ${c.maximum}`);
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
+async function init() {
+  for (const id of ["min-prompts", "min-share", "top", "prompt"]) $(id).addEventListener("change", load);
+  $("path-go").addEventListener("click", findPaths);
+  $("path-to").addEventListener("keydown", (e) => e.key === "Enter" && findPaths());
+  $("path-clear").addEventListener("click", clearPaths);
+  $("substitutes").addEventListener("click", substitutes);
+  if (STATIC) {
+    $("run").textContent = `run ${STATIC.circuit.run} (static file)`;
+    document.querySelectorAll("header label, header .search, #substitutes")
+      .forEach((x) => (x.style.display = "none"));
+  } else {
+    try {
+      const { run } = await api("runs");
+      $("run").textContent = `run ${run}`;
+      for (const p of await api("prompts")) {
+        const option = html("option", `${p.id}: ${p.text.slice(0, 60)}`, $("prompt"));
+        option.value = p.id;
+      }
+    } catch (error) {
+      status(error.message, true);
+    }
+  }
+  await load();
+  document.body.dataset.ready = "1";
+}
+
+init();

@@ -1,0 +1,299 @@
+"""A run's circuit as a picture needs it: components at token roles, and the edges between them.
+
+Nodes are ``component@role`` as in :mod:`queries.cone` (a site and a firing of
+the same component at the same role are one node here, flagged ``fires``).
+An edge is ``(upstream node, downstream node, side)`` aggregated over the
+run's prompts: in how many it occurs, its mean share and weight, and the
+singular vectors of the downstream head that carried it. With ``prompt``,
+the same for one prompt's own graph. The detail functions answer the
+explorer's side panel: what one edge carries, and what one component does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from queries.cone import SIDES, load_cone
+from queries.features import Feature, features
+from queries.selection import QueryError, resolve_run
+from queries.store import GraphStore
+
+
+@dataclass(frozen=True)
+class CircuitNode:
+    """``component@role``; ``order`` sorts layers (embeddings -1, an MLP after its heads)."""
+
+    id: str
+    component: str
+    role: str
+    order: float
+    fires: bool
+    prompts: int
+
+
+@dataclass(frozen=True)
+class CircuitEdge:
+    """An edge between nodes, over the run's prompts (or one prompt)."""
+
+    source: str
+    target: str
+    side: str
+    prompts: int
+    share_of_prompts: float
+    mean_share: float
+    mean_weight: float
+    singular_vectors: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """Nodes and edges after the filters; ``roles`` in the order of their mean token position."""
+
+    run: str
+    model: str
+    n_layers: int
+    n_prompts: int
+    prompt: str | None
+    roles: tuple[str, ...]
+    nodes: tuple[CircuitNode, ...]
+    edges: tuple[CircuitEdge, ...]
+
+
+def circuit(
+    store: GraphStore,
+    *,
+    run: str | None = None,
+    min_prompts: int = 1,
+    min_share: float = 0.0,
+    top: int | None = None,
+    prompt: str | None = None,
+) -> Circuit:
+    """The run's circuit (or one prompt's graph), strongest edges first.
+
+    Args:
+        store: The store.
+        run: The run (default: the newest).
+        min_prompts: Keep edges seen in at least this many prompts.
+        min_share: Keep edges whose mean share is at least this.
+        top: Keep at most this many edges (most prompts, then highest mean share).
+        prompt: One prompt's own graph instead of the run's.
+
+    Raises:
+        QueryError: unknown run or prompt.
+    """
+    from queries.cone import layer_order
+
+    ref = resolve_run(store, run)
+    cone = load_cone(store, ref, None, prompt=prompt)
+    if prompt is not None and not cone.prompt_ids:
+        found = store.query(
+            "MATCH (p:Prompt) WHERE p.run = $run AND p.id = $id RETURN p.id AS id",
+            {"run": ref.key, "id": prompt},
+        )
+        if not found:
+            raise QueryError(f"no prompt {prompt!r} in run {ref.key!r}")
+    names = [n.name for n in cone.nodes]
+    rows = cone.rows.assign(
+        up=[names[i] for i in cone.edge_up[cone.rows["edge"].to_numpy()]],
+        down=[names[i] for i in cone.edge_down[cone.rows["edge"].to_numpy()]],
+        side=cone.edge_side[cone.rows["edge"].to_numpy()],
+    )
+    grouped = rows.groupby(["up", "down", "side"], sort=True).agg(
+        prompts=("prompt", "nunique"), mean_share=("share", "mean"), mean_weight=("weight", "mean")
+    )
+    grouped = grouped[(grouped["prompts"] >= min_prompts) & (grouped["mean_share"] >= min_share)]
+    grouped = grouped.reset_index().sort_values(
+        ["prompts", "mean_share", "up", "down"], ascending=[False, False, True, True]
+    )
+    if top is not None:
+        grouped = grouped.head(top)
+    edges_of = defaultdict(list)
+    for edge, (up, down, side) in enumerate(
+        zip(cone.edge_up.tolist(), cone.edge_down.tolist(), cone.edge_side.tolist(), strict=True)
+    ):
+        edges_of[(names[up], names[down], side)].append(edge)
+    edges = []
+    for g in grouped.itertuples(index=False):
+        counts = Counter()
+        for edge in edges_of[(g.up, g.down, g.side)]:
+            for rank, k in enumerate(cone.singular_vectors(edge, range(len(cone.prompt_ids)))):
+                counts[k] += 1.0 / (rank + 1)
+        svs = tuple(sorted(counts, key=lambda k: (-counts[k], k)))
+        edges.append(
+            CircuitEdge(
+                g.up,
+                g.down,
+                SIDES[g.side],
+                int(g.prompts),
+                int(g.prompts) / cone.n_prompts,
+                float(g.mean_share),
+                float(g.mean_weight),
+                svs[:5],
+            )
+        )
+    used = {e.source for e in edges} | {e.target for e in edges}
+    fires = {n.name for n in cone.nodes if not n.site}
+    node_prompts = Counter()
+    for e in edges:
+        node_prompts[e.target] = max(node_prompts[e.target], e.prompts)
+        node_prompts[e.source] = max(node_prompts[e.source], e.prompts)
+    by_name = {n.name: n for n in cone.nodes}
+    nodes = tuple(
+        CircuitNode(
+            name,
+            by_name[name].component,
+            by_name[name].role,
+            layer_order(by_name[name].component),
+            name in fires,
+            node_prompts[name],
+        )
+        for name in sorted(used, key=lambda n: (layer_order(by_name[n].component), n))
+    )
+    return Circuit(
+        run=ref.key,
+        model=ref.model,
+        n_layers=ref.n_layers,
+        n_prompts=cone.n_prompts,
+        prompt=prompt,
+        roles=_role_order(store, ref.key, {n.role for n in nodes}),
+        nodes=nodes,
+        edges=tuple(edges),
+    )
+
+
+def _role_order(store: GraphStore, run: str, roles: set[str]) -> tuple[str, ...]:
+    """Roles by their mean token position over the run's prompts (``#k`` at k)."""
+    positions = defaultdict(list)
+    for row in store.query(
+        "MATCH (p:Prompt) WHERE p.run = $run RETURN p.roles AS roles", {"run": run}
+    ):
+        for role, position in json.loads(row["roles"] or "{}").items():
+            positions[role].append(position)
+
+    def where(role: str) -> float:
+        if role.startswith("#") and role[1:].isdigit():
+            return float(role[1:])
+        seen = positions.get(role)
+        return sum(seen) / len(seen) if seen else float("inf")
+
+    return tuple(sorted(roles, key=lambda r: (where(r), r)))
+
+
+@dataclass(frozen=True)
+class EdgeDetail:
+    """What one circuit edge carries.
+
+    Attributes:
+        singular_vectors: ``(k, firings with k in S, mean term)``, most firings first.
+        prompt_ids: Prompts in which the edge occurs.
+        mean_weight, mean_share: Of the edge's contributions.
+        effect: Its measured causal effect, or None where none was measured.
+    """
+
+    source: str
+    target: str
+    side: str
+    singular_vectors: tuple[tuple[int, int, float], ...]
+    prompt_ids: tuple[str, ...]
+    mean_weight: float
+    mean_share: float
+    effect: float | None
+
+
+def edge_detail(
+    store: GraphStore, *, source: str, target: str, side: str, run: str | None = None
+) -> EdgeDetail:
+    """One edge ``source -> target`` (nodes as ``component@role``) on ``side``.
+
+    Raises:
+        QueryError: unknown run, a malformed node, or no such edge.
+    """
+    ref = resolve_run(store, run)
+    up, _, up_role = source.partition("@")
+    head, _, down_role = target.partition("@")
+    if not up_role or not down_role or side not in SIDES:
+        raise QueryError("an edge is SOURCE@ROLE -> HEAD@ROLE on the query or key side")
+    head = ref.head(head)
+    rows = store.query(
+        "MATCH (a)-[s:SIGNAL]->(f:Firing) WHERE f.run = $run AND f.head_name = $head "
+        "AND s.upstream = $up AND s.side = $side RETURN f.prompt AS prompt, f.dest AS dest, "
+        "f.dest_role AS dest_role, f.source_role AS source_role, s.token AS token, "
+        "f.svs AS svs, f.terms AS terms, s.weight AS weight, s.share AS share",
+        {"run": ref.key, "head": head, "up": up, "side": side},
+    )
+
+    def role(value, position) -> str:
+        return value if value is not None else f"#{position}"
+
+    kept = [
+        r
+        for r in rows
+        if role(r["dest_role"], r["dest"]) == down_role
+        and role(r["dest_role"] if side == "query" else r["source_role"], r["token"]) == up_role
+    ]
+    if not kept:
+        raise QueryError(f"no edge {source} -> {target} ({side}) in run {ref.key}")
+    terms = defaultdict(list)
+    for r in kept:
+        for k, t in zip(r["svs"], r["terms"], strict=True):
+            terms[int(k)].append(float(t))
+    return EdgeDetail(
+        source=source,
+        target=target,
+        side=side,
+        singular_vectors=tuple(
+            (k, len(ts), sum(ts) / len(ts))
+            for k, ts in sorted(terms.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        ),
+        prompt_ids=tuple(sorted({r["prompt"] for r in kept})),
+        mean_weight=sum(r["weight"] for r in kept) / len(kept),
+        mean_share=sum(r["share"] for r in kept) / len(kept),
+        effect=None,
+    )
+
+
+@dataclass(frozen=True)
+class ComponentDetail:
+    """One component at one role: its firings there and, for a head, the features it uses."""
+
+    component: str
+    role: str
+    firings: int
+    prompts: int
+    sources: tuple[tuple[str, int], ...]
+    mean_attention: float
+    features: tuple[Feature, ...]
+
+
+def component_detail(
+    store: GraphStore, *, node: str, run: str | None = None, top: int = 5
+) -> ComponentDetail:
+    """A node ``component@role``: the head's firings with their destination there, and its features.
+
+    Raises:
+        QueryError: unknown run or component.
+    """
+    ref = resolve_run(store, run)
+    component, _, role = node.partition("@")
+    name = ref.component(component)
+    if "." not in name or name.endswith(":qk_bias"):
+        return ComponentDetail(name, role, 0, 0, (), 0.0, ())
+    rows = store.query(
+        "MATCH (f:Firing) WHERE f.run = $run AND f.head_name = $head RETURN f.prompt AS prompt, "
+        "f.dest AS dest, f.dest_role AS dest_role, f.source AS source, "
+        "f.source_role AS source_role, f.attention AS attention",
+        {"run": ref.key, "head": name},
+    )
+    here = [r for r in rows if (r["dest_role"] or f"#{r['dest']}") == role]
+    sources = Counter(r["source_role"] or f"#{r['source']}" for r in here)
+    return ComponentDetail(
+        component=name,
+        role=role,
+        firings=len(here),
+        prompts=len({r["prompt"] for r in here}),
+        sources=tuple(sorted(sources.items(), key=lambda kv: (-kv[1], kv[0]))),
+        mean_attention=sum(r["attention"] for r in here) / len(here) if here else 0.0,
+        features=features(store, head=name, run=ref.key, top=top).features,
+    )

@@ -1,0 +1,167 @@
+"""The explorer end to end in a real headless Chromium (Debian's), driven by Playwright.
+
+Skipped, with the reason, where Chromium or Playwright is missing; ``bash .ci/run``
+installs both. The screenshot is kept in ``$HEADGRAPH_ARTIFACTS`` (default
+``test-artifacts/``).
+"""
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from explorer.figures import render_circuit
+from explorer.server import Explorer, make_server
+from ingest.ingest_run import ingest
+from ingest.job import default_seeds, task_prompts
+from ingest.model import load_model
+from queries.circuit import circuit, edge_detail
+from queries.paths import paths
+from queries.store import open_store
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FLAGS = [  # the machine's network is closed: no background connections
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+ARTIFACTS = Path(os.environ.get("HEADGRAPH_ARTIFACTS", "test-artifacts"))
+
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install -e '.[test]'")
+if CHROMIUM is None:
+    pytest.skip("Chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    model = load_model("tiny-ioi")
+    store = open_store(str(tmp_path_factory.mktemp("web")))
+    ingest(
+        model, task_prompts(model, 48, seed=4), store=store, run="web", seeds=default_seeds(model)
+    )
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def url(store):
+    server = make_server(Explorer(store), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser, url):
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")
+    yield page
+    assert not errors, errors
+    page.close()
+
+
+def drawn(page):
+    nodes = page.eval_on_selector_all("g.node", "els => els.map(e => e.dataset.id)")
+    edges = page.eval_on_selector_all(
+        "path.edge", "els => els.map(e => [e.dataset.source, e.dataset.target, e.dataset.side])"
+    )
+    return sorted(nodes), sorted(map(tuple, edges))
+
+
+def test_the_page_draws_the_run_circuit(page, store):
+    expected = circuit(store, top=60)
+    nodes, edges = drawn(page)
+    assert nodes == sorted(n.id for n in expected.nodes)
+    assert edges == sorted((e.source, e.target, e.side) for e in expected.edges)
+    assert page.text_content("#run") == "run web"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer.png"), full_page=True)
+
+
+def test_clicking_an_edge_shows_its_singular_vectors(page, store):
+    strongest = circuit(store, top=60).edges[0]
+    selector = (
+        f'path.edge[data-source="{strongest.source}"][data-target="{strongest.target}"]'
+        f'[data-side="{strongest.side}"]'
+    )
+    page.dispatch_event(selector, "click")  # a thin curve: click the element itself
+    page.wait_for_selector("#panel table.svs")
+    shown = page.eval_on_selector_all(
+        "#panel table.svs td.sv", "els => els.map(e => e.textContent)"
+    )
+    detail = edge_detail(
+        store, source=strongest.source, target=strongest.target, side=strongest.side
+    )
+    assert shown == [str(k) for k, _, _ in detail.singular_vectors]
+    assert "causal effect: not measured" in page.text_content("#panel")
+
+
+def test_path_search_highlights_the_routes(page, store):
+    page.fill("#path-to", "1.0")
+    page.click("#path-go")
+    page.wait_for_selector("#routes li")
+    expected = paths(store, to="1.0", top=5)
+    assert page.eval_on_selector_all("#routes li", "els => els.length") == len(expected.routes)
+    lit = page.eval_on_selector_all(
+        "path.edge.on-path", "els => els.map(e => [e.dataset.source, e.dataset.target])"
+    )
+    hops = {(f"{h.upstream}@{h.role}", h.downstream) for r in expected.routes for h in r.hops}
+    assert lit and {tuple(e) for e in lit} <= hops
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-paths.png"), full_page=True)
+
+
+def test_clicking_a_head_lists_its_features_and_tokens(page):
+    page.click('g.node[data-id="1.0@END"]')
+    page.wait_for_selector("#panel table.features")
+    text = page.text_content("#panel table.features")
+    assert "sigma" in text and any(name in text for name in ("John", "Mary", "David", "Joseph"))
+
+
+def test_thresholds_and_the_prompt_picker_redraw_live(page, store):
+    page.fill("#min-prompts", "10")
+    page.dispatch_event("#min-prompts", "change")
+    page.wait_for_function("document.getElementById('status').textContent.includes('edges')")
+    expected = circuit(store, top=60, min_prompts=10)
+    page.wait_for_function(
+        f"document.querySelectorAll('path.edge').length === {len(expected.edges)}"
+    )
+    prompt = page.eval_on_selector_all("#prompt option", "els => els[1].value")
+    page.fill("#min-prompts", "1")
+    page.select_option("#prompt", prompt)
+    one = circuit(store, top=60, prompt=prompt)
+    page.wait_for_function(f"document.querySelectorAll('path.edge').length === {len(one.edges)}")
+    assert drawn(page)[1] == sorted((e.source, e.target, e.side) for e in one.edges)
+
+
+def test_the_substitutes_overlay_colours_a_group(page):
+    page.click('g.node[data-id="1.0@END"]')
+    page.click("#substitutes")
+    page.wait_for_function("document.getElementById('status').textContent.includes('substitute')")
+    assert page.eval_on_selector_all("g.node.substitute", "els => els.length") >= 2
+
+
+def test_a_rendered_html_file_works_without_a_server(browser, store, tmp_path):
+    out = tmp_path / "circuit.html"
+    expected = circuit(store, top=60)
+    render_circuit(expected, out)
+    page = browser.new_page()
+    page.goto(out.as_uri())
+    page.wait_for_selector("body[data-ready='1']")
+    nodes, edges = drawn(page)
+    assert nodes == sorted(n.id for n in expected.nodes) and len(edges) == len(expected.edges)
+    page.close()
