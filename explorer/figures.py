@@ -25,6 +25,9 @@ def write_atomically(out: Path, write) -> None:
     os.close(handle)
     try:
         write(Path(temporary))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; a figure is not
         os.replace(temporary, out)
     finally:
         if os.path.exists(temporary):
