@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from explorer import query_commands, view_commands
+from explorer import query_commands, verify_commands, view_commands
 from explorer.output import aligned
 from ingest.records import TraceParams, parse_seeds
 
@@ -288,7 +288,7 @@ def _table(rows) -> str:
     )
 
 
-for _command in query_commands.COMMANDS + view_commands.COMMANDS:
+for _command in query_commands.COMMANDS + view_commands.COMMANDS + verify_commands.COMMANDS:
     main.add_command(_command)
 
 if __name__ == "__main__":

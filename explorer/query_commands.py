@@ -182,7 +182,7 @@ def features_command(store_target, run, out_format, head, sv, side, top, tokens,
         else:
             result = features(store, head=head, run=run, side=side, top=top)
             found, model = list(result.features), result.model
-    words, note = _tokens(found, model_spec or model, tokens, side)
+        words, note = _tokens(store, found, model, model_spec, tokens, side)
     if out_format == "json":
         payload = report if sv is not None else result
         click.echo(to_json({"result": payload, "tokens": words, "note": note}))
@@ -222,27 +222,22 @@ def report_model(store, run) -> str:
     return resolve_run(store, run).model
 
 
-def _tokens(found, model_spec, n, side):
+def _tokens(store, found, model_name, model_spec, n, side):
     """Top tokens per singular vector (``{name: [(token, projection)]}``) and a note, if any."""
     if not n or not found:
         return {}, None
-    from ingest.model import ModelError, load_model
+    from explorer.run_model import load_run_model
+    from ingest.model import ModelError
     from ingest.vocab import top_tokens
 
     try:
-        model = load_model(model_spec)
+        model = load_run_model(store, model_name, model_spec)
     except ModelError as error:
         return {}, f"tokens skipped: {error}"
     reading_side = "query" if side == "query" else "key"
     out = {}
     for f in found:
         layer, head = (int(x) for x in f.head.split("."))
-        sigma = float(model.qk.S[layer, head, f.index])
-        if abs(sigma - f.sigma) > 1e-3 * max(abs(f.sigma), 1.0):
-            return {}, (
-                f"tokens skipped: {model_spec} is not the model this run traced "
-                f"(sigma of {f.name}: {sigma:.4g} here, {f.sigma:.4g} in the store); pass --model"
-            )
         out[f.name] = top_tokens(model, layer, head, f.index, side=reading_side, n=n)
     return out, None
 

@@ -103,10 +103,11 @@ class Explorer:
         from queries.selection import resolve_run
 
         if self._model is None and self._model_error is None:
-            from ingest.model import ModelError, load_model
+            from explorer.run_model import load_run_model
+            from ingest.model import ModelError
 
             try:
-                self._model = load_model(resolve_run(self.store, self.run).model)
+                self._model = load_run_model(self.store, resolve_run(self.store, self.run).model)
             except ModelError as error:
                 self._model_error = f"tokens need the model's weights: {error}"
         if self._model is None:

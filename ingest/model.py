@@ -195,21 +195,50 @@ class Model:
         return self.per_layer(tokens, "hook_resid_pre")
 
     @torch.inference_mode()
-    def log_probs(self, tokens: Tensor, deltas: Tensor | None = None) -> Tensor:
+    def log_probs(self, tokens: Tensor, deltas: Tensor | dict | None = None) -> Tensor:
         """``[batch, pos, vocab]`` next-token log-probabilities.
 
         Args:
             tokens: ``[batch, pos]``.
             deltas: ``[batch, pos, component, d_model]`` added to each component's
-                output where it writes (see :mod:`ingest.intervene`), or None.
+                output where it writes (see :mod:`ingest.intervene`), or the same
+                sparsely, ``{component index: [batch, pos, d_model]}``, or None.
         """
         hooks = []
-        if deltas is not None:
-            for hook, axis in self._write_hooks().items():
+        for hook, axis in self._write_hooks().items() if deltas is not None else ():
+            if isinstance(deltas, dict):
+                parts = [deltas[c] for c in axis if c in deltas]
+                added = sum(parts[1:], parts[0]).to(self.device) if parts else None
+            else:
                 added = deltas[:, :, axis].sum(dim=2).to(self.device)
-                if added.any():
-                    hooks.append((hook, lambda act, hook, added=added: act + added))
+            if added is not None and added.any():
+                hooks.append((hook, lambda act, hook, added=added: act + added))
         return self.hooked.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks).log_softmax(-1)
+
+    @torch.inference_mode()
+    def log_probs_at_heads(
+        self, tokens: Tensor, deltas: dict[tuple[int, int, str], Tensor]
+    ) -> Tensor:
+        """``[batch, pos, vocab]`` log-probabilities with changes that only one head's
+        query or key sees: ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``,
+        added to that head's input before ln1 (``side`` ``query`` or ``key``)."""
+        m = self.hooked
+        hooks = []
+        for (layer, head, side), change in deltas.items():
+            moved = change.to(self.device)
+
+            def add(act, hook, head=head, delta=moved):  # act: [batch, pos, head, d_model]
+                act = act.clone()
+                act[:, :, head] += delta
+                return act
+
+            hooks.append((f"blocks.{layer}.hook_{'q' if side == 'query' else 'k'}_input", add))
+        previous = m.cfg.use_split_qkv_input
+        m.set_use_split_qkv_input(True)
+        try:
+            return m.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks).log_softmax(-1)
+        finally:
+            m.set_use_split_qkv_input(previous)
 
     def _write_hooks(self) -> dict[str, list[int]]:
         """Where each component's output enters the residual stream: hook -> axis positions."""

@@ -74,6 +74,15 @@ class Seed:
     def name(self) -> str:
         return f"{self.layer}.{self.head} {self.dest_role}->{self.source_role or '*'}"
 
+    @classmethod
+    def from_name(cls, name: str) -> Seed:
+        """The seed a run recorded as ``9.9 END->IO`` (``*``: any source)."""
+        head, _, roles = name.partition(" ")
+        dest, arrow, source = roles.partition("->")
+        if not arrow or not dest:
+            raise ValueError(f"seed {name!r}: expected LAYER.HEAD DEST->SOURCE, e.g. 9.9 END->IO")
+        return cls(*parse_head(head), dest, None if source in ("", "*") else source)
+
 
 def parse_seeds(heads: str, roles: str, *, n_heads: int) -> tuple[Seed, ...]:
     """Parse ``--seeds 9.6,9.9,10.0 --seed-roles END:IO`` into seeds.

@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from queries.cone import SIDES, load_cone
+from queries.effects import effect_of
 from queries.features import Feature, features
 from queries.selection import QueryError, resolve_run
 from queries.store import GraphStore
@@ -189,7 +190,7 @@ class EdgeDetail:
         singular_vectors: ``(k, firings with k in S, mean term)``, most firings first.
         prompt_ids: Prompts in which the edge occurs.
         mean_weight, mean_share: Of the edge's contributions.
-        effect: Its measured causal effect, or None where none was measured.
+        effect: Its measured causal effect (``queries.effects``), or None where none was.
     """
 
     source: str
@@ -199,7 +200,7 @@ class EdgeDetail:
     prompt_ids: tuple[str, ...]
     mean_weight: float
     mean_share: float
-    effect: float | None
+    effect: dict | None
 
 
 def edge_detail(
@@ -239,6 +240,7 @@ def edge_detail(
     for r in kept:
         for k, t in zip(r["svs"], r["terms"], strict=True):
             terms[int(k)].append(float(t))
+    measured = effect_of(store, ref.key, up, head, side)
     return EdgeDetail(
         source=source,
         target=target,
@@ -250,7 +252,7 @@ def edge_detail(
         prompt_ids=tuple(sorted({r["prompt"] for r in kept})),
         mean_weight=sum(r["weight"] for r in kept) / len(kept),
         mean_share=sum(r["share"] for r in kept) / len(kept),
-        effect=None,
+        effect=measured,
     )
 
 

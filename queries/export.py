@@ -48,6 +48,7 @@ NODE_SCOPE = {
     "Prompt": "n.run = $run",
     "Site": "n.run = $run",
     "Firing": "n.run = $run",
+    "Effect": "n.run = $run",
 }
 REL_SCOPE = (
     ("HAS_SV", "Component", "SingularVector", "a.model = $model"),

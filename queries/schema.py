@@ -66,6 +66,11 @@ NODES = (
                         ("source", INT), ("dest_role", STRING), ("source_role", STRING),
                         ("attention", FLOAT), ("score", FLOAT), ("svs", INTS),
                         ("terms", FLOATS), ("traced", BOOL), ("batch", INT))),
+    NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
+                        ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),
+                        ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),
+                        ("control", FLOAT), ("difference", FLOAT), ("stderr", FLOAT),
+                        ("measured", STRING))),
 )
 
 RELS = (

@@ -125,3 +125,19 @@ def resolve_run(store: GraphStore, run: str | None = None) -> RunRef:
         n_layers=int(shape[0]["n_layers"]),
         n_heads=int(shape[0]["n_heads"]),
     )
+
+
+def stored_prompts(store: GraphStore, run: str) -> list[dict]:
+    """The run's prompts as stored: ``id``, ``text``, ``tokens``, ``roles`` (a dict), ``batch``;
+    in batch order."""
+    import json
+
+    rows = store.query(
+        "MATCH (p:Prompt) WHERE p.run = $run RETURN p.id AS id, p.text AS text, "
+        "p.tokens AS tokens, p.roles AS roles, p.batch AS batch",
+        {"run": run},
+    )
+    for row in rows:
+        row["roles"] = json.loads(row["roles"] or "{}")
+        row["tokens"] = [int(t) for t in row["tokens"]]
+    return sorted(rows, key=lambda r: (r["batch"], r["id"]))

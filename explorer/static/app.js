@@ -134,7 +134,11 @@ async function selectEdge(edge, path) {
     html("h2", "singular vectors of " + edge.target.split("@")[0], panel);
     table(["sv", "firings", "mean term"],
           d.singular_vectors.map(([k, n, t]) => [k, n, t.toFixed(3)]), panel, "svs");
-    html("p", `causal effect: ${d.effect == null ? "not measured" : d.effect.toFixed(3)}`, panel);
+    const e = d.effect;
+    html("p", e == null ? "causal effect: not measured (headgraph verify)" :
+      `causal effect (${e.mode}${e.boost ? ", boost" : ""}, ${e.metric}, ${e.prompts} prompts): ` +
+      `${e.effect.toFixed(3)}, control ${e.control.toFixed(3)}, ` +
+      `difference ${e.difference.toFixed(3)} ± ${e.stderr.toFixed(3)}`, panel).className = "effect";
     html("h2", `prompts (${d.prompt_ids.length})`, panel);
     html("p", d.prompt_ids.slice(0, 40).join(", ") + (d.prompt_ids.length > 40 ? " …" : ""), panel);
   } catch (error) {

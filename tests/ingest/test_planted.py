@@ -27,7 +27,10 @@ MARK, END = 1, 7
 GAIN = 6.0
 
 
-def planted_model():
+def planted_model(readout: bool = False, gain: float = GAIN):
+    """The planted model; with ``readout``, 1.0 also copies dim 16 of what it attends to into
+    dim 18, which the unembedding reads, so that the output depends on the planted edge.
+    ``gain`` scales 1.0's query and key (lower: attention less saturated)."""
     tokenizer = WordTokenizer([f"t{i}" for i in range(8)])
     base = build_model(ARCH, tokenizer=tokenizer, process=False)
     state = {
@@ -50,8 +53,11 @@ def planted_model():
     state[f"{attn0}.W_V"][1, :8, 0] = 1.0
     state[f"{attn0}.W_O"][1, 0, 17] = 4.0
     # 1.0: END token (query) x dim 16 (key), rank 1.
-    state[f"{attn1}.W_Q"][0, END, 0] = GAIN
-    state[f"{attn1}.W_K"][0, 16, 0] = GAIN
+    state[f"{attn1}.W_Q"][0, END, 0] = gain
+    state[f"{attn1}.W_K"][0, 16, 0] = gain
+    if readout:
+        state[f"{attn1}.W_V"][0, 16, 0] = 1.0
+        state[f"{attn1}.W_O"][0, 0, 18] = 4.0
     return build_model(ARCH, tokenizer=tokenizer, state_dict=state, name="planted")
 
 

@@ -1,0 +1,71 @@
+"""Measured causal effects of a run's edges (written by ``headgraph verify``), and reading them.
+
+One ``Effect`` node per (run, edge, mode, ablate or boost): the edge
+``upstream -> head`` on ``side``, the metric, the prompts it was measured on,
+and the mean changes of the metric: ``effect`` (the edge's singular directions
+changed), ``control`` (random singular vectors of the head instead) and their
+``difference``, with its standard error. Measuring again replaces the node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queries.store import GraphStore
+
+COLUMNS = ("upstream", "head", "side", "mode", "boost", "metric", "prompts", "clean")
+COLUMNS += ("effect", "control", "difference", "stderr", "measured")
+
+
+def effect_key(run: str, row: dict[str, Any]) -> str:
+    mode = row["mode"] + ("+boost" if row["boost"] else "")
+    return f"{run}|{row['upstream']}->{row['head']}:{row['side']}|{mode}"
+
+
+def write_effects(store: GraphStore, run: str, rows: list[dict[str, Any]]) -> None:
+    """Store measured effects (dicts with :data:`COLUMNS`), replacing earlier ones, atomically."""
+    if not rows:
+        return
+    keys = [effect_key(run, r) for r in rows]
+    table = {"key": keys, "run": [run] * len(rows)}
+    table |= {c: [r[c] for r in rows] for c in COLUMNS}
+    delete = [("MATCH (e:Effect) WHERE e.key = $key DELETE e", {"key": k}) for k in keys]
+    store.write({"Effect": table}, delete=delete)
+
+
+def read_effects(store: GraphStore, run: str) -> list[dict[str, Any]]:
+    """Every effect measured on a run, the largest change first (empty if none, or an old store)."""
+    columns = ", ".join(f"e.{c} AS {c}" for c in COLUMNS)
+    try:
+        rows = store.query(f"MATCH (e:Effect) WHERE e.run = $run RETURN {columns}", {"run": run})
+    except Exception:  # noqa: BLE001 - a store written before effects existed has no such table
+        return []
+    return sorted(rows, key=lambda r: (r["difference"], r["upstream"], r["head"], r["side"]))
+
+
+def effect_of(store: GraphStore, run: str, upstream: str, head: str, side: str) -> dict | None:
+    """The effect measured for one edge (ablation before boost, global before local), or None."""
+    found = [
+        r
+        for r in read_effects(store, run)
+        if (r["upstream"], r["head"], r["side"]) == (upstream, head, side)
+    ]
+    found.sort(key=lambda r: (r["boost"], r["mode"] != "global"))
+    return found[0] if found else None
+
+
+def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, str, str, int]]:
+    """The run's ``top`` edges ``(upstream, head, side, prompts)`` that can be ablated (not a
+    head's own QK bias), most prompts first; prompts are the most over the edge's roles."""
+    rows = store.query(
+        "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
+        "RETURN a.name AS up, b.name AS head, c.side AS side, c.prompts AS prompts",
+        {"run": run},
+    )
+    best: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        if not r["up"].endswith(":qk_bias"):
+            key = (r["up"], r["head"], r["side"])
+            best[key] = max(best.get(key, 0), int(r["prompts"]))
+    ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [(*key, n) for key, n in ranked]

@@ -1,0 +1,66 @@
+"""verify and compare from the command line, on an ingested tiny-ioi store."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from explorer.cli import main
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("verify") / "db"
+    result = CliRunner().invoke(main, ["ingest", "--prompts", "64", "--store", str(folder)])
+    assert result.exit_code == 0, result.output
+    return str(folder)
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_verify_writes_effects_back_and_prints_them_sorted(store):
+    result = run("verify", "--store", store, "--top", "4", "--prompts", "48")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("run tiny-ioi-ioi-64: ioi metric, global ablating, 48 prompts")
+    differences = [float(line.split()[5]) for line in lines[2:] if "->" in line]
+    assert len(differences) == 4 and differences == sorted(differences)
+    stored = run(
+        "cypher", "MATCH (e:Effect) RETURN count(*) AS n", "--store", store, "--format", "json"
+    )
+    assert json.loads(stored.output)[0]["n"] == 4
+    again = run("verify", "--store", store, "--top", "4", "--prompts", "48", "--format", "json")
+    data = json.loads(again.output)
+    assert len(data["effects"]) == 4
+    stored = run(
+        "cypher", "MATCH (e:Effect) RETURN count(*) AS n", "--store", store, "--format", "json"
+    )
+    assert json.loads(stored.output)[0]["n"] == 4  # measured again: replaced, not added
+
+
+def test_verify_one_edge_locally_and_refuse_bad_input(store, tmp_path):
+    one = run("verify", "--store", store, "--edge", "0.2->1.0:query", "--mode", "local",
+              "--prompts", "32", "--format", "json")  # fmt: skip
+    assert one.exit_code == 0, one.output
+    (effect,) = json.loads(one.output)["effects"]
+    assert effect["mode"] == "local" and effect["head"] == "1.0"
+    bad = run("verify", "--store", store, "--edge", "0.2=>1.0")
+    assert bad.exit_code == 2 and "UPSTREAM->HEAD:SIDE" in bad.output
+    metric = tmp_path / "metric.py"
+    metric.write_text("def end_logit(log_probs, prompts):\n    return log_probs[:, -1, 0]\n")
+    custom = run("verify", "--store", store, "--edge", "0.2->1.0:query", "--prompts", "16",
+                 "--metric", f"{metric}:end_logit")  # fmt: skip
+    assert custom.exit_code == 0, custom.output
+    missing = run("verify", "--store", store, "--metric", f"{metric}:nothing")
+    assert missing.exit_code == 2 and "has no function nothing" in missing.output
+
+
+def test_compare_against_the_models_card(store):
+    result = run("compare", "--store", store, "--reference", "tiny-ioi")
+    assert result.exit_code == 0, result.output
+    heads = next(line for line in result.output.splitlines() if line.startswith("heads"))
+    assert heads.split()[1:3] == ["1", "1"]  # every head of the card, and no other
+    data = json.loads(run("compare", "--store", store, "--format", "json").output)
+    assert data["reference"] == "ioi-gpt2" and data["heads"]["true_positives"] >= 0
