@@ -101,7 +101,7 @@ def _parse(data, where: str) -> Reference:
     classes = {}
     for name, heads in data["classes"].items():
         if not isinstance(heads, list):
-            raise QueryError(f"{where}: class {name!r} must list heads, e.g. [\"9.9\", \"10.0\"]")
+            raise QueryError(f'{where}: class {name!r} must list heads, e.g. ["9.9", "10.0"]')
         try:
             classes[str(name)] = tuple("{}.{}".format(*parse_head(str(h))) for h in heads)
         except ValueError as error:
