@@ -91,12 +91,16 @@ def ablation_deltas(
     bases = edge_bases(trace, vectors, rows, control=control, generator=generator)
 
     # One span per (prompt, token, component): stack its edges' vectors, orthonormalise.
-    n_pos, rank = components.shape[1], bases.shape[-1]
+    n_pos = components.shape[1]
     key = (batch * n_pos + token) * n_axis + component
     groups, group_of = key.unique(return_inverse=True)
-    columns = _rank_within_group(group_of)[:, None] * rank + torch.arange(rank)  # [edge, rank]
+    edge, k = (bases.abs().sum(1) > 0).nonzero(as_tuple=True)  # the vectors in use
+    if edge.numel() == 0:
+        return deltas
+    group_of_vector = group_of[edge]
+    columns = _rank_within_group(group_of_vector)
     stacked = components.new_zeros(len(groups), int(columns.max()) + 1, components.shape[-1])
-    stacked[group_of[:, None], columns] = bases.transpose(1, 2)
+    stacked[group_of_vector, columns] = bases[edge, :, k]
     basis, strength, _ = torch.linalg.svd(stacked.transpose(1, 2), full_matrices=False)
     keep = strength > 1e-6 * strength.amax(-1, keepdim=True).clamp_min(1e-30)
     basis = basis * keep[:, None, :]  # [group, d_model, k]: the span, zero columns dropped

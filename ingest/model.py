@@ -195,14 +195,17 @@ class Model:
         return self.per_layer(tokens, "hook_resid_pre")
 
     @torch.inference_mode()
-    def log_probs(self, tokens: Tensor, deltas: Tensor | dict | None = None) -> Tensor:
-        """``[batch, pos, vocab]`` next-token log-probabilities.
+    def log_probs(
+        self, tokens: Tensor, deltas: Tensor | dict | None = None, *, at: Tensor | None = None
+    ) -> Tensor:
+        """Next-token log-probabilities, ``[batch, pos, vocab]`` (``[batch, vocab]`` with ``at``).
 
         Args:
             tokens: ``[batch, pos]``.
             deltas: ``[batch, pos, component, d_model]`` added to each component's
                 output where it writes (see :mod:`ingest.intervene`), or the same
                 sparsely, ``{component index: [batch, pos, d_model]}``, or None.
+            at: ``[batch]`` one position per prompt: unembed only there (much faster).
         """
         hooks = []
         for hook, axis in self._write_hooks().items() if deltas is not None else ():
@@ -213,15 +216,19 @@ class Model:
                 added = deltas[:, :, axis].sum(dim=2).to(self.device)
             if added is not None and added.any():
                 hooks.append((hook, lambda act, hook, added=added: act + added))
-        return self.hooked.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks).log_softmax(-1)
+        return self._final(tokens, hooks, at)
 
     @torch.inference_mode()
     def log_probs_at_heads(
-        self, tokens: Tensor, deltas: dict[tuple[int, int, str], Tensor]
+        self,
+        tokens: Tensor,
+        deltas: dict[tuple[int, int, str], Tensor],
+        *,
+        at: Tensor | None = None,
     ) -> Tensor:
-        """``[batch, pos, vocab]`` log-probabilities with changes that only one head's
-        query or key sees: ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``,
-        added to that head's input before ln1 (``side`` ``query`` or ``key``)."""
+        """Like :meth:`log_probs`, with changes that only one head's query or key sees:
+        ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``, added to that head's
+        input before ln1 (``side`` ``query`` or ``key``)."""
         m = self.hooked
         hooks = []
         for (layer, head, side), change in deltas.items():
@@ -236,9 +243,24 @@ class Model:
         previous = m.cfg.use_split_qkv_input
         m.set_use_split_qkv_input(True)
         try:
-            return m.run_with_hooks(tokens.to(self.device), fwd_hooks=hooks).log_softmax(-1)
+            return self._final(tokens, hooks, at)
         finally:
             m.set_use_split_qkv_input(previous)
+
+    def _final(self, tokens: Tensor, hooks: list, at: Tensor | None) -> Tensor:
+        """Run with ``hooks``; log-softmax of the logits everywhere, or only at ``at``."""
+        m, tokens = self.hooked, tokens.to(self.device)
+        if at is None:
+            return m.run_with_hooks(tokens, fwd_hooks=hooks).log_softmax(-1)
+        rows, kept = torch.arange(len(tokens), device=self.device), {}
+
+        def keep(act, hook):  # [batch, pos, d_model], after ln_final
+            kept["x"] = act[rows, at.to(self.device)]
+
+        m.run_with_hooks(
+            tokens, return_type=None, fwd_hooks=[*hooks, ("ln_final.hook_normalized", keep)]
+        )
+        return m.unembed(kept["x"][:, None])[:, 0].log_softmax(-1)  # [batch, vocab]
 
     def _write_hooks(self) -> dict[str, list[int]]:
         """Where each component's output enters the residual stream: hook -> axis positions."""

@@ -11,8 +11,10 @@ singular directions is projected out, mean-centred (:mod:`ingest.intervene`):
 
 The control projects out as many singular vectors of the same head drawn at
 random from outside S. With ``boost`` the part is added again instead of
-removed. The metric (IOI: the logit difference IO - S at END) is read on the
-prompts where the edge occurs, clean, changed and controlled. Many edges
+removed. The metric reads the next-token log-probabilities at one token of
+each prompt (the ``role``, END by default; only that token is unembedded):
+for IOI, the logit difference IO - S. It is read on the prompts where the
+edge occurs, clean, changed and controlled. Many edges
 share each forward pass: the changed and controlled copies of the prompts
 are stacked up to ``2 * batch_size`` rows.
 """
@@ -31,7 +33,8 @@ from ingest.intervene import ablation_deltas
 from ingest.records import Prompt, Seed, TraceParams
 from ingest.trace import SIDES, check_inputs, pad_tokens, trace_batch
 
-Metric = Callable[[Tensor, Sequence[Prompt]], Tensor]  # log-probs [batch, pos, vocab] -> [batch]
+# The next-token log-probabilities at one token per prompt, [batch, vocab] -> [batch]
+Metric = Callable[[Tensor, Sequence[Prompt]], Tensor]
 _EDGE = re.compile(r"^\s*(?P<up>[^\s>-]+)\s*->\s*(?P<head>[\w.]+)\s*:\s*(?P<side>query|key)\s*$")
 
 
@@ -93,23 +96,26 @@ class EdgeEffect:
 
 
 def ioi_logit_difference(log_probs: Tensor, prompts: Sequence[Prompt]) -> Tensor:
-    """``[batch]`` logit difference IO - S for the token after END (S read at S1).
+    """``[batch]`` logit difference IO - S of the next token (S read at S1).
+
+    Args:
+        log_probs: ``[batch, vocab]`` at END.
+        prompts: Prompts with IO and S1 roles.
 
     Raises:
-        ValueError: a prompt lacks the IO, S1 or END role.
+        ValueError: a prompt lacks the IO or S1 role.
     """
-    missing = [p.id for p in prompts if not {"IO", "S1", "END"} <= set(p.roles)]
+    missing = [p.id for p in prompts if not {"IO", "S1"} <= set(p.roles)]
     if missing:
         raise ValueError(
-            f"prompt {missing[0]!r} has no IO, S1 or END role: the IOI metric needs them "
+            f"prompt {missing[0]!r} has no IO or S1 role: the IOI metric needs them "
             "(pass another metric for other tasks)"
         )
     rows = torch.arange(len(prompts))
-    end = torch.tensor([p.roles["END"] for p in prompts])
     io = torch.tensor([p.tokens[p.roles["IO"]] for p in prompts])
     s = torch.tensor([p.tokens[p.roles["S1"]] for p in prompts])
-    final = log_probs[rows, end.to(log_probs.device)]  # [batch, vocab]
-    return (final[rows, io] - final[rows, s]).float().cpu()
+    log_probs = log_probs.cpu()
+    return (log_probs[rows, io] - log_probs[rows, s]).float()
 
 
 def verify_edges(
@@ -122,6 +128,7 @@ def verify_edges(
     mode: str = "global",
     boost: bool = False,
     metric: Metric = ioi_logit_difference,
+    role: str = "END",
     batch_size: int = 32,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
@@ -134,6 +141,9 @@ def verify_edges(
     if mode not in ("global", "local"):
         raise ValueError(f"mode {mode!r}: use global or local")
     check_inputs(model, prompts, seeds, batch_size)
+    lacking = next((p.id for p in prompts if role not in p.roles), None)
+    if lacking is not None:
+        raise ValueError(f"prompt {lacking!r} has no {role} role, where the metric is read")
     axis = {c.name: i for i, c in enumerate(model.layout.components)}
     for edge in edges:
         if edge.upstream not in axis:
@@ -151,7 +161,8 @@ def verify_edges(
         tokens, lengths = pad_tokens(batch)
         acts = model.run(tokens, lengths)
         traced = trace_batch(acts, qk, model.layout, batch, seeds, params)
-        clean = metric(model.log_probs(tokens), batch)  # [batch]
+        at = torch.tensor([p.roles[role] for p in batch])
+        clean = metric(model.log_probs(tokens, at=at), batch)  # [batch]
         items = []
         for edge in edges:
             rows = _rows(traced, edge, axis[edge.upstream])
@@ -164,10 +175,10 @@ def verify_edges(
                     traced, acts.components, vectors, rows=rows, control=control,
                     generator=generator,
                 )  # fmt: skip
-                changes.append((-1 if boost else 1) * d[occurs][:, :, axis[edge.upstream]])
+                changes.append((-1 if boost else 1) * d[:, :, axis[edge.upstream]][occurs])
             items.append((edge, occurs, *changes))
         for chunk in _chunks(items, 2 * batch_size):
-            changed = _forward(model, tokens, chunk, axis, mode, metric, batch)
+            changed = _forward(model, tokens, at, chunk, axis, mode, metric, batch)
             for (edge, occurs, _, _), (effect, control) in zip(chunk, changed, strict=True):
                 base = clean[occurs].double()
                 total = sums[edge]
@@ -208,7 +219,7 @@ def _chunks(items: list, rows: int):
         yield chunk
 
 
-def _forward(model, tokens, chunk, axis, mode, metric, batch) -> list[tuple[Tensor, Tensor]]:
+def _forward(model, tokens, at, chunk, axis, mode, metric, batch) -> list[tuple[Tensor, Tensor]]:
     """One forward pass for a chunk: each item's prompts changed, then controlled."""
     index = torch.cat([torch.cat([occurs, occurs]) for _, occurs, _, _ in chunk])
     stacked = tokens[index]  # [rows, pos]
@@ -226,9 +237,9 @@ def _forward(model, tokens, chunk, axis, mode, metric, batch) -> list[tuple[Tens
         deltas[key][row : row + 2 * len(occurs)] = torch.cat([change, control]).cpu()
         row += 2 * len(occurs)
     if mode == "global":
-        log_probs = model.log_probs(stacked, deltas)
+        log_probs = model.log_probs(stacked, deltas, at=at[index])
     else:
-        log_probs = model.log_probs_at_heads(stacked, deltas)
+        log_probs = model.log_probs_at_heads(stacked, deltas, at=at[index])
     values = metric(log_probs, [batch[i] for i in index.tolist()]).double()
     out, row = [], 0
     for _, occurs, _, _ in chunk:

@@ -49,7 +49,7 @@ def test_verify_one_edge_locally_and_refuse_bad_input(store, tmp_path):
     bad = run("verify", "--store", store, "--edge", "0.2=>1.0")
     assert bad.exit_code == 2 and "UPSTREAM->HEAD:SIDE" in bad.output
     metric = tmp_path / "metric.py"
-    metric.write_text("def end_logit(log_probs, prompts):\n    return log_probs[:, -1, 0]\n")
+    metric.write_text("def end_logit(log_probs, prompts):\n    return log_probs[:, 0]\n")
     custom = run("verify", "--store", store, "--edge", "0.2->1.0:query", "--prompts", "16",
                  "--metric", f"{metric}:end_logit")  # fmt: skip
     assert custom.exit_code == 0, custom.output

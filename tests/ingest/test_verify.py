@@ -25,7 +25,7 @@ def planted():
     up, down = int(W_U.argmax()), int(W_U.argmin())
 
     def metric(log_probs, prompts):
-        return (log_probs[:, END, up] - log_probs[:, END, down]).cpu()
+        return (log_probs[:, up] - log_probs[:, down]).cpu()  # at END
 
     return model, marked + unmarked, metric
 
