@@ -90,7 +90,11 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
     nodes = {}
     for label, where in NODE_SCOPE.items():
         columns = ", ".join(f"n.`{p}` AS `{p}`" for p, _ in NODE[label].properties)
-        nodes[label] = store.query(f"MATCH (n:{label}) WHERE {where} RETURN {columns}", params)
+        cypher = f"MATCH (n:{label}) WHERE {where} RETURN {columns}"
+        if label == "Effect":  # a store written before effects existed has no such table
+            nodes[label] = read_effects_rows(store, cypher, params)
+        else:
+            nodes[label] = store.query(cypher, params)
     relationships = {}
     for rel, start, end, where in REL_SCOPE:
         columns = "".join(f", r.`{p}` AS `{p}`" for p, _ in REL[rel].properties)
@@ -100,6 +104,13 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
             params,
         )
     return RunGraph(ref.key, nodes, relationships)
+
+
+def read_effects_rows(store: GraphStore, cypher: str, params: dict) -> list[dict[str, Any]]:
+    try:
+        return store.query(cypher, params)
+    except Exception:  # noqa: BLE001 - each backend raises its own "no such table"
+        return []
 
 
 def export_run(

@@ -8,7 +8,7 @@ from ingest.job import default_seeds, task_prompts
 from ingest.model import load_model
 from ingest.records import Prompt, Seed
 from ingest.verify import EdgeKey, ioi_logit_difference, parse_edge, verify_edges
-from tests.ingest.test_planted import END, MARK, planted_model, planted_prompts
+from tests.ingest.test_planted import MARK, planted_model, planted_prompts
 
 READOUT = 18  # the residual dimension 1.0 writes what it read at MARK into
 
