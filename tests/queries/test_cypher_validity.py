@@ -14,7 +14,7 @@ import pytest
 
 from queries.neo4j_store import Neo4jStore, node_statement, rel_statement
 from queries.schema import NODES, RELS, neo4j_ddl
-from queries.store import GraphStore
+from queries.store import GraphStore, open_store
 
 CHECKER = Path(__file__).parents[1] / "cypher"
 DOC = Path(__file__).parents[2] / "docs" / "schema.md"
@@ -64,6 +64,60 @@ def statements() -> list[str]:
     generated += [f"CREATE INDEX FOR (n:{n.name}) ON (n.key)" for n in NODES]
     docs = re.findall(r"```cypher\n(.*?)```", DOC.read_text(), flags=re.S)
     return [*neo4j_ddl(), *generated, *recorder.sent, *docs]
+
+
+class Recording(GraphStore):
+    """A real store that records every statement the query layer sends it."""
+
+    def __init__(self, inner):
+        self.inner, self.sent = inner, []
+
+    def query(self, cypher, params=None):
+        self.sent.append(cypher)
+        return self.inner.query(cypher, params)
+
+    def frame(self, cypher, params=None, *, columns=()):
+        self.sent.append(cypher)
+        return self.inner.frame(cypher, params, columns=columns)
+
+    def write(self, tables, *, delete=(), then=()):
+        self.sent += [cypher for cypher, _ in (*delete, *then)]
+        self.inner.write(tables, delete=delete, then=then)
+
+
+def query_layer_statements(folder) -> list[str]:
+    """Every statement paths, redundancy, features, circuit, compare, effects and export send."""
+    from queries import circuit, compare, effects, export, features, paths, redundancy, stats
+    from queries.cypher import run_cypher
+    from tests.queries import handmade
+
+    with open_store(str(folder / "store")) as inner:
+        handmade.write(inner)
+        s = Recording(inner)
+        paths.paths(s, to="1.0", from_="0.0", prompt="p1")
+        redundancy.redundancy(s, to="1.0", role="END")
+        features.features(s, head="0.0")
+        features.singular_vector(s, sv="0.0:1")
+        circuit.circuit(s, prompt="p2")
+        circuit.edge_detail(s, source="0.0@END", target="1.0@END", side="query")
+        circuit.component_detail(s, node="0.0@END")
+        stats.sparse_set_sizes(s)
+        stats.singular_vector_usage(s, heads=["1.0"])
+        compare.compare(s, reference="tiny-ioi")
+        effects.strongest_edges(s, "hand", 3)
+        row = dict.fromkeys(effects.COLUMNS, 0.0) | {"upstream": "0.0", "head": "1.0"}
+        row |= {"side": "query", "mode": "global", "boost": False, "metric": "ioi"}
+        effects.write_effects(s, "hand", [row | {"prompts": 2, "measured": "now"}])
+        run_cypher(s, "MATCH (r:Run) RETURN r.key AS k")
+        export.export_run(s, format="json", out=folder / "run.json")
+        return sorted(set(s.sent))
+
+
+def test_every_query_the_query_layer_sends_is_valid_neo4j_cypher(tmp_path):
+    sent = query_layer_statements(tmp_path)
+    assert len(sent) > 25
+    problems = {s: e for s, e in zip(sent, parser_errors(sent), strict=True) if e}
+    assert not problems, json.dumps(problems, indent=1)
 
 
 def test_every_statement_is_valid_neo4j_cypher():
