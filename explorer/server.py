@@ -77,7 +77,10 @@ class Explorer:
                     top=int(number("top", 60)),
                     prompt=query.get("prompt") or None,
                 )
-                return circuit_payload(found)
+                payload = circuit_payload(found)
+                if found.prompt is not None:
+                    payload["words"] = self.words(found.prompt, found.roles)
+                return payload
             if path == "/api/edge":
                 return edge_detail(
                     s, run=run, source=query.get("source", ""), target=query.get("target", ""),
@@ -98,8 +101,8 @@ class Explorer:
                 )
         raise QueryError(f"no such API path {path!r}")
 
-    def tokens(self, features) -> dict:
-        """Top vocabulary tokens per feature, when the run's model can be loaded."""
+    def model(self):
+        """The run's model (loaded once, checked against the store), or None if it cannot be."""
         from queries.selection import resolve_run
 
         if self._model is None and self._model_error is None:
@@ -110,7 +113,23 @@ class Explorer:
                 self._model = load_run_model(self.store, resolve_run(self.store, self.run).model)
             except ModelError as error:
                 self._model_error = f"tokens need the model's weights: {error}"
-        if self._model is None:
+        return self._model
+
+    def words(self, prompt: str, roles) -> dict[str, str]:
+        """A prompt's columns (roles, ``#k``) -> the token there, decoded by the run's tokenizer."""
+        from queries.selection import stored_prompts
+
+        found = [p for p in stored_prompts(self.store, self.run) if p["id"] == prompt]
+        if not found or self.model() is None:
+            return {}
+        tokens, where = found[0]["tokens"], found[0]["roles"]
+        positions = {r: where.get(r, int(r[1:]) if r[1:].isdigit() else -1) for r in roles}
+        decode = self.model().tokenizer.decode
+        return {r: decode([tokens[i]]) for r, i in positions.items() if 0 <= i < len(tokens)}
+
+    def tokens(self, features) -> dict:
+        """Top vocabulary tokens per feature, when the run's model can be loaded."""
+        if self.model() is None:
             return {"note": self._model_error}
         from ingest.vocab import top_tokens
 

@@ -59,13 +59,14 @@ async function load() {
     draw(current);
     const c = current.circuit;
     const scope = c.prompt ? `prompt ${c.prompt}` : `${c.n_prompts} prompts`;
-    status(`${c.nodes.length} components, ${c.edges.length} edges (${scope})`);
+    status(c.edges.length ? `${c.nodes.length} components, ${c.edges.length} edges (${scope})`
+      : `no edges (${scope}): ${c.prompt ? "the seeds did not fire here" : "lower the thresholds"}`);
   } catch (error) {
     status(error.message, true);
   }
 }
 
-function draw({ circuit, layout }) {
+function draw({ circuit, layout, words = {} }) {
   const svg = $("graph");
   svg.replaceChildren();
   svg.setAttribute("width", layout.width);
@@ -77,7 +78,7 @@ function draw({ circuit, layout }) {
   }
   for (const [role, x] of layout.columns) {
     el("text", { x, y: layout.height - 12, "text-anchor": "middle", class: "axis role" }, svg)
-      .textContent = role;
+      .textContent = words[role] ? `${role} · ${words[role].trim()}` : role;
   }
   const at = layout.positions;
   const maxPrompts = Math.max(1, ...circuit.edges.map((e) => e.prompts));

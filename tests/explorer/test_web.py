@@ -140,12 +140,15 @@ def test_thresholds_and_the_prompt_picker_redraw_live(page, store):
     page.wait_for_function(
         f"document.querySelectorAll('path.edge').length === {len(expected.edges)}"
     )
-    prompt = page.eval_on_selector_all("#prompt option", "els => els[1].value")
+    prompt = store.query("MATCH ()-[s:SIGNAL]->(f:Firing) RETURN f.prompt AS p LIMIT 1")[0]["p"]
     page.fill("#min-prompts", "1")
     page.select_option("#prompt", prompt)
     one = circuit(store, top=60, prompt=prompt)
+    assert one.edges
     page.wait_for_function(f"document.querySelectorAll('path.edge').length === {len(one.edges)}")
     assert drawn(page)[1] == sorted((e.source, e.target, e.side) for e in one.edges)
+    labels = page.eval_on_selector_all("text.role", "els => els.map(e => e.textContent)")
+    assert any(label.startswith("END · ") for label in labels), labels  # the prompt's own words
 
 
 def test_the_substitutes_overlay_colours_a_group(page):
