@@ -46,7 +46,7 @@ def edge_bases(
     firing = trace.edge_firing[rows]
     selected = f.selected[firing]  # [edge, rank]
     if control:
-        noise = torch.rand(selected.shape, generator=generator)
+        noise = torch.rand(selected.shape, generator=generator).to(selected.device)
         noise[selected] = 2.0  # never pick S itself
         picked = noise.argsort(dim=-1).argsort(dim=-1) < selected.sum(-1, keepdim=True)
         selected = picked & ~selected
@@ -127,14 +127,16 @@ def role_means(prompts: Sequence[Prompt], components: Tensor) -> tuple[Tensor, T
     """
     n_batch, n_pos = components.shape[:2]
     names = sorted({r for p in prompts for r in p.roles})
-    role = torch.full((n_batch, n_pos), len(names), dtype=torch.long)
+    device = components.device
+    role = torch.full((n_batch, n_pos), len(names), dtype=torch.long, device=device)
     means = components.new_zeros(len(names) + 1, *components.shape[2:])
-    real = torch.zeros(n_batch, n_pos, dtype=torch.bool)
+    real = torch.zeros(n_batch, n_pos, dtype=torch.bool, device=device)
     for b, prompt in enumerate(prompts):
         real[b, : len(prompt.tokens)] = True
     for r, name in enumerate(names):
         rows = [b for b, p in enumerate(prompts) if name in p.roles]
-        at = torch.tensor([prompts[b].roles[name] for b in rows])
+        at = torch.tensor([prompts[b].roles[name] for b in rows], device=device)
+        rows = torch.tensor(rows, dtype=torch.long, device=device)
         role[rows, at] = r
         means[r] = components[rows, at].mean(dim=0)
     means[-1] = components[real].mean(dim=0)

@@ -169,13 +169,14 @@ def verify_edges(
             if rows.numel() == 0:
                 continue
             occurs = traced.firings.batch[traced.edge_firing[rows]].unique()
+            on_device, occurs = occurs, occurs.cpu()
             changes = []
             for control in (False, True):
                 d = ablation_deltas(
                     traced, acts.components, vectors, rows=rows, control=control,
                     generator=generator,
                 )  # fmt: skip
-                changes.append((-1 if boost else 1) * d[:, :, axis[edge.upstream]][occurs])
+                changes.append((-1 if boost else 1) * d[:, :, axis[edge.upstream]][on_device])
             items.append((edge, occurs, *changes))
         for chunk in _chunks(items, 2 * batch_size):
             changed = _forward(model, tokens, at, chunk, axis, mode, metric, batch)
