@@ -149,5 +149,5 @@ def _rank_within_group(group_of: Tensor) -> Tensor:
     counts = torch.bincount(group_of)
     starts = torch.cumsum(counts, 0) - counts
     rank = torch.empty_like(group_of)
-    rank[order] = torch.arange(len(group_of)) - starts[group_of[order]]
+    rank[order] = torch.arange(len(group_of), device=group_of.device) - starts[group_of[order]]
     return rank

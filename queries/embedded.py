@@ -71,11 +71,28 @@ class EmbeddedStore(GraphStore):
         delete: list[tuple[str, dict]] = (),
         then: list[tuple[str, dict]] = (),
     ) -> None:
-        """One transaction: run ``delete`` statements, COPY every table, run ``then``.
+        """Run ``delete`` statements and COPY every table in one transaction, make it durable,
+        then run ``then`` (which marks the work done) in a second one.
 
         Tables are named after the schema's types; ``SIGNAL:Firing`` and
         ``SIGNAL:Site`` are SIGNAL rows from that node type.
+
+        LadybugDB's bulk COPY writes its pages outside the write-ahead log: a
+        process killed after COMMIT but before the next checkpoint comes back
+        with the transaction's statements replayed from the log and the copied
+        rows gone. So copied rows are checkpointed before the statements that
+        mark them done (a batch appended to ``done_batches``, a run marked
+        complete) run. Killed in between, the work is simply not marked done,
+        and the resumed run deletes what it left and writes it again.
         """
+        copies = any(rows and next(iter(rows.values()), None) for rows in tables.values())
+        self._transaction(delete, tables, () if copies else then)
+        if copies:
+            self._conn.execute("CHECKPOINT")
+            if then:
+                self._transaction((), {}, then)
+
+    def _transaction(self, delete, tables: dict[str, Rows], then) -> None:
         self._conn.execute("BEGIN TRANSACTION")
         try:
             for cypher, params in delete:

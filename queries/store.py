@@ -95,12 +95,16 @@ class GraphStore:
     def write_batch(self, run: str, batch: int, tables: dict[str, Rows]) -> None:
         """Write one batch atomically; a leftover of an interrupted attempt is replaced."""
         params = {"run": run, "batch": batch}
-        leftovers = [
+        then = [(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)]
+        self.write(tables, delete=self._leftovers(params), then=then)
+
+    @staticmethod
+    def _leftovers(params: dict) -> list[tuple[str, dict]]:
+        """Statements deleting what an interrupted attempt at a batch left."""
+        return [
             (f"MATCH (n:{node}) WHERE n.run = $run AND n.batch = $batch DETACH DELETE n", params)
             for node in PER_BATCH
         ]
-        then = [(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)]
-        self.write(tables, delete=leftovers, then=then)
 
     def signal_rows(self, run: str) -> list[dict[str, Any]]:
         """Every per-prompt edge of a run (for the aggregates)."""
