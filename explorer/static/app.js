@@ -81,7 +81,9 @@ function draw({ circuit, layout, words = {} }) {
       .textContent = words[role] ? `${role} · ${words[role].trim()}` : role;
   }
   const at = layout.positions;
-  const maxPrompts = Math.max(1, ...circuit.edges.map((e) => e.prompts));
+  const by = $("width").value; // prompts or mean_share
+  const most = Math.max(1e-9, ...circuit.edges.map((e) => e[by]));
+  $("width-legend").textContent = `width: ${by.replace("_", " ")}`;
   const edges = el("g", {}, svg);
   circuit.edges.forEach((e, i) => {
     const [x1, y1] = at[e.source];
@@ -90,7 +92,7 @@ function draw({ circuit, layout, words = {} }) {
     const mx = (x1 + x2) / 2 + bend;
     const path = el("path", {
       d: `M${x1},${y1 - 12} C${mx},${(y1 + y2) / 2} ${mx},${(y1 + y2) / 2} ${x2},${y2 + 12}`,
-      class: `edge ${e.side}`, "stroke-width": 1 + (7 * e.prompts) / maxPrompts,
+      class: `edge ${e.side}`, "stroke-width": 1 + (7 * e[by]) / most,
       "data-source": e.source, "data-target": e.target, "data-side": e.side, "data-index": i,
     }, edges);
     el("title", {}, path).textContent =
@@ -240,6 +242,7 @@ async function substitutes() {
 
 async function init() {
   for (const id of ["min-prompts", "min-share", "top", "prompt"]) $(id).addEventListener("change", load);
+  $("width").addEventListener("change", () => current && draw(current));
   $("path-go").addEventListener("click", findPaths);
   $("path-to").addEventListener("keydown", (e) => e.key === "Enter" && findPaths());
   $("path-clear").addEventListener("click", clearPaths);

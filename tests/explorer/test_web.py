@@ -151,6 +151,23 @@ def test_thresholds_and_the_prompt_picker_redraw_live(page, store):
     assert any(label.startswith("END · ") for label in labels), labels  # the prompt's own words
 
 
+def test_edge_width_follows_prompts_or_mean_share(page, store):
+    def widths():
+        return page.eval_on_selector_all(
+            "path.edge", "els => els.map(e => parseFloat(e.getAttribute('stroke-width')))"
+        )
+
+    expected = circuit(store, top=60).edges
+    by_prompts = widths()
+    assert by_prompts[0] == pytest.approx(
+        1 + 7 * expected[0].prompts / max(e.prompts for e in expected)
+    )
+    page.select_option("#width", "mean_share")
+    most = max(e.mean_share for e in expected)
+    assert widths() == pytest.approx([1 + 7 * e.mean_share / most for e in expected])
+    assert page.text_content("#width-legend") == "width: mean share"
+
+
 def test_the_substitutes_overlay_colours_a_group(page):
     page.click('g.node[data-id="1.0@END"]')
     page.click("#substitutes")
