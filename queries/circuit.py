@@ -15,7 +15,7 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from queries.cone import SIDES, load_cone
+from queries.cone import SIDES, layer_order, load_cone
 from queries.effects import effect_of
 from queries.features import Feature, features
 from queries.selection import QueryError, resolve_run
@@ -84,17 +84,8 @@ def circuit(
     Raises:
         QueryError: unknown run or prompt.
     """
-    from queries.cone import layer_order
-
     ref = resolve_run(store, run)
     cone = load_cone(store, ref, None, prompt=prompt)
-    if prompt is not None and not cone.prompt_ids:
-        found = store.query(
-            "MATCH (p:Prompt) WHERE p.run = $run AND p.id = $id RETURN p.id AS id",
-            {"run": ref.key, "id": prompt},
-        )
-        if not found:
-            raise QueryError(f"no prompt {prompt!r} in run {ref.key!r}")
     names = [n.name for n in cone.nodes]
     rows = cone.rows.assign(
         up=[names[i] for i in cone.edge_up[cone.rows["edge"].to_numpy()]],

@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from queries.selection import RunRef
+from queries.selection import RunRef, check_prompt
 from queries.store import GraphStore
 
 EDGES = (
@@ -165,6 +165,9 @@ def load_cone(
         target: The head, ``L.H`` (checked); None for the whole run.
         role: Keep only the target's firings whose destination has this role.
         prompt: Keep only this prompt.
+
+    Raises:
+        QueryError: ``prompt`` is not one of the run's.
     """
     params, where = {"run": run.key}, ""
     if target is not None:
@@ -226,6 +229,8 @@ def load_cone(
     }
     codes = np.asarray(codes, dtype=np.int64)
     targets = frozenset(i for i, n in enumerate(nodes) if n.component == target and not n.site)
+    if prompt is not None and not len(prompt_ids):
+        check_prompt(store, run.key, prompt)
     return Cone(
         run=run,
         target=target,

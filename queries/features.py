@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from queries.selection import QueryError, resolve_run
+from queries.selection import check_side, resolve_run
 from queries.store import GraphStore
 
 
@@ -140,8 +140,7 @@ def features(
     Raises:
         QueryError: an unknown run, head or side.
     """
-    if side not in ("query", "key", "any"):
-        raise QueryError(f"side {side!r}: use query, key or any")
+    check_side(side)
     ref = resolve_run(store, run)
     name = ref.head(head)
     use = _Use.read(store, ref.key, ref.model, name, side)

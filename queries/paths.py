@@ -25,7 +25,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from queries.cone import SIDES, Cone, load_cone
-from queries.selection import QueryError, resolve_run
+from queries.selection import QueryError, check_side, resolve_run
 from queries.store import GraphStore
 
 MAX_EXPANSIONS = 200_000  # partial routes examined before the search gives up (reported)
@@ -135,15 +135,12 @@ def paths(
     ref = resolve_run(store, run)
     target = ref.head(to)
     source = ref.component(from_) if from_ else None
-    if side not in ("query", "key", "any"):
-        raise QueryError(f"side {side!r}: use query, key or any")
+    check_side(side)
     if score not in ("product", "min"):
         raise QueryError(f"score {score!r}: use product or min")
     if max_hops < 1 or top < 1 or min_prompts < 1:
         raise QueryError("max_hops, top and min_prompts must be at least 1")
     cone = load_cone(store, ref, target, role=role, prompt=prompt)
-    if prompt is not None and not cone.prompt_ids:
-        _check_prompt(store, ref.key, prompt)
     routes, exhaustive = _search(
         cone,
         source=source,
@@ -240,12 +237,3 @@ def _route(cone: Cone, edges: tuple[int, ...], scores: dict[int, float], *, trun
         share_of_prompts=len(prompts) / cone.n_prompts,
         truncated=truncated,
     )
-
-
-def _check_prompt(store: GraphStore, run: str, prompt: str) -> None:
-    found = store.query(
-        "MATCH (p:Prompt) WHERE p.run = $run AND p.id = $id RETURN p.id AS id",
-        {"run": run, "id": prompt},
-    )
-    if not found:
-        raise QueryError(f"no prompt {prompt!r} in run {run!r}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from queries.cone import SIDES, Cone, is_constant, layer_order, load_cone
-from queries.selection import QueryError, resolve_run
+from queries.selection import check_side, resolve_run
 from queries.store import GraphStore
 
 
@@ -116,10 +116,9 @@ def redundancy(
         prompt: Only this prompt (by id).
 
     Raises:
-        QueryError: an unknown run, head or side.
+        QueryError: an unknown run, head, side or prompt.
     """
-    if side not in ("query", "key", "any"):
-        raise QueryError(f"side {side!r}: use query, key or any")
+    check_side(side)
     ref = resolve_run(store, run)
     target = ref.head(to)
     cone = load_cone(store, ref, target, role=role, prompt=prompt)
@@ -180,8 +179,7 @@ def _prompt_measures(cone: Cone, up: np.ndarray, down: np.ndarray, kinds):
     for u, d in zip(up, down, strict=True):
         ins[d].append(u)
         outs[u].append(d)
-    present = np.unique(pairs // len(cone.nodes)).tolist() + list(ins)
-    order = sorted(set(present), key=order_key.__getitem__)
+    order = sorted(set(up) | set(down), key=order_key.__getitem__)
     forward: dict[int, int] = {}  # paths from the sources (exact integers)
     for i in order:
         forward[i] = (i in sources) + sum(forward[u] for u in ins[i])

@@ -96,6 +96,22 @@ class RunRef:
         return name, index
 
 
+def check_side(side: str) -> None:
+    """Raise QueryError unless ``side`` is ``query``, ``key`` or ``any``."""
+    if side not in ("query", "key", "any"):
+        raise QueryError(f"side {side!r}: use query, key or any")
+
+
+def check_prompt(store: GraphStore, run: str, prompt: str) -> None:
+    """Raise QueryError unless the run has a prompt with this id."""
+    found = store.query(
+        "MATCH (p:Prompt) WHERE p.run = $run AND p.id = $id RETURN p.id AS id",
+        {"run": run, "id": prompt},
+    )
+    if not found:
+        raise QueryError(f"no prompt {prompt!r} in run {run!r}")
+
+
 def resolve_run(store: GraphStore, run: str | None = None) -> RunRef:
     """The named run, or the newest one.
 
@@ -127,15 +143,16 @@ def resolve_run(store: GraphStore, run: str | None = None) -> RunRef:
     )
 
 
-def stored_prompts(store: GraphStore, run: str) -> list[dict]:
-    """The run's prompts as stored: ``id``, ``text``, ``tokens``, ``roles`` (a dict), ``batch``;
-    in batch order."""
+def stored_prompts(store: GraphStore, run: str, *, prompt: str | None = None) -> list[dict]:
+    """The run's prompts (or only ``prompt``) as stored: ``id``, ``text``, ``tokens``,
+    ``roles`` (a dict), ``batch``; in batch order."""
     import json
 
+    only = " AND p.id = $id" if prompt is not None else ""
     rows = store.query(
-        "MATCH (p:Prompt) WHERE p.run = $run RETURN p.id AS id, p.text AS text, "
+        f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN p.id AS id, p.text AS text, "
         "p.tokens AS tokens, p.roles AS roles, p.batch AS batch",
-        {"run": run},
+        {"run": run} | ({"id": prompt} if prompt is not None else {}),
     )
     for row in rows:
         row["roles"] = json.loads(row["roles"] or "{}")
