@@ -8,30 +8,13 @@ with its script, style and the circuit's data inlined: it opens anywhere, offlin
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from explorer.layout import layout
+from queries.export import write_staged
 
 SIDE_COLOURS = {"query": "#1f6fd1", "key": "#e07b00"}
 FORMATS = (".svg", ".png", ".html")
-
-
-def write_atomically(out: Path, write) -> None:
-    """Call ``write(path)`` on a temporary file beside ``out``, then rename it into place."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp made it private; a figure is not
-        os.replace(temporary, out)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def render_circuit(circuit, out: Path) -> None:
@@ -40,9 +23,9 @@ def render_circuit(circuit, out: Path) -> None:
     if suffix not in FORMATS:
         raise ValueError(f"{out}: write .svg, .png or .html")
     if suffix == ".html":
-        write_atomically(out, lambda path: path.write_text(circuit_html(circuit)))
+        write_staged(out, lambda path: path.write_text(circuit_html(circuit)))
     else:
-        write_atomically(out, lambda path: _draw(circuit, path, suffix[1:]))
+        write_staged(out, lambda path: _draw(circuit, path, suffix[1:]))
 
 
 def circuit_html(circuit) -> str:
@@ -179,5 +162,5 @@ def _grid(heads: list[str], draw, out: Path, title: str) -> None:
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    write_atomically(out, lambda path: fig.savefig(path, format=out.suffix[1:] or "png", dpi=120))
+    write_staged(out, lambda path: fig.savefig(path, format=out.suffix[1:] or "png", dpi=120))
     plt.close(fig)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from queries.effects import effect_rows
 from queries.schema import NODE, REL
 from queries.selection import QueryError, resolve_run
 from queries.store import GraphStore
@@ -91,8 +92,8 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
     for label, where in NODE_SCOPE.items():
         columns = ", ".join(f"n.`{p}` AS `{p}`" for p, _ in NODE[label].properties)
         cypher = f"MATCH (n:{label}) WHERE {where} RETURN {columns}"
-        if label == "Effect":  # a store written before effects existed has no such table
-            nodes[label] = read_effects_rows(store, cypher, params)
+        if label == "Effect":  # none in a store written before effects existed
+            nodes[label] = effect_rows(store, cypher, params)
         else:
             nodes[label] = store.query(cypher, params)
     relationships = {}
@@ -104,13 +105,6 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
             params,
         )
     return RunGraph(ref.key, nodes, relationships)
-
-
-def read_effects_rows(store: GraphStore, cypher: str, params: dict) -> list[dict[str, Any]]:
-    try:
-        return store.query(cypher, params)
-    except Exception:  # noqa: BLE001 - each backend raises its own "no such table"
-        return []
 
 
 def export_run(
@@ -128,13 +122,7 @@ def export_run(
         raise QueryError(f"{out} exists already: remove it or choose another --out")
     graph = read_run(store, run)
     writer = {"json": _write_json, "graphml": _write_graphml, "csv": _write_csv}[format]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        written = writer(graph, staging / out.name)
-        os.replace(written, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    write_staged(out, lambda path: writer(graph, path))
     return ExportSummary(
         graph.run,
         format,
@@ -144,11 +132,23 @@ def export_run(
     )
 
 
+def write_staged(out: Path, write) -> None:
+    """Call ``write(path)`` for a file or folder named like ``out`` in a temporary folder
+    beside it, then rename it into place: an interruption leaves nothing half-written."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(staging / out.name)
+        os.replace(staging / out.name, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def node_id(label: str, key: str) -> str:
     return f"{label}:{key}"
 
 
-def _write_json(graph: RunGraph, path: Path) -> Path:
+def _write_json(graph: RunGraph, path: Path) -> None:
     document = {
         "run": graph.run,
         "nodes": [
@@ -169,10 +169,9 @@ def _write_json(graph: RunGraph, path: Path) -> Path:
     }
     with open(path, "w") as f:
         json.dump(document, f)
-    return path
 
 
-def _write_graphml(graph: RunGraph, path: Path) -> Path:
+def _write_graphml(graph: RunGraph, path: Path) -> None:
     import networkx as nx
 
     def flat(row: dict) -> dict:
@@ -189,10 +188,9 @@ def _write_graphml(graph: RunGraph, path: Path) -> Path:
             props = flat({k: v for k, v in row.items() if k not in ("start", "end")})
             g.add_edge(node_id(start, row["start"]), node_id(end, row["end"]), type=rel, **props)
     nx.write_graphml(g, path)
-    return path
 
 
-def _write_csv(graph: RunGraph, folder: Path) -> Path:
+def _write_csv(graph: RunGraph, folder: Path) -> None:
     folder.mkdir()
     nodes_args, rels_args = [], []
     for label, rows in graph.nodes.items():
@@ -219,7 +217,6 @@ def _write_csv(graph: RunGraph, folder: Path) -> Path:
     )
     (folder / "import.sh").write_text(script)
     (folder / "import.sh").chmod(0o755)
-    return folder
 
 
 def _cell(value: Any) -> str:
