@@ -226,20 +226,14 @@ def _tokens(store, found, model_name, model_spec, n, side):
     """Top tokens per singular vector (``{name: [(token, projection)]}``) and a note, if any."""
     if not n or not found:
         return {}, None
-    from explorer.run_model import load_run_model
+    from explorer.run_model import feature_tokens, load_run_model
     from ingest.model import ModelError
-    from ingest.vocab import top_tokens
 
     try:
         model = load_run_model(store, model_name, model_spec)
     except ModelError as error:
         return {}, f"tokens skipped: {error}"
-    reading_side = "query" if side == "query" else "key"
-    out = {}
-    for f in found:
-        layer, head = (int(x) for x in f.head.split("."))
-        out[f.name] = top_tokens(model, layer, head, f.index, side=reading_side, n=n)
-    return out, None
+    return feature_tokens(model, found, side="query" if side == "query" else "key", n=n), None
 
 
 @click.command("cypher", context_settings=SETTINGS)

@@ -34,3 +34,15 @@ def load_run_model(store, model_name: str, spec: str | None = None, *, device: s
                 "pass --model"
             )
     return model
+
+
+def feature_tokens(model, features, *, side: str = "key", n: int = 5) -> dict[str, list]:
+    """``{"9.9:17": [(token, projection), ...]}``: the top ``n`` vocabulary tokens of each
+    feature (a :class:`queries.features.Feature`), read on ``side``."""
+    from ingest.vocab import top_tokens
+
+    out = {}
+    for f in features:
+        layer, head = (int(x) for x in f.head.split("."))
+        out[f.name] = top_tokens(model, layer, head, f.index, side=side, n=n)
+    return out

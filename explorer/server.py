@@ -119,7 +119,7 @@ class Explorer:
         """A prompt's columns (roles, ``#k``) -> the token there, decoded by the run's tokenizer."""
         from queries.selection import stored_prompts
 
-        found = [p for p in stored_prompts(self.store, self.run) if p["id"] == prompt]
+        found = stored_prompts(self.store, self.run, prompt=prompt)
         if not found or self.model() is None:
             return {}
         tokens, where = found[0]["tokens"], found[0]["roles"]
@@ -131,13 +131,9 @@ class Explorer:
         """Top vocabulary tokens per feature, when the run's model can be loaded."""
         if self.model() is None:
             return {"note": self._model_error}
-        from ingest.vocab import top_tokens
+        from explorer.run_model import feature_tokens
 
-        out = {}
-        for f in features:
-            layer, head = (int(x) for x in f.head.split("."))
-            out[f.name] = top_tokens(self._model, layer, head, f.index, side="key", n=5)
-        return {"tokens": out}
+        return {"tokens": feature_tokens(self.model(), features)}
 
 
 def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
