@@ -155,7 +155,7 @@ def verify_edges(
     vectors = (qk.U, qk.V)
     generator = torch.Generator().manual_seed(seed)
     sums = {e: torch.zeros(4, dtype=torch.float64) for e in edges}  # n, clean, effect, control
-    squares = {e: [] for e in edges}
+    differences = {e: [] for e in edges}  # per prompt: effect - control
     for start in range(0, len(prompts), batch_size):
         batch = list(prompts[start : start + batch_size])
         tokens, lengths = pad_tokens(batch)
@@ -187,10 +187,10 @@ def verify_edges(
                     [torch.tensor(float(len(occurs))), base.sum(), (effect - base).sum(),
                      (control - base).sum()]
                 )  # fmt: skip
-                squares[edge].append((effect - control).double())
+                differences[edge].append((effect - control).double())
         if progress:
             progress(len(batch))
-    return [_effect(edge, sums[edge], squares[edge], mode, boost) for edge in edges]
+    return [_effect(edge, sums[edge], differences[edge], mode, boost) for edge in edges]
 
 
 def _rows(traced, edge: EdgeKey, component: int) -> Tensor:
@@ -250,12 +250,12 @@ def _forward(model, tokens, at, chunk, axis, mode, metric, batch) -> list[tuple[
     return out
 
 
-def _effect(edge, total, squares, mode, boost) -> EdgeEffect:
+def _effect(edge, total, per_batch, mode, boost) -> EdgeEffect:
     n, clean, effect, control = total.tolist()
     if not n:
         nan = float("nan")
         return EdgeEffect(edge, mode, boost, 0, nan, nan, nan, nan, nan)
-    differences = torch.cat(squares)
+    differences = torch.cat(per_batch)
     stderr = float(differences.std() / len(differences) ** 0.5) if len(differences) > 1 else 0.0
     return EdgeEffect(
         edge,
