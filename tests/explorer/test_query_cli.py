@@ -3,24 +3,14 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from explorer.cli import main
 from ingest.ioi import NAMES
+from tests.explorer.commands import ingested, run
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli") / "db"
-    result = CliRunner().invoke(
-        main, ["ingest", "--prompts", "48", "--store", str(folder), "--run", "cli"]
-    )
-    assert result.exit_code == 0, result.output
-    return str(folder)
-
-
-def run(*args):
-    return CliRunner().invoke(main, list(args))
+    return ingested(tmp_path_factory, "--prompts", "48", "--run", "cli")
 
 
 def test_paths_as_table_json_and_csv(store):

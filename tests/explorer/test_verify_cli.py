@@ -3,21 +3,13 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from explorer.cli import main
+from tests.explorer.commands import ingested, run
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("verify") / "db"
-    result = CliRunner().invoke(main, ["ingest", "--prompts", "64", "--store", str(folder)])
-    assert result.exit_code == 0, result.output
-    return str(folder)
-
-
-def run(*args):
-    return CliRunner().invoke(main, list(args))
+    return ingested(tmp_path_factory, "--prompts", "64")
 
 
 def test_verify_writes_effects_back_and_prints_them_sorted(store):

@@ -6,23 +6,15 @@ import urllib.error
 import urllib.request
 
 import pytest
-from click.testing import CliRunner
 
-from explorer.cli import main
 from explorer.server import Explorer, make_server
 from queries.store import open_store
+from tests.explorer.commands import ingested, run
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("view") / "db"
-    result = CliRunner().invoke(main, ["ingest", "--prompts", "32", "--store", str(folder)])
-    assert result.exit_code == 0, result.output
-    return str(folder)
-
-
-def run(*args):
-    return CliRunner().invoke(main, list(args))
+    return ingested(tmp_path_factory, "--prompts", "32")
 
 
 @pytest.mark.parametrize("suffix", [".svg", ".png", ".html"])
