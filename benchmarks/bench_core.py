@@ -29,10 +29,10 @@ import time
 def phase(name: str, n_prompts: int, batch_size: int, device: str) -> dict:
     import torch
 
-    from ingest.ioi import ioi_prompts
-    from ingest.job import default_seeds
-    from ingest.model import load_model
-    from ingest.trace import pad_tokens, trace
+    from headgraph.ingest.core.trace import pad_tokens, trace
+    from headgraph.ingest.jobs.trace_job import default_seeds
+    from headgraph.ingest.model import load_model
+    from headgraph.ingest.tasks.ioi import ioi_prompts
 
     model = load_model("random:gpt2-small", device=device)
     prompts = ioi_prompts(n_prompts, tokenizer=model.tokenizer, seed=0)

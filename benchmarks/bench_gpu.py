@@ -22,8 +22,8 @@ import torch
 
 
 def edges(model, prompts, batch_size=32):
-    from ingest.job import default_seeds
-    from ingest.trace import trace
+    from headgraph.ingest.core.trace import trace
+    from headgraph.ingest.jobs.trace_job import default_seeds
 
     found = set()
     for batch in trace(model, prompts, seeds=default_seeds(model), batch_size=batch_size):
@@ -34,8 +34,8 @@ def edges(model, prompts, batch_size=32):
 
 def columns(model, prompts, batch_size=32) -> int:
     """Trace, keeping the batches' columns (no Python records): the edges' count."""
-    from ingest.job import default_seeds
-    from ingest.trace import trace
+    from headgraph.ingest.core.trace import trace
+    from headgraph.ingest.jobs.trace_job import default_seeds
 
     batches = trace(model, prompts, seeds=default_seeds(model), batch_size=batch_size)
     return sum(int(b.edge_weight.numel()) for b in batches)
@@ -61,11 +61,11 @@ def main() -> None:
     args = parser.parse_args()
     device, n_prompts = args.device, args.prompts
 
-    from ingest.ioi import ioi_prompts
-    from ingest.job import default_seeds, task_prompts
-    from ingest.model import load_model
-    from ingest.trace import pad_tokens
-    from ingest.verify import EdgeKey, verify_edges
+    from headgraph.ingest.causal.verify import EdgeKey, verify_edges
+    from headgraph.ingest.core.trace import pad_tokens
+    from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+    from headgraph.ingest.model import load_model
+    from headgraph.ingest.tasks.ioi import ioi_prompts
 
     where = torch.cuda.get_device_name(0) if device == "cuda" else device
     print(f"torch {torch.__version__}, {where}, CPU threads {torch.get_num_threads()}")

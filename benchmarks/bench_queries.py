@@ -39,11 +39,11 @@ def timed(call, repeat: int) -> tuple[float, float]:
 
 
 def build(folder: str, n_prompts: int) -> str:
-    from ingest.ingest_run import ingest
-    from ingest.ioi import ioi_prompts
-    from ingest.job import default_seeds
-    from ingest.model import load_model
-    from queries.store import open_store
+    from headgraph.ingest.jobs.ingest_job import ingest
+    from headgraph.ingest.jobs.trace_job import default_seeds
+    from headgraph.ingest.model import load_model
+    from headgraph.ingest.tasks.ioi import ioi_prompts
+    from headgraph.queries.store import open_store
 
     model = load_model("random:gpt2-small")
     prompts = ioi_prompts(n_prompts, tokenizer=model.tokenizer, seed=0)
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    from queries.store import open_store
+    from headgraph.queries.store import open_store
 
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.store or scratch
@@ -89,10 +89,10 @@ def main() -> None:
 
 
 def measure(store, run: str, target: str, repeat: int) -> None:
-    from queries.cone import BELOW, EDGES
-    from queries.features import features
-    from queries.paths import paths
-    from queries.redundancy import redundancy
+    from headgraph.queries.cone import BELOW, EDGES
+    from headgraph.queries.features import features
+    from headgraph.queries.paths import paths
+    from headgraph.queries.redundancy import redundancy
 
     params = {"run": run, "layer": int(target.split(".")[0]), "head": target}
 

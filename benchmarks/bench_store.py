@@ -32,14 +32,14 @@ def main() -> None:
     import ladybug
     import pandas as pd
 
-    from ingest.graph_rows import SIGNAL_TABLES, batch_rows, edge_count, model_rows
-    from ingest.ingest_run import carries_rows
-    from ingest.ioi import ioi_prompts
-    from ingest.job import default_seeds
-    from ingest.model import load_model
-    from ingest.trace import trace
-    from queries.embedded import EmbeddedStore
-    from queries.schema import REL
+    from headgraph.ingest.core.trace import trace
+    from headgraph.ingest.jobs.graph_rows import SIGNAL_TABLES, batch_rows, edge_count, model_rows
+    from headgraph.ingest.jobs.ingest_job import carries_rows
+    from headgraph.ingest.jobs.trace_job import default_seeds
+    from headgraph.ingest.model import load_model
+    from headgraph.ingest.tasks.ioi import ioi_prompts
+    from headgraph.queries.store.embedded import EmbeddedStore
+    from headgraph.queries.store.schema import REL
 
     model = load_model("random:gpt2-small")
     prompts = ioi_prompts(256, tokenizer=model.tokenizer, seed=0)
@@ -47,7 +47,9 @@ def main() -> None:
     for i, batch in enumerate(
         trace(model, prompts, seeds=default_seeds(model), batch_size=args.batch_size)
     ):
-        rows = batch_rows(batch, model_name=model.name, run="bench", batch=i)
+        rows = batch_rows(
+            batch, model_name=model.name, run="bench", batch=i, tokenizer=model.tokenizer
+        )
         batches.append(rows)
         edges += edge_count(rows)
         if edges >= args.edges:

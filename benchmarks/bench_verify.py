@@ -26,11 +26,11 @@ def main() -> None:
 
     import torch
 
-    from ingest.ioi import ioi_prompts
-    from ingest.job import default_seeds
-    from ingest.model import load_model
-    from ingest.trace import pad_tokens, trace
-    from ingest.verify import EdgeKey, verify_edges
+    from headgraph.ingest.causal.verify import EdgeKey, verify_edges
+    from headgraph.ingest.core.trace import pad_tokens, trace
+    from headgraph.ingest.jobs.trace_job import default_seeds
+    from headgraph.ingest.model import load_model
+    from headgraph.ingest.tasks.ioi import ioi_prompts
 
     torch.manual_seed(0)
     model = load_model(args.model, device=args.device)

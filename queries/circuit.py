@@ -1,6 +1,6 @@
 """A run's circuit as a picture needs it: components at token roles, and the edges between them.
 
-Nodes are ``component@role`` as in :mod:`queries.cone` (a site and a firing of
+Nodes are ``component@role`` as in :mod:`headgraph.queries.cone` (a site and a firing of
 the same component at the same role are one node here, flagged ``fires``).
 An edge is ``(upstream node, downstream node, side)`` aggregated over the
 run's prompts: in how many it occurs, its mean share and weight, and the
@@ -15,11 +15,11 @@ import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from queries.cone import SIDES, layer_order, load_cone
-from queries.effects import effect_of
-from queries.features import Feature, features
-from queries.selection import QueryError, resolve_run
-from queries.store import GraphStore
+from headgraph.queries.cone import SIDES, layer_order, load_cone
+from headgraph.queries.effects import effect_of
+from headgraph.queries.features import Feature, features
+from headgraph.queries.selection import QueryError, resolve_run
+from headgraph.queries.store import GraphStore
 
 
 @dataclass(frozen=True)

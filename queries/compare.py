@@ -14,7 +14,9 @@ between two heads is in it when a ``CARRIES`` row for it has at least
 ``min_prompts`` prompts and a share of the prompts of at least ``min_share``.
 Its heads are the heads at either end of such an edge. ``ioi-gpt2`` (Wang et
 al.'s IOI circuit in GPT-2 small) and ``tiny-ioi`` (the bundled model's card)
-ship with the package; any other reference is a file.
+ship with the package; any other reference is a file. With no reference named,
+the run's model's own is used (``gpt2`` -> ``ioi-gpt2``, ``tiny-ioi`` ->
+``tiny-ioi``); a model with none must be given one.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from queries.names import parse_head
-from queries.selection import QueryError, resolve_run
-from queries.store import GraphStore
+from headgraph.errors import QueryError
+from headgraph.names import Head
+from headgraph.queries.selection import resolve_run
+from headgraph.queries.store import GraphStore
 
 REFERENCES = Path(__file__).parent / "references"
+MODEL_REFERENCES = {"gpt2": "ioi-gpt2", "gpt2-small": "ioi-gpt2", "tiny-ioi": "tiny-ioi"}
 _HEAD = re.compile(r"^\d+\.\d+$")
 
 
@@ -69,6 +73,12 @@ class Comparison:
     edges: Score
     classes: tuple[tuple[str, int, int], ...]  # (class, heads found, heads in the class)
 
+    def to_pandas(self):
+        """Precision, recall and F1 over heads and over edges, one row each."""
+        from headgraph.queries.tables import comparison_frame
+
+        return comparison_frame(self)
+
 
 def load_reference(name_or_path: str) -> Reference:
     """A shipped reference by name (``ioi-gpt2``, ``tiny-ioi``) or a JSON/YAML file.
@@ -103,7 +113,7 @@ def _parse(data, where: str) -> Reference:
         if not isinstance(heads, list):
             raise QueryError(f'{where}: class {name!r} must list heads, e.g. ["9.9", "10.0"]')
         try:
-            classes[str(name)] = tuple("{}.{}".format(*parse_head(str(h))) for h in heads)
+            classes[str(name)] = tuple(str(Head.parse(str(h))) for h in heads)
         except ValueError as error:
             raise QueryError(f"{where}: class {name!r}: {error}") from None
     edges = set()
@@ -115,7 +125,7 @@ def _parse(data, where: str) -> Reference:
             (u, d, edge["side"])
             for u in ups
             for d in downs
-            if int(u.split(".")[0]) < int(d.split(".")[0])
+            if Head.parse(u).layer < Head.parse(d).layer
         }
     return Reference(str(data.get("name", where)), classes, frozenset(edges))
 
@@ -124,7 +134,7 @@ def _members(classes, end, where, i) -> tuple[str, ...]:
     if end in classes:
         return classes[end]
     try:
-        return ("{}.{}".format(*parse_head(str(end))),)
+        return (str(Head.parse(str(end))),)
     except ValueError:
         raise QueryError(f"{where}: edge {i}: {end!r} is neither a class nor a head") from None
 
@@ -132,17 +142,32 @@ def _members(classes, end, where, i) -> tuple[str, ...]:
 def compare(
     store: GraphStore,
     *,
-    reference: str | Reference,
+    reference: str | Reference | None = None,
     run: str | None = None,
     min_prompts: int = 1,
     min_share: float = 0.0,
 ) -> Comparison:
     """Score the run's circuit against ``reference`` (see the module docstring).
 
+    Args:
+        store: The store to read.
+        reference: A shipped reference's name, a file, a :class:`Reference`, or None
+            for the run's model's own.
+        run: The run (default: the newest).
+        min_prompts, min_share: Which of the run's edges count.
+
     Raises:
-        QueryError: unknown run or reference.
+        QueryError: unknown run or reference, or no reference for the run's model.
     """
     ref = resolve_run(store, run)
+    if reference is None:
+        if ref.model not in MODEL_REFERENCES:
+            shipped = ", ".join(sorted(p.stem for p in REFERENCES.glob("*.json")))
+            raise QueryError(
+                f"no reference circuit is known for model {ref.model!r}: name one with "
+                f"--reference ({shipped}, or a JSON/YAML file)"
+            )
+        reference = MODEL_REFERENCES[ref.model]
     circuit = reference if isinstance(reference, Reference) else load_reference(reference)
     rows = store.query(
         "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "

@@ -16,15 +16,15 @@ copy is kept (a head firing from one token to several sources is one node).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
-from queries.selection import RunRef, check_prompt
-from queries.store import GraphStore
+from headgraph.names import Component, Head
+from headgraph.queries.selection import RunRef, check_prompt
+from headgraph.queries.store import GraphStore
 
 EDGES = (
     "MATCH (a:{source})-[s:SIGNAL]->(f:Firing) "
@@ -54,12 +54,12 @@ def layer_order(component: str) -> float:
     """A key that sorts every edge's upstream before its downstream (embeddings first)."""
     if component in ("embed", "pos_embed"):
         return -1.0
-    if component.endswith(":qk_bias"):
-        return int(component.split(".")[0]) - 0.5
-    numbered = re.fullmatch(r"(?:mlp|attn_bias)(\d+)", component)
-    if numbered:
-        return int(numbered.group(1)) + 0.5
-    return float(component.split(".")[0])
+    c = Component.parse(component)
+    if c.kind == "qk_bias":  # the head's own bias comes before the head
+        return c.layer - 0.5
+    if c.kind in ("mlp", "attn_bias"):  # after the layer's heads
+        return c.layer + 0.5
+    return float(c.layer)
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ def load_cone(
 
     Args:
         store: The store.
-        run: The run (see :func:`queries.selection.resolve_run`).
+        run: The run (see :func:`headgraph.queries.selection.resolve_run`).
         target: The head, ``L.H`` (checked); None for the whole run.
         role: Keep only the target's firings whose destination has this role.
         prompt: Keep only this prompt.
@@ -171,7 +171,7 @@ def load_cone(
     """
     params, where = {"run": run.key}, ""
     if target is not None:
-        params |= {"layer": int(target.split(".")[0]), "head": target}
+        params |= {"layer": Head.parse(target).layer, "head": target}
         where = BELOW
     if prompt is not None:
         where, params["prompt"] = where + " AND f.prompt = $prompt", prompt

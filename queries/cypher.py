@@ -13,8 +13,8 @@ import json
 import re
 from typing import Any
 
-from queries.selection import QueryError
-from queries.store import GraphStore
+from headgraph.queries.selection import QueryError
+from headgraph.queries.store import GraphStore
 
 WRITE_CLAUSES = (
     "CREATE", "MERGE", "SET", "DELETE", "DETACH", "REMOVE", "DROP", "COPY", "LOAD", "CALL",

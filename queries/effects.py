@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from queries.store import GraphStore
+from headgraph.queries.store import GraphStore
 
 COLUMNS = ("upstream", "head", "side", "mode", "boost", "metric", "prompts", "clean")
 COLUMNS += ("effect", "control", "difference", "stderr", "measured")

@@ -30,15 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from queries.effects import effect_rows
-from queries.schema import NODE, REL
-from queries.selection import QueryError, resolve_run
-from queries.store import GraphStore
+from headgraph.queries.effects import effect_rows
+from headgraph.queries.selection import QueryError, resolve_run
+from headgraph.queries.store import GraphStore
+from headgraph.queries.store.schema import NODE, REL
 
 FORMATS = ("json", "graphml", "csv")
 CSV_TYPES = {"STRING": "string", "INT64": "long", "DOUBLE": "double", "BOOLEAN": "boolean"}
-CSV_TYPES |= {"INT64[]": "long[]", "DOUBLE[]": "double[]"}
-ARRAY_DELIMITER = ";"
+CSV_TYPES |= {"INT64[]": "long[]", "DOUBLE[]": "double[]", "STRING[]": "string[]"}
+ARRAY_DELIMITER = "\x1f"  # the unit separator: no token holds it (";" can be one)
 
 # Which nodes and relationships belong to a run: (type, start label, end label, WHERE).
 NODE_SCOPE = {
@@ -211,7 +211,7 @@ def _write_csv(graph: RunGraph, folder: Path) -> None:
         "#!/bin/sh\n# Load this run into a new Neo4j database (stop the server first).\n"
         'cd "$(dirname "$0")"\n'
         "neo4j-admin database import full --multiline-fields=true "
-        f"--array-delimiter='{ARRAY_DELIMITER}' \\\n  "
+        f"--array-delimiter=U+{ord(ARRAY_DELIMITER):04X} \\\n  "
         + " \\\n  ".join(nodes_args + rels_args)
         + ' \\\n  "${1:-neo4j}"\n'
     )

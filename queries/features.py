@@ -8,9 +8,10 @@ the query side, the key side or both. A single singular vector also has
 *readers*: the heads whose firings read the output of the head's firings
 that used it.
 
-Vocabulary tokens that project on a singular vector need the model's weights,
-which the store does not hold: ``ingest.vocab`` computes them and the CLI adds
-them when the run's model can be loaded.
+The vocabulary tokens that project most on each singular vector (through the
+embeddings, :mod:`headgraph.ingest.core.vocab`) are computed at ingest and
+stored on the ``SingularVector`` nodes, so :func:`feature_tokens` answers from
+the store alone, without the model.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from queries.selection import check_side, resolve_run
-from queries.store import GraphStore
+from headgraph.errors import QueryError
+from headgraph.queries.selection import check_side, resolve_run
+from headgraph.queries.store import GraphStore
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ class FeatureResult:
     firings: int
     features: tuple[Feature, ...]
     side: str
+
+    def to_pandas(self):
+        """One row per singular vector."""
+        from headgraph.queries.tables import features_frame
+
+        return features_frame(self)
+
+    def to_networkx(self):
+        """Writers -> singular vectors -> the head, as a ``networkx.DiGraph``."""
+        from headgraph.queries.tables import features_graph
+
+        return features_graph(self)
 
 
 @dataclass(frozen=True)
@@ -224,3 +238,35 @@ class _Use:
                 for (c, s), ws in sorted(writers.items(), key=lambda kv: (-len(kv[1]), kv[0]))
             ),
         )
+
+
+TOKENS = (
+    "MATCH (v:SingularVector) WHERE v.model = $model AND v.key IN $keys "
+    "RETURN v.head_name AS head, v.`index` AS k, v.{side}_tokens AS tokens, "
+    "v.{side}_projections AS projections"
+)
+
+
+def feature_tokens(
+    store: GraphStore, model: str, features, *, side: str = "key", n: int = 5
+) -> dict[str, list[tuple[str, float]]] | None:
+    """``{"9.9:17": [(token, projection), ...]}``: the top ``n`` vocabulary tokens of each
+    :class:`Feature` of ``model`` read on ``side``, as stored at ingest.
+
+    Returns None for a store written before tokens were stored (re-ingest it).
+    """
+    if side not in ("query", "key"):
+        raise QueryError(f"side {side!r}: tokens are read on the query or the key side")
+    keys = [f"{model}|{f.head}|{f.index}" for f in features]
+    if not keys:
+        return {}
+    try:
+        rows = store.query(TOKENS.format(side=side), {"model": model, "keys": keys})
+    except RuntimeError:  # an older store: the SingularVector table has no token columns
+        return None
+    if any(r["tokens"] is None for r in rows):
+        return None
+    return {
+        f"{r['head']}:{r['k']}": list(zip(r["tokens"][:n], r["projections"][:n], strict=True))
+        for r in rows
+    }

@@ -3,7 +3,7 @@
 A *route* is a chain of per-prompt ``SIGNAL`` edges ending at one of the
 target's firings: ``embed@IO -key-> 0.3@S2 -query-> 1.0@END``. It *occurs* in
 a prompt when every one of its edges does, token for token (nodes are
-components at token roles, see :mod:`queries.cone`). It starts where the
+components at token roles, see :mod:`headgraph.queries.cone`). It starts where the
 signal enters (a site: an embedding, an MLP, a bias, a head that did not fire
 there), at ``from_`` when given, or is cut at ``max_hops`` (``truncated``).
 
@@ -24,9 +24,9 @@ import heapq
 from collections import deque
 from dataclasses import dataclass
 
-from queries.cone import SIDES, Cone, load_cone
-from queries.selection import QueryError, check_side, resolve_run
-from queries.store import GraphStore
+from headgraph.queries.cone import SIDES, Cone, load_cone
+from headgraph.queries.selection import QueryError, check_side, resolve_run
+from headgraph.queries.store import GraphStore
 
 MAX_EXPANSIONS = 200_000  # partial routes examined before the search gives up (reported)
 
@@ -98,6 +98,18 @@ class PathResult:
     routes: tuple[Route, ...]
     score: str
     exhaustive: bool
+
+    def to_pandas(self):
+        """One row per route (rank, score, prompts, share, hops, route text)."""
+        from headgraph.queries.tables import paths_frame
+
+        return paths_frame(self)
+
+    def to_networkx(self):
+        """The routes' union as a ``networkx.DiGraph`` of ``component@role`` nodes."""
+        from headgraph.queries.tables import paths_graph
+
+        return paths_graph(self)
 
 
 def paths(

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from queries.cone import SIDES, Cone, is_constant, layer_order, load_cone
-from queries.selection import check_side, resolve_run
-from queries.store import GraphStore
+from headgraph.queries.cone import SIDES, Cone, is_constant, layer_order, load_cone
+from headgraph.queries.selection import check_side, resolve_run
+from headgraph.queries.store import GraphStore
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ class RedundancyResult:
     connectivity: Connectivity
     substitutes: tuple[SubstituteGroup, ...]
     criticality: tuple[Critical, ...]
+
+    def to_pandas(self, table: str = "criticality"):
+        """``criticality``, ``substitutes`` or ``connectivity`` as a data frame."""
+        from headgraph.queries.tables import redundancy_frame
+
+        return redundancy_frame(self, table)
 
 
 def redundancy(

@@ -9,12 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from queries.names import parse_head, parse_singular_vector
-from queries.store import GraphStore
-
-
-class QueryError(ValueError):
-    """A question the store cannot answer as asked (unknown run or head, bad Cypher...)."""
+from headgraph.errors import QueryError
+from headgraph.names import parse_head, parse_singular_vector
+from headgraph.queries.store import GraphStore
 
 
 @dataclass(frozen=True)
@@ -145,16 +142,21 @@ def resolve_run(store: GraphStore, run: str | None = None) -> RunRef:
 
 def stored_prompts(store: GraphStore, run: str, *, prompt: str | None = None) -> list[dict]:
     """The run's prompts (or only ``prompt``) as stored: ``id``, ``text``, ``tokens``,
-    ``roles`` (a dict), ``batch``; in batch order."""
+    ``words`` (each token as text; empty in stores older than stored words), ``roles``
+    (a dict), ``batch``; in batch order."""
     import json
 
     only = " AND p.id = $id" if prompt is not None else ""
-    rows = store.query(
-        f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN p.id AS id, p.text AS text, "
-        "p.tokens AS tokens, p.roles AS roles, p.batch AS batch",
-        {"run": run} | ({"id": prompt} if prompt is not None else {}),
-    )
+    params = {"run": run} | ({"id": prompt} if prompt is not None else {})
+    columns = "p.id AS id, p.text AS text, p.tokens AS tokens, p.roles AS roles, p.batch AS batch"
+    try:
+        rows = store.query(
+            f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN {columns}, p.words AS words", params
+        )
+    except RuntimeError:  # a store written before words were stored
+        rows = store.query(f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN {columns}", params)
     for row in rows:
         row["roles"] = json.loads(row["roles"] or "{}")
         row["tokens"] = [int(t) for t in row["tokens"]]
+        row["words"] = list(row.get("words") or [])
     return sorted(rows, key=lambda r: (r["batch"], r["id"]))

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from queries.selection import resolve_run
-from queries.store import GraphStore
+from headgraph.queries.selection import resolve_run
+from headgraph.queries.store import GraphStore
 
 
 def sparse_set_sizes(store: GraphStore, *, run: str | None = None) -> dict[str, Counter]:

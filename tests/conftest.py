@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ingest.ioi import ioi_prompts, word_tokenizer
-from ingest.model import Architecture, Model, build_model
-from ingest.signals import augment, project
-from ingest.trace import pad_tokens
+from headgraph.ingest.core.signals import augment, project
+from headgraph.ingest.core.trace import pad_tokens
+from headgraph.ingest.model import Architecture, Model, build_hooked, build_model
+from headgraph.ingest.tasks.ioi import ioi_prompts, word_tokenizer
 
 # Small enough for fast tests; MLPs present; weights large enough that heads fire.
 SMALL = Architecture(
@@ -16,7 +16,7 @@ SMALL = Architecture(
 )
 
 
-def randomised_state_dict(model: Model, seed: int) -> dict[str, torch.Tensor]:
+def randomised_state_dict(hooked, seed: int) -> dict[str, torch.Tensor]:
     """The model's unprocessed weights with every bias and LN parameter randomised.
 
     Default initialisation sets biases to 0 and LN weights to 1, which would let
@@ -24,7 +24,7 @@ def randomised_state_dict(model: Model, seed: int) -> dict[str, torch.Tensor]:
     """
     generator = torch.Generator().manual_seed(seed)
     state = {}
-    for name, value in model.hooked.state_dict().items():
+    for name, value in hooked.state_dict().items():
         leaf = name.rsplit(".", 1)[-1]
         if value.is_floating_point() and leaf == "w":  # LayerNorm gains
             value = 1.0 + 0.3 * torch.randn(value.shape, generator=generator)
@@ -34,15 +34,18 @@ def randomised_state_dict(model: Model, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def small_model(*, seed: int = 0, process: bool = True) -> Model:
-    tokenizer = word_tokenizer()
-    raw = build_model(SMALL, tokenizer=tokenizer, seed=seed, process=False)
+def small_hooked(*, seed: int = 0):
+    """The small architecture, unprocessed, with randomised biases and LN weights."""
+    raw = build_hooked(SMALL, seed=seed)
+    return build_hooked(SMALL, seed=seed, state_dict=randomised_state_dict(raw, seed))
+
+
+def small_model(*, seed: int = 0) -> Model:
     return build_model(
         SMALL,
-        tokenizer=tokenizer,
+        tokenizer=word_tokenizer(),
         seed=seed,
-        state_dict=randomised_state_dict(raw, seed),
-        process=process,
+        state_dict=randomised_state_dict(build_hooked(SMALL, seed=seed), seed),
     )
 
 

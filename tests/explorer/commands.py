@@ -2,7 +2,7 @@
 
 from click.testing import CliRunner
 
-from explorer.cli import main
+from headgraph.explorer.cli.main import main
 
 
 def run(*args):

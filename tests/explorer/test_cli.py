@@ -3,7 +3,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from explorer.cli import main
+from headgraph.explorer.cli.main import main
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_a_failure_during_tracing_leaves_no_partial_file(tmp_path):
     [
         (["--edge-frac", "2"], "edge_frac must be in (0, 1]"),
         (["--model", "random:huge"], "unknown preset 'huge'"),
-        (["--prompts", "0"], "0 is not in the range x>=1"),
+        (["--prompts", "0"], "0 is not in the range 1<=x<=1000000"),
     ],
 )
 def test_bad_options_name_the_problem(args, message, tmp_path):

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ingest.ioi import NAMES
+from headgraph.ingest.tasks.ioi import NAMES
 from tests.explorer.commands import ingested, run
 
 

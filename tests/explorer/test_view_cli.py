@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
-from explorer.server import Explorer, make_server
-from queries.store import open_store
+from headgraph.explorer.web.server import Explorer, make_server
+from headgraph.queries.store import open_store
 from tests.explorer.commands import ingested, run
 
 

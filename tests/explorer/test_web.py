@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from explorer.figures import render_circuit
-from explorer.server import Explorer, make_server
-from ingest.ingest_run import ingest
-from ingest.job import default_seeds, task_prompts
-from ingest.model import load_model
-from queries.circuit import circuit, edge_detail
-from queries.paths import paths
-from queries.store import open_store
+from headgraph.explorer.web.figures import render_circuit
+from headgraph.explorer.web.server import Explorer, make_server
+from headgraph.ingest.jobs.ingest_job import ingest
+from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+from headgraph.ingest.model import load_model
+from headgraph.queries.circuit import circuit, edge_detail
+from headgraph.queries.paths import paths
+from headgraph.queries.store import open_store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [  # the machine's network is closed: no background connections

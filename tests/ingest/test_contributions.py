@@ -1,8 +1,8 @@
 import torch
 
-from ingest.contributions import select_edges, side_contributions, signal_weights
-from ingest.records import TraceParams
-from ingest.signals import find_firings
+from headgraph.ingest.core.contributions import select_edges, side_contributions, signal_weights
+from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.signals import find_firings
 
 
 def test_contributions_plus_bias_node_sum_exactly_to_the_signal_on_both_sides(model, projected):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from ingest.intervene import ablation_deltas
-from ingest.records import Prompt, Seed
-from ingest.trace import pad_tokens, trace
+from headgraph.ingest.causal.intervene import ablation_deltas
+from headgraph.ingest.core.records import Prompt, Seed
+from headgraph.ingest.core.trace import pad_tokens, trace
 from tests.ingest.test_planted import MARK, planted_model, planted_prompts
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from ingest.ioi import TEMPLATES, corrupt, ioi_prompts, word_tokenizer
+from headgraph.ingest.tasks.ioi import TEMPLATES, corrupt, ioi_prompts, word_tokenizer
 
 
 class CharTokenizer:

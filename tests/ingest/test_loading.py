@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from ingest.ioi import NAMES, ioi_prompts, single_token_names
-from ingest.model import HFTokenizer, ModelError, load_model
-from ingest.records import parse_seeds
-from ingest.trace import pad_tokens, trace
+from headgraph.ingest.core.records import parse_seeds
+from headgraph.ingest.core.trace import pad_tokens, trace
+from headgraph.ingest.model import HFTokenizer, ModelError, load_model
+from headgraph.ingest.tasks.ioi import NAMES, ioi_prompts, single_token_names
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "gpt2-tokenizer"
 SENTENCE = "When Mary and John went to the store, John gave a drink to"

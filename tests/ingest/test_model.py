@@ -1,18 +1,18 @@
 import pytest
 import torch
 
-from ingest.model import ModelError, load_model
-from ingest.trace import pad_tokens
-from tests.conftest import small_model
+from headgraph.ingest.core.trace import pad_tokens
+from headgraph.ingest.model import ModelError, load_model
+from tests.conftest import small_hooked, small_model
 
 
 def test_weight_processing_leaves_log_probs_unchanged(prompts):
     tokens, _ = pad_tokens(prompts[:4])
-    raw, processed = small_model(seed=5, process=False), small_model(seed=5, process=True)
-    assert raw.hooked.cfg.normalization_type == "LN"
+    raw, processed = small_hooked(seed=5), small_model(seed=5)
+    assert raw.cfg.normalization_type == "LN"
     assert processed.hooked.cfg.normalization_type == "LNPre"
     torch.testing.assert_close(
-        processed.log_probs(tokens), raw.log_probs(tokens), rtol=1e-4, atol=1e-4
+        processed.log_probs(tokens), raw(tokens).log_softmax(-1), rtol=1e-4, atol=1e-4
     )
 
 

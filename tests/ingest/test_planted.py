@@ -17,10 +17,10 @@ from 0.1.
 import pytest
 import torch
 
-from ingest.model import Architecture, build_model
-from ingest.records import Prompt, Seed, TraceParams
-from ingest.tokenizer import WordTokenizer
-from ingest.trace import trace
+from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.core.trace import trace
+from headgraph.ingest.model import Architecture, build_hooked, build_model
+from headgraph.ingest.model.tokenizer import WordTokenizer
 
 ARCH = Architecture(n_layers=2, n_heads=2, d_model=32, d_head=8, d_vocab=8, n_ctx=8)
 MARK, END = 1, 7
@@ -32,10 +32,9 @@ def planted_model(readout: bool = False, gain: float = GAIN):
     dim 18, which the unembedding reads, so that the output depends on the planted edge.
     ``gain`` scales 1.0's query and key (lower: attention less saturated)."""
     tokenizer = WordTokenizer([f"t{i}" for i in range(8)])
-    base = build_model(ARCH, tokenizer=tokenizer, process=False)
     state = {
         k: torch.zeros_like(v) if v.is_floating_point() else v
-        for k, v in base.hooked.state_dict().items()
+        for k, v in build_hooked(ARCH).state_dict().items()
     }
     for name in state:
         if name.endswith(("ln1.w", "ln_final.w")):

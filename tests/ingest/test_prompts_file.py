@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from ingest import tiny_ioi
-from ingest.prompts_file import PromptsFileError, read_prompts
+from headgraph.ingest import tiny_ioi
+from headgraph.ingest.tasks.prompts_file import PromptsFileError, read_prompts
 
 TOKENIZER = tiny_ioi.tokenizer()
 TEXT = "Then, Ashley and John went to the store. John gave a ring to"  # 15 tokens

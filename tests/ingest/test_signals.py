@@ -1,8 +1,8 @@
 import torch
 
-from ingest.records import TraceParams
-from ingest.signals import augment, find_firings, pair_terms, project, sparse_set
-from ingest.trace import pad_tokens
+from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.signals import augment, find_firings, pair_terms, project, sparse_set
+from headgraph.ingest.core.trace import pad_tokens
 
 
 def test_terms_sum_to_the_models_attention_scores_for_every_head_and_pair(model, prompts):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ingest.svd import DecompositionError, augmented_factors, decompose_qk
+from headgraph.ingest.core.svd import DecompositionError, augmented_factors, decompose_qk
 
 
 def random_weights(seed=0, layers=2, heads=3, d_model=20, d_head=5):

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from ingest import tiny_ioi
-from ingest.intervene import ablation_deltas
-from ingest.job import default_seeds
-from ingest.model import build_model, load_model
-from ingest.trace import pad_tokens, trace
+from headgraph.ingest import tiny_ioi
+from headgraph.ingest.causal.intervene import ablation_deltas
+from headgraph.ingest.core.trace import pad_tokens, trace
+from headgraph.ingest.jobs.trace_job import default_seeds
+from headgraph.ingest.model import build_model, load_model
 
 
 @pytest.fixture(scope="module")

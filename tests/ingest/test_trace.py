@@ -1,7 +1,7 @@
 import pytest
 
-from ingest.records import Prompt, Seed, TraceParams, parse_seeds
-from ingest.trace import trace
+from headgraph.ingest.core.records import Prompt, Seed, TraceParams, parse_seeds
+from headgraph.ingest.core.trace import trace
 from tests.conftest import small_model
 
 SEEDS = parse_seeds("2.*", "END:*", n_heads=4)

@@ -4,10 +4,10 @@ traced edges beat random controls on held-out prompts."""
 import pytest
 import torch
 
-from ingest.job import default_seeds, task_prompts
-from ingest.model import load_model
-from ingest.records import Prompt, Seed
-from ingest.verify import EdgeKey, ioi_logit_difference, parse_edge, verify_edges
+from headgraph.ingest.causal.verify import EdgeKey, ioi_logit_difference, parse_edge, verify_edges
+from headgraph.ingest.core.records import Prompt, Seed
+from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+from headgraph.ingest.model import load_model
 from tests.ingest.test_planted import MARK, planted_model, planted_prompts
 
 READOUT = 18  # the residual dimension 1.0 writes what it read at MARK into
@@ -83,7 +83,9 @@ def test_tiny_ioi_traced_edges_beat_random_controls_on_held_out_prompts():
 def test_edges_and_metrics_are_checked():
     assert parse_edge("L8H6 -> a9.h9 : query") == EdgeKey("8.6", "9.9", "query")
     assert parse_edge("mlp0->1.0:key") == EdgeKey("mlp0", "1.0", "key")
-    with pytest.raises(ValueError, match="UPSTREAM->HEAD:SIDE"):
+    assert parse_edge("8.6-9.9:query") == EdgeKey("8.6", "9.9", "query")  # no quotes needed
+    assert parse_edge("1.0:qk_bias-1.0:query") == EdgeKey("1.0:qk_bias", "1.0", "query")
+    with pytest.raises(ValueError, match="UPSTREAM-HEAD:SIDE"):
         parse_edge("8.6->9.9")
     with pytest.raises(ValueError, match="needs them"):
         ioi_logit_difference(torch.zeros(1, 3, 5), [Prompt("x", "", (1, 2, 3), {"END": 2})])
@@ -91,3 +93,17 @@ def test_edges_and_metrics_are_checked():
     with pytest.raises(ValueError, match="QK bias cannot be ablated"):
         verify_edges(model, task_prompts(model, 2), [parse_edge("1.0:qk_bias->1.0:query")],
                      seeds=default_seeds(model))  # fmt: skip
+
+
+def test_an_edges_control_depends_on_the_edge_and_the_seed_alone():
+    model = load_model("tiny-ioi")
+    prompts, seeds = task_prompts(model, 24), default_seeds(model)
+    first, second = parse_edge("0.2-1.0:query"), parse_edge("pos_embed-0.2:key")
+    alone = verify_edges(model, prompts, [first], seeds=seeds, seed=7, batch_size=8)
+    together = verify_edges(model, prompts, [second, first], seeds=seeds, seed=7, batch_size=8)
+    assert alone[0].prompts > 0
+    # The same draw whatever else is measured (equal up to float rounding: the forward
+    # passes stack other rows).
+    assert together[1].control == pytest.approx(alone[0].control, rel=1e-5, abs=1e-6)
+    other_seed = verify_edges(model, prompts, [first], seeds=seeds, seed=8, batch_size=8)
+    assert other_seed[0].control != pytest.approx(alone[0].control, rel=1e-3)

@@ -71,7 +71,7 @@ def bolt_uri(tmp_path_factory):
 @pytest.fixture(scope="session")
 def bolt_store(bolt_uri):
     """One Neo4j-backend store for the session (the test server dislikes reconnections)."""
-    from queries.store import open_store
+    from headgraph.queries.store import open_store
 
     store = open_store(bolt_uri)
     yield store
@@ -87,7 +87,7 @@ def empty(store):
 @pytest.fixture(scope="module", params=["embedded", "neo4j"])
 def hand_store(request, tmp_path_factory):
     """The hand-built run of ``tests/queries/handmade.py``, on each backend."""
-    from queries.store import open_store
+    from headgraph.queries.store import open_store
     from tests.queries import handmade
 
     if request.param == "embedded":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from ingest.ingest_run import carries_rows
+from headgraph.ingest.jobs.ingest_job import carries_rows
 
 RUN, MODEL = "hand", "hand"
 ROLES = {"A": 0, "B": 1, "END": 2}
@@ -67,6 +67,10 @@ def tables() -> tuple[dict, dict]:
                 "head": int(h[2]),
                 "index": k,
                 "sigma": 2.0 - k,
+                "query_tokens": [f"q{h}:{k}", "B"],
+                "query_projections": [0.9, -0.5],
+                "key_tokens": [f"k{h}:{k}", "A"],
+                "key_projections": [0.8, 0.4],
             }
             for h in heads
             for k in range(2)
@@ -136,6 +140,7 @@ def tables() -> tuple[dict, dict]:
                 "id": p,
                 "text": "A B END",
                 "tokens": [1, 2, 3],
+                "words": ["A", "B", "END"],
                 "roles": json.dumps(ROLES),
                 "batch": 0,
             }

@@ -2,9 +2,9 @@
 
 import pytest
 
-from queries.circuit import circuit, component_detail, edge_detail
-from queries.selection import QueryError
-from queries.stats import singular_vector_usage, sparse_set_sizes
+from headgraph.queries.circuit import circuit, component_detail, edge_detail
+from headgraph.queries.selection import QueryError
+from headgraph.queries.stats import singular_vector_usage, sparse_set_sizes
 
 
 def test_circuit_aggregates_edges_over_prompts(hand_store):

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from queries.circuit import edge_detail
-from queries.compare import compare, load_reference
-from queries.effects import read_effects, strongest_edges, write_effects
-from queries.selection import QueryError
+from headgraph.queries.circuit import edge_detail
+from headgraph.queries.compare import compare, load_reference
+from headgraph.queries.effects import read_effects, strongest_edges, write_effects
+from headgraph.queries.selection import QueryError
 
 HAND = {
     "name": "hand reference",

@@ -2,8 +2,8 @@
 
 import pytest
 
-from queries.cypher import parse_params, run_cypher, write_clause
-from queries.selection import QueryError
+from headgraph.queries.cypher import parse_params, run_cypher, write_clause
+from headgraph.queries.selection import QueryError
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from queries.neo4j_store import Neo4jStore, node_statement, rel_statement
-from queries.schema import NODES, RELS, neo4j_ddl
-from queries.store import GraphStore, open_store
+from headgraph.queries.store import GraphStore, open_store
+from headgraph.queries.store.neo4j_store import Neo4jStore, node_statement, rel_statement
+from headgraph.queries.store.schema import NODES, RELS, neo4j_ddl
 
 CHECKER = Path(__file__).parents[1] / "cypher"
 DOC = Path(__file__).parents[2] / "docs" / "schema.md"
@@ -87,8 +87,17 @@ class Recording(GraphStore):
 
 def query_layer_statements(folder) -> list[str]:
     """Every statement paths, redundancy, features, circuit, compare, effects and export send."""
-    from queries import circuit, compare, effects, export, features, paths, redundancy, stats
-    from queries.cypher import run_cypher
+    from headgraph.queries import (
+        circuit,
+        compare,
+        effects,
+        export,
+        features,
+        paths,
+        redundancy,
+        stats,
+    )
+    from headgraph.queries.cypher import run_cypher
     from tests.queries import handmade
 
     with open_store(str(folder / "store")) as inner:

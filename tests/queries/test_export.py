@@ -8,12 +8,12 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-import queries.export as export
-from queries.export import export_run
-from queries.paths import paths
-from queries.redundancy import redundancy
-from queries.selection import QueryError
-from queries.store import open_store
+import headgraph.queries.export as export
+from headgraph.queries.export import export_run
+from headgraph.queries.paths import paths
+from headgraph.queries.redundancy import redundancy
+from headgraph.queries.selection import QueryError
+from headgraph.queries.store import open_store
 from tests.queries import handmade
 
 N_NODES = 1 + 1 + 12 + 8 + 3 + 6 + 6  # model, run, components, SVs, prompts, sites, firings
@@ -82,7 +82,8 @@ def read_admin_csv(folder: Path) -> dict[str, dict[str, list]]:
             base = kind_.removesuffix("[]")
             if kind_.endswith("[]"):
                 values = [
-                    [convert[base](v) for v in r[i].split(";")] if r[i] else [] for r in rows[1:]
+                    [convert[base](v) for v in r[i].split(export.ARRAY_DELIMITER)] if r[i] else []
+                    for r in rows[1:]
                 ]
             else:
                 values = [convert[base](r[i]) if r[i] != "" else None for r in rows[1:]]

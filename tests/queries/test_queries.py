@@ -5,10 +5,10 @@ import random
 import networkx as nx
 import pytest
 
-from queries.features import features, singular_vector
-from queries.paths import paths
-from queries.redundancy import redundancy, unit_max_flow
-from queries.selection import QueryError, resolve_run
+from headgraph.queries.features import features, singular_vector
+from headgraph.queries.paths import paths
+from headgraph.queries.redundancy import redundancy, unit_max_flow
+from headgraph.queries.selection import QueryError, resolve_run
 
 DIAMOND = "embed@A -key[1]-> 0.0@END -query[0,1]-> 1.0@END"
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from ingest.ingest_run import ingest
-from ingest.job import default_seeds, task_prompts
-from ingest.model import load_model
-from queries.store import open_store
+from headgraph.ingest.jobs.ingest_job import ingest
+from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+from headgraph.ingest.model import load_model
+from headgraph.queries.store import open_store
 from tests.queries.conftest import empty
 
 DOC = Path(__file__).parents[2] / "docs" / "schema.md"

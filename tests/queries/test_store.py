@@ -8,13 +8,13 @@ import time
 
 import pytest
 
-from ingest.graph_rows import batch_rows, edge_count
-from ingest.ingest_run import ingest
-from ingest.job import default_seeds, task_prompts
-from ingest.model import load_model
-from ingest.records import TraceParams
-from ingest.trace import trace
-from queries.store import StoreError, open_store
+from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.trace import trace
+from headgraph.ingest.jobs.graph_rows import batch_rows, edge_count
+from headgraph.ingest.jobs.ingest_job import ingest
+from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+from headgraph.ingest.model import load_model
+from headgraph.queries.store import StoreError, open_store
 from tests.queries.conftest import empty
 
 RUN = "t32"
@@ -78,7 +78,9 @@ def test_the_store_holds_exactly_what_tracing_produced(tiny, stored):
         (traced,) = trace(
             model, prompts[start : start + 8], seeds=default_seeds(model), batch_size=8
         )
-        rows = batch_rows(traced, model_name=model.name, run=RUN, batch=batch)
+        rows = batch_rows(
+            traced, model_name=model.name, run=RUN, batch=batch, tokenizer=model.tokenizer
+        )
         expected_firings += len(rows["Firing"]["key"])
         expected_signals += edge_count(rows)
     assert result.firings == expected_firings > 0
@@ -200,7 +202,7 @@ def test_an_ingest_killed_mid_run_resumes_to_the_same_graph(tmp_path):
     command = [
         sys.executable,
         "-m",
-        "explorer.cli",
+        "headgraph",
         "ingest",
         "--prompts",
         "96",

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ingest.ingest_run import ingest
-from ingest.job import default_seeds, task_prompts
-from ingest.model import load_model
-from ingest.tiny_ioi import CHECKPOINT
-from queries.features import features
-from queries.paths import paths
-from queries.redundancy import redundancy
-from queries.store import open_store
+from headgraph.ingest.jobs.ingest_job import ingest
+from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+from headgraph.ingest.model import load_model
+from headgraph.ingest.tiny_ioi.training import CHECKPOINT
+from headgraph.queries.features import features
+from headgraph.queries.paths import paths
+from headgraph.queries.redundancy import redundancy
+from headgraph.queries.store import open_store
 
 CARD = json.loads(CHECKPOINT.with_suffix(".json").read_text())
 NAME_MOVERS = CARD["roles"]["name mover via IO+1"]

@@ -1,0 +1,230 @@
+"""The commands that run a model: trace (to a file), ingest (to a store), train-tiny-ioi.
+
+Arguments are checked before torch is imported: a refused threshold, seed or
+file answers at once, not after the model has loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from headgraph.errors import InputError
+from headgraph.explorer.cli.common import SETTINGS, add_options, progress_bar, store_option
+from headgraph.explorer.output import aligned
+from headgraph.ingest.core.records import TraceParams, parse_seeds
+
+TRACING_OPTIONS = [
+    click.option(
+        "--model",
+        "model_spec",
+        default="tiny-ioi",
+        help="tiny-ioi, a TransformerLens name (gpt2), a local Hugging Face "
+        "folder, a tiny-ioi checkpoint FILE.pt, or random:PRESET (gpt2-small, tiny).",
+    ),
+    click.option("--task", type=click.Choice(["ioi"]), default="ioi", help="Prompt task."),
+    click.option(
+        "--prompts",
+        "n_prompts",
+        type=click.IntRange(min=1, max=1_000_000),
+        default=256,
+        help="Number of prompts to generate.",
+    ),
+    click.option("--prompt-seed", type=int, default=0, help="Seed of the prompt generator."),
+    click.option(
+        "--prompts-file",
+        type=click.Path(dir_okay=False, exists=True, path_type=Path),
+        default=None,
+        help="JSON Lines prompts (id, text, roles) instead of "
+        "generated ones; checked whole before any work.",
+    ),
+    click.option(
+        "--seeds",
+        "seed_heads",
+        default=None,
+        help="Seed heads, e.g. 9.6,9.9,10.0 or 11.* [default: the model's own].",
+    ),
+    click.option(
+        "--seed-roles",
+        default=None,
+        help="DEST:SOURCE roles of the seed firings (SOURCE * for any); alone, they apply "
+        "to the model's own seed heads [default: the model's own, else END:IO].",
+    ),
+    click.option(
+        "--attention-threshold",
+        type=float,
+        default=TraceParams.attention_threshold,
+        help="A pair fires at this attention weight or more.",
+    ),
+    click.option(
+        "--signal-frac",
+        type=float,
+        default=TraceParams.signal_frac,
+        help="Share of the score that the sparse set S must exceed.",
+    ),
+    click.option(
+        "--edge-frac",
+        type=float,
+        default=TraceParams.edge_frac,
+        help="Share of the positive contributions that the edges must reach.",
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=32,
+        help="Prompts per forward pass (and per store transaction).",
+    ),
+    click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu"),
+]
+
+
+def prepare(
+    *,
+    model_spec,
+    task,
+    n_prompts,
+    prompt_seed,
+    prompts_file,
+    seed_heads,
+    seed_roles,
+    attention_threshold,
+    signal_frac,
+    edge_frac,
+    batch_size,
+    device,
+):
+    """Model, prompts and the job's options from the shared options.
+
+    Everything that can be checked without the model is checked first.
+    """
+    try:
+        params = TraceParams(attention_threshold, signal_frac, edge_frac)
+        if seed_heads is not None:  # the syntax now; the heads against the model below
+            parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=1)
+        elif seed_roles is not None:
+            parse_seeds("0.0", seed_roles, n_heads=1)
+    except InputError as error:
+        raise click.UsageError(str(error)) from None
+    from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+    from headgraph.ingest.model import load_model
+
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no CUDA device is visible; use --device cpu")
+    model = load_model(model_spec, device=device)
+    if seed_heads is None:
+        seeds = default_seeds(model, roles=seed_roles)
+    else:
+        seeds = parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=model.n_heads)
+    if prompts_file is not None:
+        from headgraph.ingest.tasks.prompts_file import read_prompts
+
+        prompts = read_prompts(prompts_file, model.tokenizer)
+    else:
+        prompts = task_prompts(model, n_prompts, seed=prompt_seed)
+    options = {"seeds": seeds, "params": params, "batch_size": batch_size, "task": task}
+    return model, prompts, options
+
+
+@click.command("trace", context_settings=SETTINGS)
+@add_options(TRACING_OPTIONS)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("traces.jsonl"),
+    help="JSON Lines file for the firings, edges and run.",
+)
+@click.option("--top", type=click.IntRange(min=0), default=10, help="Edges to show in the summary.")
+def trace_command(out, top, **shared):
+    """Trace prompts and write firings and edges to a JSON Lines file (no store)."""
+    from headgraph.ingest.jobs.trace_job import run_trace, summarize
+
+    model, prompts, options = prepare(**shared)
+    with progress_bar(len(prompts), "tracing") as progress:
+        run, edges = run_trace(model, prompts, out=out, **options, progress=progress)
+    click.echo(
+        f"{run.prompts} prompts, {run.firings} firings ({run.traced_firings} traced), "
+        f"{run.edges} edges in {run.seconds:.1f} s -> {out}"
+    )
+    if top and edges:
+        header = ("upstream", "head", "side", "role", "prompts", "mean weight", "top SVs")
+        rows = [
+            (r.upstream, r.head, r.side, r.role, str(r.prompts), f"{r.mean_weight:.3f}",
+             ",".join(map(str, r.top_singular_vectors)))
+            for r in summarize(edges, top=top)
+        ]  # fmt: skip
+        click.echo(aligned([list(header), *map(list, rows)]))
+
+
+@click.command("ingest", context_settings=SETTINGS)
+@add_options(TRACING_OPTIONS)
+@store_option(
+    "A folder for the embedded store (created if missing), or neo4j://HOST:PORT "
+    "(credentials from NEO4J_USER and NEO4J_PASSWORD)."
+)
+@click.option(
+    "--run",
+    "run_name",
+    default=None,
+    help="Run name; rerun the same command to resume [default: MODEL-TASK-N].",
+)
+def ingest_command(store_target, run_name, **shared):
+    """Trace prompts and write the circuit graph to a store (idempotent, resumable)."""
+    from headgraph.ingest.jobs.ingest_job import ingest
+    from headgraph.queries.store import open_store
+
+    source = Path(shared["prompts_file"]).stem if shared["prompts_file"] else shared["n_prompts"]
+    if run_name is not None and not run_name.strip():
+        raise click.UsageError("--run: give a non-empty name, or leave it out for the default")
+    run_name = run_name or f"{Path(shared['model_spec']).name}-{shared['task']}-{source}"
+    model, prompts, options = prepare(**shared)
+    with open_store(store_target) as store, progress_bar(len(prompts), run_name) as progress:
+        result = ingest(model, prompts, store=store, run=run_name, **options, progress=progress)
+    resumed = (
+        f" ({result.resumed} of {result.batches} batches already done)" if result.resumed else ""
+    )
+    click.echo(
+        f"run {result.run}: {result.prompts} prompts, {result.firings} firings, "
+        f"{result.edges} edges{resumed} in {result.seconds:.1f} s -> {store_target}"
+    )
+
+
+@click.command("train-tiny-ioi", context_settings=SETTINGS)
+@click.option("--seed", type=int, default=0, help="Training seed (same seed, same weights).")
+@click.option("--steps", type=click.IntRange(min=1), default=3000, help="Optimizer steps.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("tiny-ioi.pt"),
+    help="Checkpoint to write (its card goes beside it); trace it with --model FILE.pt.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing checkpoint.")
+def train_tiny_ioi_command(seed, steps, out, force):
+    """Train the tiny-ioi model and write its checkpoint and model card (the bundled one
+    is never overwritten)."""
+    import time
+
+    from headgraph.ingest import tiny_ioi
+
+    if out.resolve() == tiny_ioi.CHECKPOINT.resolve():
+        raise click.UsageError("--out: that is the bundled checkpoint; write a new file")
+    if out.exists() and not force:
+        raise click.UsageError(f"--out {out} exists: choose another file, or pass --force")
+    start = time.perf_counter()
+    state = tiny_ioi.train(seed=seed, steps=steps, log=click.echo)
+    seconds = time.perf_counter() - start
+    card = tiny_ioi.make_card(state, seed=seed, steps=steps, seconds=seconds)
+    tiny_ioi.save(state, card, out)
+    held = card["held_out"]
+    click.echo(
+        f"trained in {seconds:.0f} s; held-out accuracy {held['accuracy']:.3f}, "
+        f"logit diff {held['logit_diff']:.2f}; seeds {card['seeds']['heads']} -> {out}"
+    )
+    for role, heads in card["roles"].items():
+        click.echo(f"  {role}: {', '.join(heads) or '-'}")
+
+
+COMMANDS = (trace_command, ingest_command, train_tiny_ioi_command)

@@ -1,0 +1,180 @@
+"""``headgraph explore``: a local, read-only web app over one store.
+
+The page and its script are files of this package (``explorer/static``; no
+CDN, the machine may be offline). The page asks the server for JSON, and the
+server answers through the query layer only, from the store opened read-only,
+one request at a time. It binds to 127.0.0.1 unless told otherwise, and
+answers GET alone.
+
+    /api/runs                               the runs
+    /api/prompts                            the run's prompts (id, text)
+    /api/circuit?min_prompts&min_share&top&prompt
+                                            nodes, edges and their layout
+    /api/edge?source&target&side            what one edge carries
+    /api/component?node                     a component at a role: firings, features, tokens
+    /api/paths?to&from&top&max_hops&side&role
+    /api/redundancy?to&role
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+from headgraph.explorer.output import to_json
+from headgraph.explorer.web.layout import layout
+
+STATIC = Path(__file__).parent / "static"
+FILES = {"/": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
+TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
+
+
+def circuit_payload(circuit) -> dict:
+    """A circuit and its layout, as the page reads them."""
+    placed = layout(circuit)
+    return {"circuit": json.loads(to_json(circuit)), "layout": asdict(placed)}
+
+
+class Explorer:
+    """The app's state: the store, the run and a lock. It never loads the model: the
+    tokens it shows were stored at ingest."""
+
+    def __init__(self, store, run: str | None = None):
+        from headgraph.queries.selection import resolve_run
+
+        self.store = store
+        ref = resolve_run(store, run)
+        self.run, self.model_name = ref.key, ref.model
+        self.lock = threading.Lock()
+
+    def answer(self, path: str, query: dict[str, str]):
+        """The JSON for an API path (raises QueryError for a bad question)."""
+        from headgraph.queries.circuit import circuit, component_detail, edge_detail
+        from headgraph.queries.paths import paths
+        from headgraph.queries.redundancy import redundancy
+        from headgraph.queries.selection import QueryError
+
+        s, run = self.store, self.run
+        number = _numbers(query)
+        with self.lock:
+            if path == "/api/runs":
+                return {"run": run, "runs": s.runs()}
+            if path == "/api/prompts":
+                return s.query(
+                    "MATCH (p:Prompt) WHERE p.run = $run RETURN p.id AS id, p.text AS text "
+                    "ORDER BY p.batch, p.id LIMIT 2000",
+                    {"run": run},
+                )
+            if path == "/api/circuit":
+                found = circuit(
+                    s,
+                    run=run,
+                    min_prompts=int(number("min_prompts", 1)),
+                    min_share=number("min_share", 0.0),
+                    top=int(number("top", 60)),
+                    prompt=query.get("prompt") or None,
+                )
+                payload = circuit_payload(found)
+                if found.prompt is not None:
+                    payload["words"] = self.words(found.prompt, found.roles)
+                return payload
+            if path == "/api/edge":
+                return edge_detail(
+                    s, run=run, source=query.get("source", ""), target=query.get("target", ""),
+                    side=query.get("side", ""),
+                )  # fmt: skip
+            if path == "/api/component":
+                detail = component_detail(s, run=run, node=query.get("node", ""))
+                return {"detail": detail, "tokens": self.tokens(detail.features)}
+            if path == "/api/paths":
+                return paths(
+                    s, run=run, to=query.get("to", ""), from_=query.get("from") or None,
+                    top=int(number("top", 5)), max_hops=int(number("max_hops", 4)),
+                    side=query.get("side", "any"), role=query.get("role") or None,
+                )  # fmt: skip
+            if path == "/api/redundancy":
+                return redundancy(
+                    s, run=run, to=query.get("to", ""), role=query.get("role") or None
+                )
+        raise QueryError(f"no such API path {path!r}")
+
+    def words(self, prompt: str, roles) -> dict[str, str]:
+        """A prompt's columns (roles, ``#k``) -> the token there, as stored at ingest."""
+        from headgraph.queries.selection import stored_prompts
+
+        found = stored_prompts(self.store, self.run, prompt=prompt)
+        if not found or not found[0]["words"]:
+            return {}
+        words, where = found[0]["words"], found[0]["roles"]
+        positions = {r: where.get(r, int(r[1:]) if r[1:].isdigit() else -1) for r in roles}
+        return {r: words[i] for r, i in positions.items() if 0 <= i < len(words)}
+
+    def tokens(self, features) -> dict:
+        """Top vocabulary tokens per feature, as stored at ingest."""
+        from headgraph.queries.features import feature_tokens
+
+        words = feature_tokens(self.store, self.model_name, features)
+        if words is None:
+            return {"note": "this store predates stored tokens: re-ingest the run to see them"}
+        return {"tokens": words}
+
+
+def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
+    """An HTTP server for the app (``port`` 0 picks a free one); call ``serve_forever``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the http.server name
+            from headgraph.queries.selection import QueryError
+
+            url = urlparse(self.path)
+            if url.path in FILES:
+                file = STATIC / FILES[url.path]
+                return self._send(200, file.read_bytes(), TYPES[file.suffix])
+            if not url.path.startswith("/api/"):
+                return self._json(404, {"error": f"no page {url.path}"})
+            query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+            try:
+                return self._json(200, app.answer(url.path, query))
+            except (QueryError, ValueError) as error:
+                return self._json(400, {"error": str(error)})
+            except Exception as error:  # noqa: BLE001 - the page shows it; the server goes on
+                return self._json(500, {"error": f"{type(error).__name__}: {error}"})
+
+        def do_POST(self):  # noqa: N802
+            self._json(405, {"error": "the explorer is read-only"})
+
+        do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+
+        def _json(self, status: int, value) -> None:
+            self._send(status, to_json(value).encode(), "application/json")
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # quiet: the CLI prints the address
+            pass
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def _numbers(query: dict[str, str]):
+    from headgraph.queries.selection import QueryError
+
+    def number(name: str, default: float) -> float:
+        if name not in query or query[name] == "":
+            return default
+        try:
+            return float(query[name])
+        except ValueError:
+            raise QueryError(f"{name}={query[name]!r} is not a number") from None
+
+    return number

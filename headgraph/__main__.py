@@ -1,0 +1,5 @@
+"""``python -m headgraph``: the command line."""
+
+from headgraph.explorer.cli import main
+
+main()

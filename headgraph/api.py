@@ -1,0 +1,214 @@
+"""The notebook API's functions that put several steps together (see :mod:`headgraph`).
+
+Each accepts a model by name, folder or object (a ``HookedTransformer`` of
+your own is processed on a copy), and a store by address or object, with
+keyword-only options and the same defaults as the command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headgraph.errors import InputError
+
+if TYPE_CHECKING:
+    from headgraph.ingest.causal.verify import EdgeKey, Metric
+    from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+    from headgraph.ingest.core.tables import Trace
+    from headgraph.ingest.jobs.ingest_job import IngestRun
+    from headgraph.ingest.jobs.verify_job import Verification
+    from headgraph.ingest.model.adapter import Model
+    from headgraph.queries.store import GraphStore
+
+ModelLike = Any  # a name, a folder, a Model, or a HookedTransformer
+StoreLike = Any  # an address (folder, neo4j://...) or an open GraphStore
+
+
+def _inputs(
+    model: ModelLike,
+    prompts: Sequence[Prompt] | str | Path | None,
+    *,
+    n_prompts: int,
+    prompt_seed: int,
+    seeds: str | Sequence[Seed] | None,
+    seed_roles: str | None,
+    device: str,
+) -> tuple[Model, list[Prompt], tuple[Seed, ...]]:
+    """The model, prompts and seeds, with the command line's defaults."""
+    from headgraph.ingest.core.records import parse_seeds
+    from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+    from headgraph.ingest.model.loading import load_model
+
+    model = load_model(model, device=device)
+    if prompts is None:
+        prompts = task_prompts(model, n_prompts, seed=prompt_seed)
+    elif isinstance(prompts, (str, Path)):
+        from headgraph.ingest.tasks.prompts_file import read_prompts
+
+        prompts = read_prompts(prompts, model.tokenizer)
+    if seeds is None:
+        chosen = default_seeds(model, roles=seed_roles)
+    elif isinstance(seeds, str):
+        chosen = parse_seeds(seeds, seed_roles or "END:IO", n_heads=model.n_heads)
+    else:
+        if seed_roles is not None:
+            raise InputError("seed_roles goes with seeds given as text ('9.9,10.0'), not Seeds")
+        chosen = tuple(seeds)
+    return model, list(prompts), chosen
+
+
+def trace(
+    model: ModelLike,
+    prompts: Sequence[Prompt] | str | Path | None = None,
+    *,
+    n_prompts: int = 256,
+    prompt_seed: int = 0,
+    seeds: str | Sequence[Seed] | None = None,
+    seed_roles: str | None = None,
+    params: TraceParams | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> Trace:
+    """Trace prompts in memory: every firing, its sparse set, and the edges into it.
+
+    Args:
+        model: A name (``tiny-ioi``, ``gpt2``, ``random:tiny``), a folder, a
+            :class:`~headgraph.Model`, or your own ``HookedTransformer``.
+        prompts: :class:`~headgraph.Prompt` objects, a prompts file, or None for
+            ``n_prompts`` generated IOI prompts (seeded by ``prompt_seed``).
+        seeds: Seed heads as text (``"9.6,9.9,10.0"``, ``"11.*"``), Seed objects, or
+            None for the model's own.
+        seed_roles: ``DEST:SOURCE`` roles of the seed firings (``END:IO``).
+        params: The method's thresholds (default: the paper's).
+        batch_size: Prompts per forward pass.
+        device: ``cpu`` or ``cuda``.
+
+    Returns:
+        A :class:`~headgraph.Trace`: iterate its batches, or call ``to_pandas()``
+        (``"edges"`` or ``"firings"``) and ``to_networkx()``.
+    """
+    from headgraph.ingest.core.records import TraceParams
+    from headgraph.ingest.core.tables import Trace
+    from headgraph.ingest.core.trace import trace as trace_batches
+
+    model, prompts, chosen = _inputs(
+        model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
+        seed_roles=seed_roles, device=device,
+    )  # fmt: skip
+    batches = trace_batches(
+        model, prompts, seeds=chosen, params=params or TraceParams(), batch_size=batch_size
+    )
+    return Trace(tuple(batches), model.name)
+
+
+def ingest(
+    model: ModelLike,
+    prompts: Sequence[Prompt] | str | Path | None = None,
+    *,
+    store: StoreLike = "./headgraph-db",
+    run: str | None = None,
+    n_prompts: int = 256,
+    prompt_seed: int = 0,
+    seeds: str | Sequence[Seed] | None = None,
+    seed_roles: str | None = None,
+    params: TraceParams | None = None,
+    batch_size: int = 32,
+    task: str = "ioi",
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestRun:
+    """Trace prompts and write the circuit graph to a store (resumable, as the CLI's ingest).
+
+    Args:
+        model, prompts, n_prompts, prompt_seed, seeds, seed_roles, params, batch_size,
+            device: As for :func:`trace`.
+        store: A folder (created if missing), ``neo4j://HOST:PORT``, or an open store.
+        run: The run's name (default: ``MODEL-TASK-N``); the same name resumes it.
+        task: Recorded on the run.
+        progress: Called after each batch with (its prompt count, edges so far).
+
+    Returns:
+        What was written: run name, counts, seconds. Read it with
+        :func:`~headgraph.open_run`.
+    """
+    from headgraph.ingest.core.records import TraceParams
+    from headgraph.ingest.jobs.ingest_job import ingest as ingest_job
+    from headgraph.queries.store import GraphStore, open_store
+
+    model, prompts, chosen = _inputs(
+        model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
+        seed_roles=seed_roles, device=device,
+    )  # fmt: skip
+    name = run or f"{Path(model.name).name}-{task}-{len(prompts)}"
+    opened = store if isinstance(store, GraphStore) else open_store(store)
+    try:
+        return ingest_job(
+            model, prompts, store=opened, run=name, seeds=chosen, params=params or TraceParams(),
+            batch_size=batch_size, task=task, progress=progress,
+        )  # fmt: skip
+    finally:
+        if opened is not store:
+            opened.close()
+
+
+def verify(
+    store: StoreLike,
+    *,
+    run: str | None = None,
+    edges: Sequence[str | EdgeKey] = (),
+    top: int = 10,
+    mode: str = "global",
+    boost: bool = False,
+    metric: Metric | None = None,
+    max_prompts: int | None = None,
+    model: str | None = None,
+    seed: int = 0,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> Verification:
+    """Measure the causal effect of a run's edges against random controls, and store them.
+
+    Args:
+        store: The store (an address or an open store, opened for writing).
+        run: The run (default: the newest).
+        edges: Edges such as ``"0.2-1.0:query"``; default: the ``top`` strongest.
+        mode: ``global`` (where the upstream writes) or ``local`` (the head's input only).
+        boost: Add the edge's part again instead of removing it.
+        metric: ``f(log_probs [batch, vocab], prompts) -> [batch]`` (default: IOI's
+            logit difference IO - S at END).
+        max_prompts: Use the run's first N prompts.
+        model: Load this instead of the run's model name (checked against the store).
+        seed: Seed of the controls (each edge's control depends on it and the edge alone).
+
+    Returns:
+        The effects, one per edge, and the stored rows.
+    """
+    from headgraph.ingest.jobs.verify_job import verify_run
+    from headgraph.queries.store import GraphStore, open_store
+
+    opened = store if isinstance(store, GraphStore) else open_store(store, create=False)
+    try:
+        return verify_run(
+            opened, run=run, edges=edges, top=top, mode=mode, boost=boost, metric=metric,
+            metric_name="ioi" if metric is None else getattr(metric, "__name__", "custom"),
+            max_prompts=max_prompts, batch_size=batch_size, model_spec=model, device=device,
+            seed=seed,
+        )  # fmt: skip
+    finally:
+        if opened is not store:
+            opened.close()
+
+
+def cypher(
+    store: GraphStore, statement: str, params: dict[str, Any] | None = None, *, write: bool = False
+) -> list[dict[str, Any]]:
+    """Run a Cypher statement; read-only unless ``write`` (write clauses are refused).
+
+    Returns:
+        The rows, as dicts.
+    """
+    from headgraph.queries.cypher import run_cypher
+
+    return run_cypher(store, statement, params or {}, write=write)

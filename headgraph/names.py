@@ -1,0 +1,126 @@
+"""How heads, components and singular vectors are written: one grammar for every module.
+
+A head is written as papers do, ``9.9`` (layer 9, head 9); ``L9H9`` and
+``a9.h9`` are read too. A singular vector is ``9.9:17`` (index 0 has the
+largest singular value). The other components that write into the residual
+stream are ``embed``, ``pos_embed``, ``mlp3``, ``attn_bias3``, and a head's own
+query/key bias ``9.9:qk_bias``. Pure Python: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from headgraph.errors import InputError
+
+_HEAD_FORMS = (
+    re.compile(r"^(\d+)\.(\d+)$"),  # 9.9
+    re.compile(r"^L(\d+)H(\d+)$", re.IGNORECASE),  # L9H9
+    re.compile(r"^a(\d+)\.h(\d+)$", re.IGNORECASE),  # a9.h9
+)
+
+
+@dataclass(frozen=True, order=True)
+class Head:
+    """An attention head, ``layer.index``; ``str(Head(9, 9)) == "9.9"``."""
+
+    layer: int
+    index: int
+
+    @classmethod
+    def parse(cls, text: str) -> Head:
+        """Read ``9.9``, ``L9H9`` or ``a9.h9``.
+
+        Raises:
+            InputError: the text is not a head name.
+        """
+        for form in _HEAD_FORMS:
+            match = form.match(text.strip())
+            if match:
+                return cls(int(match.group(1)), int(match.group(2)))
+        raise InputError(f"{text!r} is not a head name: write it as LAYER.HEAD, e.g. 9.9 (or L9H9)")
+
+    def __str__(self) -> str:
+        return f"{self.layer}.{self.index}"
+
+
+@dataclass(frozen=True, order=True)
+class Component:
+    """One node that writes into the residual stream (or a head's own QK bias).
+
+    Attributes:
+        kind: One of ``embed``, ``pos_embed``, ``head``, ``attn_bias`` (the
+            attention-output bias of a layer), ``mlp``, ``qk_bias`` (the
+            homogeneous coordinate of a head's augmented QK matrix).
+        layer: Layer index, ``-1`` for the embeddings.
+        head: Head index for ``head`` and ``qk_bias``, else ``-1``.
+    """
+
+    kind: str
+    layer: int = -1
+    head: int = -1
+
+    @classmethod
+    def parse(cls, text: str) -> Component:
+        """Read a component name (the inverse of :attr:`name`).
+
+        Raises:
+            InputError: not a component name.
+        """
+        text = text.strip()
+        if text in ("embed", "pos_embed"):
+            return cls(text)
+        if text.endswith(":qk_bias"):
+            h = Head.parse(text.removesuffix(":qk_bias"))
+            return cls("qk_bias", h.layer, h.index)
+        layered = re.fullmatch(r"(mlp|attn_bias)(\d+)", text)
+        if layered:
+            return cls(layered.group(1), int(layered.group(2)))
+        try:
+            h = Head.parse(text)
+        except InputError:
+            raise InputError(
+                f"{text!r} is not a component: name a head (9.9, L9H9), embed, pos_embed, "
+                "mlpL, attn_biasL or L.H:qk_bias"
+            ) from None
+        return cls("head", h.layer, h.index)
+
+    @property
+    def name(self) -> str:
+        """The paper's name: ``9.9`` for a head, ``mlp3``, ``attn_bias3``, ``9.9:qk_bias``."""
+        if self.kind == "head":
+            return f"{self.layer}.{self.head}"
+        if self.kind == "qk_bias":
+            return f"{self.layer}.{self.head}:qk_bias"
+        if self.kind in ("mlp", "attn_bias"):
+            return f"{self.kind}{self.layer}"
+        return self.kind
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_head(text: str) -> tuple[int, int]:
+    """``(layer, head)`` of a head written ``9.9``, ``L9H9`` or ``a9.h9``.
+
+    Raises:
+        InputError: the text is not a head name.
+    """
+    h = Head.parse(text)
+    return h.layer, h.index
+
+
+def parse_singular_vector(text: str) -> tuple[tuple[int, int], int]:
+    """Parse ``9.9:17`` (head, then the singular vector's index) into ``((9, 9), 17)``.
+
+    Raises:
+        InputError: the text is not ``HEAD:INDEX``.
+    """
+    head, sep, index = text.strip().rpartition(":")
+    if not sep or not index.isdigit():
+        raise InputError(
+            f"{text!r} is not a singular vector: write HEAD:INDEX, e.g. 9.9:17 "
+            "(index 0 is the largest singular value)"
+        )
+    return parse_head(head), int(index)

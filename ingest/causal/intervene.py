@@ -1,0 +1,153 @@
+"""Causal checks of traced edges: project the signal out (METHOD.md section 7).
+
+Ablating an edge c -> (l, h) removes, from the upstream component's output at
+the edge's token, the part lying in the span of the downstream firing's
+selected singular vectors (U_S on the query side, V_S on the key side),
+mean-centred over the prompts:
+
+    o_c' = o_c - P_S (o_c - mean(o_c))
+
+This is the *global* form: the change is made where c writes, so every later
+reader sees it. Several edges leaving the same component at the same token are
+ablated together through the span of all their singular vectors. The control
+replaces each edge's S by as many singular vectors of the same head drawn at
+random from outside S.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from headgraph.ingest.core.records import Prompt
+from headgraph.ingest.core.trace import BatchTrace
+
+
+def edge_bases(
+    trace: BatchTrace,
+    vectors: tuple[Tensor, Tensor],
+    rows: Tensor,
+    *,
+    control: bool,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """The singular vectors each edge carries, ``[edge, d_model, rank]`` (zero columns off S).
+
+    Args:
+        trace: A batch's trace.
+        vectors: The model's ``(U, V)``, ``[layer, head, d_model+1, rank]``.
+        rows: ``[edge]`` which edges of ``trace``.
+        control: Draw |S| singular vectors from outside S instead of S.
+        generator: For the control's draw.
+    """
+    f = trace.firings
+    firing = trace.edge_firing[rows]
+    selected = f.selected[firing]  # [edge, rank]
+    if control:
+        noise = torch.rand(selected.shape, generator=generator).to(selected.device)
+        noise[selected] = 2.0  # never pick S itself
+        picked = noise.argsort(dim=-1).argsort(dim=-1) < selected.sum(-1, keepdim=True)
+        selected = picked & ~selected
+    U, V = vectors
+    layer, head = f.layer[firing], f.head[firing]
+    side = trace.edge_side[rows]
+    chosen = torch.where(side[:, None, None] == 0, U[layer, head], V[layer, head])
+    return chosen[:, :-1, :] * selected[:, None, :]  # drop the homogeneous coordinate
+
+
+def ablation_deltas(
+    trace: BatchTrace,
+    components: Tensor,
+    vectors: tuple[Tensor, Tensor],
+    *,
+    rows: Tensor | None = None,
+    control: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """What to add to each component's output to ablate the chosen edges.
+
+    Args:
+        trace: A batch's trace.
+        components: ``[batch, pos, component, d_model]`` the batch's component outputs.
+        vectors: The model's ``(U, V)`` in the components' dtype.
+        rows: ``[edge]`` edges to ablate (default: every edge whose upstream is
+            in the residual stream, i.e. all but the heads' own QK bias).
+        control: Ablate random singular vectors from outside S instead.
+        generator: For the control's draw.
+
+    Returns:
+        ``[batch, pos, component, d_model]`` deltas (zero where nothing is ablated).
+    """
+    n_axis = components.shape[2]
+    if rows is None:
+        rows = (trace.edge_component < n_axis).nonzero().squeeze(-1)
+    deltas = torch.zeros_like(components)
+    if rows.numel() == 0:
+        return deltas
+    batch = trace.firings.batch[trace.edge_firing[rows]]
+    token, component = trace.edge_token[rows], trace.edge_component[rows]
+    bases = edge_bases(trace, vectors, rows, control=control, generator=generator)
+
+    # One span per (prompt, token, component): stack its edges' vectors, orthonormalise.
+    n_pos = components.shape[1]
+    key = (batch * n_pos + token) * n_axis + component
+    groups, group_of = key.unique(return_inverse=True)
+    edge, k = (bases.abs().sum(1) > 0).nonzero(as_tuple=True)  # the vectors in use
+    if edge.numel() == 0:
+        return deltas
+    group_of_vector = group_of[edge]
+    columns = _rank_within_group(group_of_vector)
+    stacked = components.new_zeros(len(groups), int(columns.max()) + 1, components.shape[-1])
+    stacked[group_of_vector, columns] = bases[edge, :, k]
+    basis, strength, _ = torch.linalg.svd(stacked.transpose(1, 2), full_matrices=False)
+    keep = strength > 1e-6 * strength.amax(-1, keepdim=True).clamp_min(1e-30)
+    basis = basis * keep[:, None, :]  # [group, d_model, k]: the span, zero columns dropped
+
+    g_batch, g_token, g_component = (
+        groups // (n_pos * n_axis),
+        groups // n_axis % n_pos,
+        groups % n_axis,
+    )
+    role, means = role_means(trace.prompts, components)
+    centred = components[g_batch, g_token, g_component] - means[role[g_batch, g_token], g_component]
+    removed = torch.einsum("gdk,gk->gd", basis, torch.einsum("gdk,gd->gk", basis, centred))
+    deltas[g_batch, g_token, g_component] = -removed
+    return deltas
+
+
+def role_means(prompts: Sequence[Prompt], components: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean outputs over the prompts, aligned by role.
+
+    Returns:
+        ``role [batch, pos]`` (an index; the last one for tokens with no role) and
+        ``means [role, component, d_model]``: each role's mean over the prompts,
+        and last the mean over every real token.
+    """
+    n_batch, n_pos = components.shape[:2]
+    names = sorted({r for p in prompts for r in p.roles})
+    device = components.device
+    role = torch.full((n_batch, n_pos), len(names), dtype=torch.long, device=device)
+    means = components.new_zeros(len(names) + 1, *components.shape[2:])
+    real = torch.zeros(n_batch, n_pos, dtype=torch.bool, device=device)
+    for b, prompt in enumerate(prompts):
+        real[b, : len(prompt.tokens)] = True
+    for r, name in enumerate(names):
+        rows = [b for b, p in enumerate(prompts) if name in p.roles]
+        at = torch.tensor([prompts[b].roles[name] for b in rows], device=device)
+        rows = torch.tensor(rows, dtype=torch.long, device=device)
+        role[rows, at] = r
+        means[r] = components[rows, at].mean(dim=0)
+    means[-1] = components[real].mean(dim=0)
+    return role, means
+
+
+def _rank_within_group(group_of: Tensor) -> Tensor:
+    """0, 1, 2, ... for the members of each group, in order."""
+    order = group_of.argsort(stable=True)
+    counts = torch.bincount(group_of)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(group_of)
+    rank[order] = torch.arange(len(group_of), device=group_of.device) - starts[group_of[order]]
+    return rank

@@ -1,0 +1,160 @@
+"""Firings and their sparse signals (METHOD.md section 3).
+
+With x~ = [x; 1] and the augmented SVD (U, Sigma, V) of a head, the unscaled
+attention score of destination d attending to source s splits into one term
+per singular vector:
+
+    a(d, s) = sum_k t_k,    t_k = sigma_k (x~_d . u_k)(x~_s . v_k)
+
+A pair *fires* when its attention weight reaches the threshold, its score is
+non-negative and its source is not token 0. The *sparse set* S of a firing is
+the shortest prefix of its terms, strongest first, whose sum exceeds
+``signal_frac`` times the score. Everything is batched over prompts, heads and
+token pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from headgraph.ingest.core.records import TraceParams
+
+
+def augment(x: Tensor) -> Tensor:
+    """Append the homogeneous coordinate: ``[..., d_model] -> [..., d_model+1]``."""
+    return torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+
+
+def project(x_tilde: Tensor, vectors: Tensor) -> Tensor:
+    """Project every layer's augmented inputs on that layer's singular vectors.
+
+    Args:
+        x_tilde: ``[batch, layer, pos, d_model+1]`` augmented attention inputs.
+        vectors: ``[layer, head, d_model+1, rank]`` (U for the query side, V for the key side).
+
+    Returns:
+        ``[batch, layer, head, pos, rank]``: ``x~ . u_k`` (or ``. v_k``).
+    """
+    return torch.einsum("blpd,lhdr->blhpr", x_tilde, vectors)
+
+
+def pair_terms(proj_u: Tensor, proj_v: Tensor, sigma: Tensor) -> Tensor:
+    """Terms of every token pair (dense; for checks and small inputs).
+
+    Args:
+        proj_u, proj_v: ``[batch, layer, head, pos, rank]``.
+        sigma: ``[layer, head, rank]``.
+
+    Returns:
+        ``[batch, layer, head, dest, src, rank]``, summing over rank to the unscaled score.
+    """
+    u = proj_u.unsqueeze(-2) * sigma[:, :, None, None, :]  # [batch, layer, head, dest, 1, rank]
+    return u * proj_v.unsqueeze(-3)  # [batch, layer, head, dest, src, rank]
+
+
+@dataclass(frozen=True)
+class FiringTable:
+    """Every firing of a batch, as columns (one row per firing).
+
+    Attributes:
+        batch, layer, head, dest, source: ``[firing]`` long indices.
+        attention: ``[firing]`` attention weights.
+        score: ``[firing]`` unscaled scores ``a(d, s)``.
+        terms: ``[firing, rank]`` the terms ``t_k`` in singular-vector order.
+        order: ``[firing, rank]`` singular-vector indices, strongest term first.
+        size: ``[firing]`` |S|, so the sparse set is ``order[:, :size]``.
+        selected: ``[firing, rank]`` bool, True for singular vectors in S.
+    """
+
+    batch: Tensor
+    layer: Tensor
+    head: Tensor
+    dest: Tensor
+    source: Tensor
+    attention: Tensor
+    score: Tensor
+    terms: Tensor
+    order: Tensor
+    size: Tensor
+    selected: Tensor
+
+    def __len__(self) -> int:
+        return self.batch.shape[0]
+
+
+def sparse_set(terms: Tensor, *, frac: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The sparse set S of each firing.
+
+    Terms are sorted descending (ascending when the score is negative) and S is
+    the shortest prefix whose running sum exceeds ``frac`` times the score; if
+    rounding keeps every prefix short of it, S is every singular vector.
+
+    Args:
+        terms: ``[firing, rank]``.
+        frac: Share of the score that S must exceed.
+
+    Returns:
+        ``order [firing, rank]`` (strongest first), ``size [firing]``,
+        ``selected [firing, rank]`` (bool, in singular-vector order).
+    """
+    n, rank = terms.shape
+    total = terms.sum(dim=-1, keepdim=True)  # [firing, 1]
+    sign = torch.where(total < 0, -1.0, 1.0).to(terms.dtype)
+    ordered, order = (terms * sign).sort(dim=-1, descending=True, stable=True)
+    running = ordered.cumsum(dim=-1)  # [firing, rank]
+    slack = 1e-6 * terms.abs().sum(dim=-1, keepdim=True)  # rounding of the two summation orders
+    reached = running >= frac * total * sign - slack
+    size = torch.where(reached.any(dim=-1), reached.int().argmax(dim=-1) + 1, rank)
+    in_prefix = torch.arange(rank, device=terms.device).expand(n, rank) < size.unsqueeze(-1)
+    selected = torch.zeros_like(in_prefix).scatter(-1, order, in_prefix)
+    return order, size, selected
+
+
+def find_firings(
+    pattern: Tensor,
+    proj_u: Tensor,
+    proj_v: Tensor,
+    sigma: Tensor,
+    lengths: Tensor,
+    *,
+    params: TraceParams,
+) -> FiringTable:
+    """Find every firing of a batch and its sparse signal.
+
+    Args:
+        pattern: ``[batch, layer, head, dest, src]`` attention weights.
+        proj_u, proj_v: ``[batch, layer, head, pos, rank]`` from :func:`project`.
+        sigma: ``[layer, head, rank]`` singular values.
+        lengths: ``[batch]`` real (unpadded) prompt lengths.
+        params: Thresholds.
+
+    Returns:
+        The firings, ordered by (batch, layer, head, dest, source).
+    """
+    n_pos = pattern.shape[-1]
+    positions = torch.arange(n_pos, device=pattern.device)
+    real = positions < lengths[:, None]  # [batch, pos]
+    candidate = (pattern >= params.attention_threshold) & real[:, None, None, :, None]
+    candidate[..., 0] = False  # source 0 is where attention sinks park
+    b, l, h, d, s = candidate.nonzero(as_tuple=True)
+    terms = sigma[l, h] * proj_u[b, l, h, d] * proj_v[b, l, h, s]  # [firing, rank]
+    score = terms.sum(dim=-1)
+    keep = score >= 0
+    b, l, h, d, s, terms, score = (t[keep] for t in (b, l, h, d, s, terms, score))
+    order, size, selected = sparse_set(terms, frac=params.signal_frac)
+    return FiringTable(
+        batch=b,
+        layer=l,
+        head=h,
+        dest=d,
+        source=s,
+        attention=pattern[b, l, h, d, s],
+        score=score,
+        terms=terms,
+        order=order,
+        size=size,
+        selected=selected,
+    )

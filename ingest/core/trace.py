@@ -1,0 +1,339 @@
+"""Recursive tracing from seeds back to the embeddings (METHOD.md section 5).
+
+Per batch of prompts: project the attention inputs on the singular vectors,
+find every firing and its sparse set, then walk the layers from the top down.
+A firing of layer l is traced when a seed names it or when a traced edge of a
+later layer needs it: an upstream head kept on the query side at token d needs
+that head's firings whose destination is d; on the key side at token s, those
+whose destination is s. Each firing is traced at most once per prompt however
+many routes reach it (the ``needed`` mask is the memo), and since edges only
+point to earlier layers, one top-down pass finishes the recursion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from headgraph.errors import InputError
+from headgraph.ingest.core.activations import Activations
+from headgraph.ingest.core.components import Component, ComponentLayout
+from headgraph.ingest.core.contributions import select_edges, side_contributions, signal_weights
+from headgraph.ingest.core.records import Edge, Firing, Prompt, Seed, TraceParams
+from headgraph.ingest.core.signals import FiringTable, augment, find_firings, project
+from headgraph.ingest.core.svd import QKDecomposition
+
+SIDES = ("query", "key")
+
+
+@dataclass(frozen=True)
+class BatchTrace:
+    """The traced firings and edges of one batch, as columns.
+
+    Attributes:
+        prompts: The batch's prompts (row ``b`` of every tensor).
+        layout: The model's component axis.
+        firings: Every firing of the batch with its sparse set.
+        traced: ``[firing]`` bool, reached from the seeds.
+        edge_firing: ``[edge]`` the downstream firing (row of ``firings``).
+        edge_side: ``[edge]`` 0 query side, 1 key side.
+        edge_component: ``[edge]`` position on the component axis;
+            ``len(layout)`` stands for the downstream head's own QK bias.
+        edge_token: ``[edge]`` the token where the component writes.
+        edge_weight: ``[edge]`` its contribution to the side's signal.
+        edge_share: ``[edge]`` weight / the side's whole signal.
+    """
+
+    prompts: tuple[Prompt, ...]
+    layout: ComponentLayout
+    firings: FiringTable
+    traced: Tensor
+    edge_firing: Tensor
+    edge_side: Tensor
+    edge_component: Tensor
+    edge_token: Tensor
+    edge_weight: Tensor
+    edge_share: Tensor
+
+    def firing_records(self, *, traced_only: bool = False) -> list[Firing]:
+        """The firings as records (all of them, or only those tracing reached)."""
+        f = self.firings
+        columns = zip(
+            *(t.tolist() for t in (f.batch, f.layer, f.head, f.dest, f.source)),
+            f.attention.tolist(),
+            f.score.tolist(),
+            self.sparse_sets(),
+            self.traced.tolist(),
+            strict=True,
+        )
+        out = []
+        for b, l, h, d, s, attention, score, (svs, terms), traced in columns:
+            if traced_only and not traced:
+                continue
+            prompt = self.prompts[b]
+            out.append(
+                Firing(
+                    prompt.id,
+                    l,
+                    h,
+                    d,
+                    s,
+                    prompt.role_at(d),
+                    prompt.role_at(s),
+                    attention,
+                    score,
+                    svs,
+                    terms,
+                    traced,
+                )
+            )
+        return out
+
+    def edge_records(self) -> list[Edge]:
+        """The edges as records, each carrying its firing's sparse set and terms."""
+        f = self.firings
+        sparse = self.sparse_sets()
+        heads = f.head.tolist()
+        axis = (*self.layout.components, None)
+        rows = zip(
+            *(t.tolist() for t in (self.edge_firing, self.edge_side, self.edge_component)),
+            *(t.tolist() for t in (self.edge_token, self.edge_weight, self.edge_share)),
+            strict=True,
+        )
+        b_col, l_col, d_col, s_col = (t.tolist() for t in (f.batch, f.layer, f.dest, f.source))
+        out = []
+        for i, side, c, token, weight, share in rows:
+            prompt, l, h = self.prompts[b_col[i]], l_col[i], heads[i]
+            upstream = axis[c] or Component("qk_bias", l, h)
+            svs, terms = sparse[i]
+            out.append(
+                Edge(
+                    prompt.id,
+                    upstream,
+                    l,
+                    h,
+                    SIDES[side],
+                    token,
+                    prompt.role_at(token),
+                    d_col[i],
+                    s_col[i],
+                    weight,
+                    share,
+                    svs,
+                    terms,
+                )
+            )
+        return out
+
+    def to_pandas(self, what: str = "edges"):
+        """The batch's ``edges`` or ``firings`` as a pandas data frame, one row per record."""
+        from headgraph.ingest.core.tables import batch_frame
+
+        return batch_frame(self, what)
+
+    def sparse_sets(self) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
+        """Per firing: its sparse set S (strongest first) and the terms, same order."""
+        f = self.firings
+        sorted_terms = torch.gather(f.terms, -1, f.order).tolist()
+        return [
+            (tuple(order[:n]), tuple(terms[:n]))
+            for order, terms, n in zip(f.order.tolist(), sorted_terms, f.size.tolist(), strict=True)
+        ]
+
+
+def seed_mask(firings: FiringTable, prompts: Sequence[Prompt], seeds: Iterable[Seed]) -> Tensor:
+    """``[firing]`` bool: the firings the seeds name (roles checked by :func:`check_inputs`)."""
+    wanted = torch.tensor(  # [seed x prompt, 5]: batch, layer, head, dest, source (-1: any)
+        [
+            (
+                b,
+                seed.layer,
+                seed.head,
+                prompt.roles[seed.dest_role],
+                prompt.roles[seed.source_role] if seed.source_role else -1,
+            )
+            for seed in seeds
+            for b, prompt in enumerate(prompts)
+        ],
+        dtype=torch.long,
+        device=firings.batch.device,
+    ).reshape(-1, 5)
+    have = torch.stack(
+        [firings.batch, firings.layer, firings.head, firings.dest, firings.source], -1
+    )
+    same = have.unsqueeze(1) == wanted.unsqueeze(0)  # [firing, wanted, 5]
+    same[..., 4] |= wanted[:, 4] == -1
+    return same.all(dim=-1).any(dim=-1)
+
+
+def trace_batch(
+    acts: Activations,
+    qk: QKDecomposition,
+    layout: ComponentLayout,
+    prompts: Sequence[Prompt],
+    seeds: Sequence[Seed],
+    params: TraceParams,
+) -> BatchTrace:
+    """Find the firings of one batch and trace them from the seeds.
+
+    Args:
+        acts: The batch's activations.
+        qk: The model's decomposition, on the activations' device and dtype.
+        layout: The model's component axis.
+        prompts: The batch's prompts, row for row.
+        seeds: Where tracing starts.
+        params: Thresholds.
+    """
+    x_tilde = augment(acts.normalized)  # [batch, layer, pos, d_model+1]
+    proj_u = project(x_tilde, qk.U)  # [batch, layer, head, pos, rank]
+    proj_v = project(x_tilde, qk.V)
+    firings = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=params)
+    f_b, f_l, f_h, f_d, f_s = (
+        firings.batch,
+        firings.layer,
+        firings.head,
+        firings.dest,
+        firings.source,
+    )
+
+    device = f_b.device
+    n_batch, n_layers, n_heads, n_pos = acts.pattern.shape[:4]
+    axis_layer = torch.tensor([c.layer for c in layout.components] + [-1], device=device)
+    axis_head = torch.tensor(
+        [c.head if c.kind == "head" else -1 for c in layout.components] + [-1], device=device
+    )
+    traced = seed_mask(firings, prompts, seeds)
+    needed = torch.zeros(n_batch, n_layers, n_heads, n_pos, dtype=torch.bool, device=device)
+    parts: list[tuple[Tensor, ...]] = []
+
+    for layer in reversed(range(n_layers)):
+        active = (f_l == layer) & (traced | needed[f_b, f_l, f_h, f_d])
+        traced |= active
+        rows = active.nonzero().squeeze(-1)
+        if rows.numel() == 0:
+            continue
+        b, h = f_b[rows], f_h[rows]
+        sigma = qk.S[layer, h]  # [firing, rank]
+        weights = signal_weights(proj_u[b, layer, h, f_d[rows]], firings.selected[rows], sigma)
+        n_up = layout.n_upstream(layer)
+        for side, (vectors, token) in enumerate(((qk.U, f_d[rows]), (qk.V, f_s[rows]))):
+            upstream, bias = side_contributions(
+                acts.components,
+                acts.scale[:, layer],
+                vectors[layer],
+                weights,
+                batch=b,
+                head=h,
+                token=token,
+                n_upstream=n_up,
+            )
+            contributions = torch.cat([upstream, bias.unsqueeze(-1)], dim=-1)  # [firing, n_up+1]
+            kept = select_edges(contributions, frac=params.edge_frac)
+            row, column = kept.nonzero(as_tuple=True)
+            weight = contributions[row, column]
+            signal = contributions.sum(dim=-1)[row]
+            component = torch.where(column == n_up, len(layout), column)
+            parts.append(
+                (
+                    rows[row],
+                    torch.full_like(row, side),
+                    component,
+                    token[row],
+                    weight,
+                    weight / signal,
+                )
+            )
+            # The recursion: an upstream head needs its firings that end at this token.
+            is_head = axis_head[component] >= 0
+            needed[
+                b[row][is_head],
+                axis_layer[component[is_head]],
+                axis_head[component[is_head]],
+                token[row][is_head],
+            ] = True
+
+    columns = (
+        [torch.cat(c) for c in zip(*parts, strict=True)]
+        if parts
+        else [
+            torch.zeros(0, dtype=dtype, device=device)
+            for dtype in (torch.long,) * 4 + (acts.scale.dtype,) * 2
+        ]
+    )
+    return BatchTrace(tuple(prompts), layout, firings, traced, *columns)
+
+
+def pad_tokens(prompts: Sequence[Prompt], *, pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """Right-pad a batch: ``tokens [batch, pos]`` and ``lengths [batch]``.
+
+    Padding on the right leaves the real tokens' activations unchanged (causal
+    attention, absolute positions).
+    """
+    lengths = torch.tensor([len(p.tokens) for p in prompts])
+    tokens = torch.full((len(prompts), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        tokens[row, : len(prompt.tokens)] = torch.tensor(prompt.tokens)
+    return tokens, lengths
+
+
+def trace(
+    model,
+    prompts: Sequence[Prompt],
+    *,
+    seeds: Sequence[Seed],
+    params: TraceParams = TraceParams(),
+    batch_size: int = 32,
+) -> Iterator[BatchTrace]:
+    """Trace prompts through a model, one batch at a time.
+
+    Args:
+        model: An :class:`headgraph.ingest.model.adapter.Model`.
+        prompts: Prompts with the roles that the seeds name; ids unique.
+        seeds: Where tracing starts.
+        params: Thresholds.
+        batch_size: Prompts per forward pass (bounds memory).
+
+    Yields:
+        One :class:`BatchTrace` per batch, in prompt order.
+
+    Raises:
+        ValueError: duplicate prompt ids, an unknown seed head, a missing role,
+            a prompt longer than the model's context. Checked before any work.
+    """
+    check_inputs(model, prompts, seeds, batch_size)
+    qk = model.qk.to(model.device, torch.float32)
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        tokens, lengths = pad_tokens(batch)
+        acts = model.run(tokens, lengths)
+        yield trace_batch(acts, qk, model.layout, batch, seeds, params)
+
+
+def check_inputs(model, prompts: Sequence[Prompt], seeds: Sequence[Seed], batch_size: int) -> None:
+    """Reject bad input before any forward pass (see :func:`trace`)."""
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, got {batch_size}")
+    if not seeds:
+        raise InputError("no seeds: tracing needs at least one seed head")
+    for seed in seeds:
+        model.layout.check_head(seed.layer, seed.head)
+    seen: set[str] = set()
+    for prompt in prompts:
+        if prompt.id in seen:
+            raise InputError(f"prompt id {prompt.id!r} appears twice: ids must be unique")
+        seen.add(prompt.id)
+        if len(prompt.tokens) > model.n_ctx:
+            raise InputError(
+                f"prompt {prompt.id!r} has {len(prompt.tokens)} tokens; the model's context "
+                f"is {model.n_ctx}"
+            )
+        for seed in seeds:
+            for role in filter(None, (seed.dest_role, seed.source_role)):
+                if role not in prompt.roles:
+                    raise InputError(
+                        f"prompt {prompt.id!r} has no role {role!r}, which seed {seed.name} "
+                        f"needs; its roles are {sorted(prompt.roles)}"
+                    )

@@ -1,0 +1,203 @@
+"""Traced batches as rows of the graph's tables (``queries.schema``), column by column.
+
+Keys: a component is ``{model}|{name}`` (``gpt2|9.9``), a singular vector
+``{model}|{L.H}|{k}``, a prompt ``{run}|{prompt id}``, a firing
+``{run}|{prompt id}|{L.H}|{dest}|{source}``, a site
+``{run}|{prompt id}|{component}|{token}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import defaultdict
+from collections.abc import Callable
+
+from headgraph.errors import InputError
+from headgraph.ingest.core.components import Component
+from headgraph.ingest.core.trace import SIDES, BatchTrace
+from headgraph.ingest.core.vocab import all_top_tokens
+from headgraph.ingest.model.tokenizer import Tokenizer
+
+Rows = dict[str, list]  # column name -> values
+
+SEPARATOR = "|"
+SIGNAL_TABLES = ("SIGNAL:Firing", "SIGNAL:Site")  # SIGNAL rows, by the source's node type
+
+
+def edge_count(tables: dict[str, Rows]) -> int:
+    """How many SIGNAL relationships a batch's tables hold."""
+    return sum(len(tables[t].get("from", ())) for t in SIGNAL_TABLES if t in tables)
+
+
+def check_name(kind: str, value: str) -> None:
+    """Run names and prompt ids become parts of keys: refuse the separator."""
+    if not value or SEPARATOR in value:
+        raise InputError(f"{kind} {value!r} must be non-empty and must not contain {SEPARATOR!r}")
+
+
+def model_rows(model) -> dict[str, Rows]:
+    """The model, its components (qk_bias nodes included) and every head's singular vectors."""
+    name, layout = model.name, model.layout
+    components = [*layout.components]
+    components += [
+        Component("qk_bias", l, h) for l in range(model.n_layers) for h in range(model.n_heads)
+    ]
+    sigma = model.qk.S.tolist()  # [layer][head][rank]
+    top = {k: v.tolist() for k, v in all_top_tokens(model).items()}  # [layer][head][rank][n]
+    decode = _decoder(model.tokenizer)
+    svs: Rows = defaultdict(list)
+    has: Rows = defaultdict(list)
+    for l in range(model.n_layers):
+        for h in range(model.n_heads):
+            for k, s in enumerate(sigma[l][h]):
+                key = f"{name}|{l}.{h}|{k}"
+                for column, value in (
+                    ("key", key),
+                    ("model", name),
+                    ("head_name", f"{l}.{h}"),
+                    ("layer", l),
+                    ("head", h),
+                    ("index", k),
+                    ("sigma", s),
+                    ("query_tokens", [decode(i) for i in top["query_ids"][l][h][k]]),
+                    ("query_projections", top["query_values"][l][h][k]),
+                    ("key_tokens", [decode(i) for i in top["key_ids"][l][h][k]]),
+                    ("key_projections", top["key_values"][l][h][k]),
+                ):
+                    svs[column].append(value)
+                has["from"].append(f"{name}|{l}.{h}")
+                has["to"].append(key)
+    return {
+        "Model": {
+            "key": [name],
+            "n_layers": [model.n_layers],
+            "n_heads": [model.n_heads],
+            "d_model": [model.d_model],
+            "d_head": [model.d_head],
+        },
+        "Component": {
+            "key": [f"{name}|{c.name}" for c in components],
+            "model": [name] * len(components),
+            "name": [c.name for c in components],
+            "kind": [c.kind for c in components],
+            "layer": [c.layer for c in components],
+            "head": [c.head for c in components],
+        },
+        "SingularVector": dict(svs),
+        "HAS_SV": dict(has),
+    }
+
+
+def _decoder(tokenizer) -> Callable[[int], str]:
+    """One token id as text, memoised (a vocabulary has few tokens, prompts repeat them)."""
+    return functools.lru_cache(maxsize=None)(lambda i: tokenizer.decode([i]))
+
+
+def batch_rows(
+    trace: BatchTrace, *, model_name: str, run: str, batch: int, tokenizer: Tokenizer
+) -> dict[str, Rows]:
+    """Rows for one traced batch: prompts, firings, and the SIGNAL, OF and IN relationships.
+
+    ``SIGNAL`` rows come in two tables, ``SIGNAL:Firing`` (from the upstream
+    head's traced firings at the token) and ``SIGNAL:Site`` (from the
+    component itself, when it is not a head firing there).
+    """
+    f = trace.firings
+    prompts = trace.prompts
+    decode = _decoder(tokenizer)
+    cols = {
+        k: v.tolist()
+        for k, v in (("b", f.batch), ("l", f.layer), ("h", f.head), ("d", f.dest), ("s", f.source))
+    }
+    sparse = trace.sparse_sets()
+    traced = trace.traced.tolist()
+    firing_key = [
+        f"{run}|{prompts[b].id}|{l}.{h}|{d}|{s}"
+        for b, l, h, d, s in zip(*cols.values(), strict=True)
+    ]
+    firings: Rows = {
+        "key": firing_key,
+        "run": [run] * len(firing_key),
+        "prompt": [prompts[b].id for b in cols["b"]],
+        "head_name": [f"{l}.{h}" for l, h in zip(cols["l"], cols["h"], strict=True)],
+        "layer": cols["l"],
+        "head": cols["h"],
+        "dest": cols["d"],
+        "source": cols["s"],
+        "dest_role": [prompts[b].role_at(d) for b, d in zip(cols["b"], cols["d"], strict=True)],
+        "source_role": [prompts[b].role_at(s) for b, s in zip(cols["b"], cols["s"], strict=True)],
+        "attention": f.attention.tolist(),
+        "score": f.score.tolist(),
+        "svs": [list(svs) for svs, _ in sparse],
+        "terms": [list(t) for _, t in sparse],
+        "traced": traced,
+        "batch": [batch] * len(firing_key),
+    }
+    # Traced firings by (prompt, layer, head, dest): where an upstream head's signal comes from.
+    firing_at = defaultdict(list)
+    for i, (b, l, h, d) in enumerate(zip(cols["b"], cols["l"], cols["h"], cols["d"], strict=True)):
+        if traced[i]:
+            firing_at[(b, l, h, d)].append(firing_key[i])
+
+    axis = (*trace.layout.components, None)  # the last stands for the head's own qk_bias
+    from_firing: Rows = defaultdict(list)
+    from_site: Rows = defaultdict(list)
+    sites: dict[str, tuple] = {}
+    edge_columns = zip(
+        trace.edge_firing.tolist(),
+        trace.edge_side.tolist(),
+        trace.edge_component.tolist(),
+        trace.edge_token.tolist(),
+        trace.edge_weight.tolist(),
+        trace.edge_share.tolist(),
+        strict=True,
+    )
+    for i, side, c, token, weight, share in edge_columns:
+        b, l, h = cols["b"][i], cols["l"][i], cols["h"][i]
+        up = axis[c] or Component("qk_bias", l, h)
+        prompt, role = prompts[b].id, prompts[b].role_at(token)
+        fired = firing_at.get((b, up.layer, up.head, token)) if up.kind == "head" else None
+        if fired:  # from the upstream head's firings that end at this token
+            table, sources = from_firing, fired
+        else:  # from the component itself at that token
+            site = f"{run}|{prompt}|{up.name}|{token}"
+            sites[site] = (prompt, up.name, up.kind, up.layer, up.head, token, role)
+            table, sources = from_site, [site]
+        for source in sources:
+            table["from"].append(source)
+            table["to"].append(firing_key[i])
+            for column, value in (
+                ("upstream", up.name),
+                ("side", SIDES[side]),
+                ("token", token),
+                ("weight", weight),
+                ("share", share),
+                ("batch", batch),
+            ):
+                table[column].append(value)
+
+    prompt_rows: Rows = {
+        "key": [f"{run}|{p.id}" for p in prompts],
+        "run": [run] * len(prompts),
+        "id": [p.id for p in prompts],
+        "text": [p.text for p in prompts],
+        "tokens": [list(p.tokens) for p in prompts],
+        "words": [[decode(t) for t in p.tokens] for p in prompts],
+        "roles": [json.dumps(dict(p.roles)) for p in prompts],
+        "batch": [batch] * len(prompts),
+    }
+    site_columns = ("prompt", "component", "kind", "layer", "head", "token", "role")
+    site_rows: Rows = {
+        "key": list(sites),
+        "run": [run] * len(sites),
+        **{column: [v[k] for v in sites.values()] for k, column in enumerate(site_columns)},
+        "batch": [batch] * len(sites),
+    }
+    return {
+        "Prompt": prompt_rows,
+        "Firing": firings,
+        "Site": site_rows,
+        "SIGNAL:Firing": dict(from_firing),
+        "SIGNAL:Site": dict(from_site),
+    }

@@ -1,0 +1,182 @@
+"""The ingest job: trace prompts batch by batch and write the graph to a store.
+
+Idempotent and resumable: each batch is one transaction that also records the
+batch as done, so a run killed at any point and restarted with the same name
+skips what it finished and ends with the same graph as an uninterrupted run.
+A restart must use the same model, prompts and parameters; anything else is
+refused before any work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.core.trace import check_inputs, trace
+from headgraph.ingest.jobs.graph_rows import batch_rows, check_name, edge_count, model_rows
+from headgraph.queries.store import GraphStore, Rows, StoreError
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    """What an ingest did."""
+
+    run: str
+    model: str
+    prompts: int
+    batches: int
+    resumed: int  # batches found done by an earlier attempt
+    firings: int
+    edges: int
+    seconds: float
+
+
+def run_params(
+    prompts: Sequence[Prompt], seeds: Sequence[Seed], params: TraceParams, batch_size: int
+) -> str:
+    """Everything that determines the graph, as the JSON recorded on the run."""
+    digest = hashlib.sha256()
+    for p in prompts:
+        digest.update(json.dumps([p.id, list(p.tokens), dict(p.roles)]).encode())
+    return json.dumps(
+        {
+            **asdict(params),
+            "seeds": [s.name for s in seeds],
+            "batch_size": batch_size,
+            "prompts_sha256": digest.hexdigest(),
+        },
+        sort_keys=True,
+    )
+
+
+def ingest(
+    model,
+    prompts: Sequence[Prompt],
+    *,
+    store: GraphStore,
+    run: str,
+    seeds: Sequence[Seed],
+    params: TraceParams = TraceParams(),
+    batch_size: int = 32,
+    task: str = "ioi",
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestRun:
+    """Trace ``prompts`` and write the run ``run`` to ``store`` (resuming it if it exists).
+
+    Raises:
+        ValueError: bad input (checked before anything is written).
+        StoreError: the run exists with another model or other parameters.
+    """
+    started = time.perf_counter()
+    check_name("run name", run)
+    for p in prompts:
+        check_name("prompt id", p.id)
+    check_inputs(model, prompts, seeds, batch_size)
+    recorded = run_params(prompts, seeds, params, batch_size)
+    n_batches = -(-len(prompts) // batch_size)
+    info = store.run_info(run)
+    if info is None:
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        store.start_run(
+            {
+                "key": run,
+                "model": model.name,
+                "task": task,
+                "params": recorded,
+                "status": "running",
+                "started": now,
+                "finished": "",
+                "prompts": len(prompts),
+                "batches": n_batches,
+                "done_batches": [],
+                "firings": 0,
+                "edges": 0,
+            },
+            None if store.has_model(model.name) else model_rows(model),
+        )
+        done: set[int] = set()
+    elif info["model"] != model.name or info["params"] != recorded:
+        what = f"model {info['model']}" if info["model"] != model.name else "other parameters"
+        raise StoreError(
+            f"run {run!r} already exists with {what} or prompts: choose another "
+            "--run name (a restart must repeat the same command)"
+        )
+    else:
+        done = set(info["done_batches"])
+    # Batches are written in order, so the done ones are a prefix: resume after it.
+    first = next((b for b in range(n_batches) if b not in done), n_batches)
+    if progress and first:
+        progress(min(first * batch_size, len(prompts)), 0)
+    written = 0
+    rest = prompts[first * batch_size :]
+    for batch, traced in enumerate(
+        trace(model, rest, seeds=seeds, params=params, batch_size=batch_size), start=first
+    ):
+        rows = batch_rows(
+            traced, model_name=model.name, run=run, batch=batch, tokenizer=model.tokenizer
+        )
+        store.write_batch(run, batch, rows)
+        written += edge_count(rows)
+        if progress:
+            progress(len(traced.prompts), written)
+
+    signals = store.signal_rows(run)
+    counts = {
+        "firings": store.query(
+            "MATCH (f:Firing) WHERE f.run = $run RETURN count(f) AS n", {"run": run}
+        )[0]["n"],
+        "edges": len(signals),
+        "status": "complete",
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    store.finish_run(
+        run, carries_rows(signals, model=model.name, run=run, n_prompts=len(prompts)), counts
+    )
+    return IngestRun(
+        run,
+        model.name,
+        len(prompts),
+        n_batches,
+        len(done),
+        counts["firings"],
+        counts["edges"],
+        round(time.perf_counter() - started, 3),
+    )
+
+
+def carries_rows(signals: list[dict], *, model: str, run: str, n_prompts: int) -> Rows:
+    """Per-run aggregates: one CARRIES row per (upstream, head, side, role).
+
+    Deterministic whatever order the store returns the edges in: singular
+    vectors by count then index, weights summed in a fixed order.
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for s in signals:
+        groups[(s["upstream"], s["head"], s["side"], s["role"] or "")].append(s)
+    rows: Rows = defaultdict(list)
+    for (upstream, head, side, role), group in sorted(groups.items()):
+        prompts = len({s["prompt"] for s in group})
+        svs = sorted(
+            Counter(k for s in group for k in s["svs"]).items(),
+            key=lambda item: (-item[1], item[0]),
+        )
+        for column, value in (
+            ("from", f"{model}|{upstream}"),
+            ("to", f"{model}|{head}"),
+            ("run", run),
+            ("side", side),
+            ("role", role),
+            ("prompts", prompts),
+            ("share_of_prompts", prompts / n_prompts),
+            ("mean_weight", sum(sorted(s["weight"] for s in group)) / len(group)),
+            ("svs", [k for k, _ in svs]),
+            ("sv_counts", [n for _, n in svs]),
+        ):
+            rows[column].append(value)
+    return dict(rows)

@@ -1,0 +1,102 @@
+"""The verify job: a stored run's edges measured causally and written back as Effect nodes.
+
+The run's own model, prompts, seeds and thresholds are read back from the
+store, so the edges measured are the ones the run traced. Shared by
+``headgraph verify`` and :func:`headgraph.verify`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from headgraph.ingest.causal.verify import EdgeEffect, EdgeKey, Metric, parse_edge, verify_edges
+from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.jobs.run_model import load_run_model
+from headgraph.queries.effects import strongest_edges, write_effects
+from headgraph.queries.selection import resolve_run, stored_prompts
+from headgraph.queries.store import GraphStore
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What a verify job measured.
+
+    Attributes:
+        run: The run.
+        prompts: Prompts measured on.
+        effects: One per edge asked for, in the order asked (``prompts`` 0: absent).
+        rows: The stored Effect rows of the edges present, most negative difference first.
+    """
+
+    run: str
+    prompts: int
+    effects: tuple[EdgeEffect, ...]
+    rows: tuple[dict, ...]
+
+    @property
+    def absent(self) -> list[str]:
+        """The edges that occurred in none of the prompts."""
+        return [e.edge.name for e in self.effects if not e.prompts]
+
+
+def verify_run(
+    store: GraphStore,
+    *,
+    run: str | None = None,
+    edges: Sequence[str | EdgeKey] = (),
+    top: int = 10,
+    mode: str = "global",
+    boost: bool = False,
+    metric: Metric | None = None,
+    metric_name: str = "ioi",
+    max_prompts: int | None = None,
+    batch_size: int = 32,
+    model_spec: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    write: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Verification:
+    """Measure edges of a stored run (``edges``, or its ``top`` strongest) and store the effects.
+
+    Raises:
+        QueryError: unknown run. ModelError: the run's model cannot be loaded or differs.
+        InputError: a malformed edge, or prompts without the metric's role.
+    """
+    from headgraph.ingest.causal.verify import ioi_logit_difference
+
+    ref = resolve_run(store, run)
+    recorded = json.loads(store.run_info(ref.key)["params"])
+    chosen = [e if isinstance(e, EdgeKey) else parse_edge(e) for e in edges]
+    if not chosen:
+        chosen = [EdgeKey(u, h, s) for u, h, s, _ in strongest_edges(store, ref.key, top)]
+    model = load_run_model(store, ref.model, model_spec, device=device)
+    prompts = [
+        Prompt(p["id"], p["text"], tuple(p["tokens"]), p["roles"])
+        for p in stored_prompts(store, ref.key)
+    ][:max_prompts]
+    seeds = [Seed.from_name(s) for s in recorded["seeds"]]
+    params = TraceParams(
+        recorded["attention_threshold"], recorded["signal_frac"], recorded["edge_frac"]
+    )
+    effects = verify_edges(
+        model, prompts, chosen, seeds=seeds, params=params, mode=mode, boost=boost,
+        metric=metric or ioi_logit_difference, batch_size=batch_size, seed=seed,
+        progress=progress,
+    )  # fmt: skip
+    measured = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = [
+        {"upstream": e.edge.upstream, "head": e.edge.head, "side": e.edge.side, "mode": e.mode,
+         "boost": e.boost, "metric": metric_name, "prompts": e.prompts, "clean": e.clean,
+         "effect": e.effect, "control": e.control, "difference": e.difference,
+         "stderr": e.stderr, "measured": measured}
+        for e in effects
+        if e.prompts
+    ]  # fmt: skip
+    if write:
+        write_effects(store, ref.key, rows)
+    rows.sort(key=lambda r: (r["difference"], r["upstream"], r["head"]))
+    return Verification(ref.key, len(prompts), tuple(effects), tuple(rows))

@@ -1,0 +1,359 @@
+"""The TransformerLens adapter: the only module that imports transformer_lens.
+
+It builds or loads a ``HookedTransformer``, makes sure its weights are
+processed the standard way (fold_ln, center_writing_weights, center_unembed,
+fold_value_biases; after that every component writes a zero-mean vector and
+the attention input is ``resid_pre / scale``), and turns one forward pass into
+an :class:`headgraph.ingest.core.activations.Activations` record of plain
+tensors. A user's own model is processed on a copy, never in place, and never
+traced unprocessed: the same function in another parametrisation gives other
+edges. Which model to load, and from where, is :mod:`.loading`'s business.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from headgraph.errors import ModelError
+from headgraph.ingest.core.activations import Activations
+from headgraph.ingest.core.components import ComponentLayout
+from headgraph.ingest.core.svd import QKDecomposition, decompose_qk
+from headgraph.ingest.model.tokenizer import Tokenizer
+
+
+class Model:
+    """A processed TransformerLens model, as the method needs it.
+
+    Build one with :func:`headgraph.load_model` (a name, a folder, ``tiny-ioi``)
+    or :meth:`Model.from_hooked` (a ``HookedTransformer`` of your own).
+
+    Attributes:
+        name: Where it came from (a model name, a preset, ``built``).
+        tokenizer: Its tokenizer (see :mod:`headgraph.ingest.model.tokenizer`).
+        layout: Its component axis.
+        card: The model card of a bundled model (its seeds, roles and accuracy), or None.
+    """
+
+    def __init__(self, hooked, tokenizer: Tokenizer, name: str):
+        missing = processing_steps(hooked)
+        if missing:
+            raise ModelError(
+                f"{name} is not processed ({', '.join(missing)} missing): use "
+                "Model.from_hooked, which processes a copy"
+            )
+        self.hooked = hooked.eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.card: dict | None = None  # a bundled model's card (seeds, roles, accuracy)
+        cfg = hooked.cfg
+        self.layout = ComponentLayout(cfg.n_layers, cfg.n_heads, has_mlp=not cfg.attn_only)
+
+    @classmethod
+    def from_hooked(cls, hooked, *, tokenizer: Tokenizer | None = None, name: str | None = None):
+        """A user's own ``HookedTransformer``, processed the standard way on a copy if needed.
+
+        The model passed in is never changed. An unprocessed model is copied and
+        processed (fold LayerNorm, centre writing weights and the unembedding,
+        fold value biases): its function is the same, and the decomposition
+        needs this parametrisation.
+
+        Args:
+            hooked: A ``HookedTransformer``.
+            tokenizer: Its tokenizer (default: the model's own Hugging Face one).
+            name: Recorded on runs (default: ``cfg.model_name``).
+
+        Raises:
+            ModelError: the architecture is not supported, or the model has no tokenizer.
+        """
+        check_supported(hooked.cfg, name or hooked.cfg.model_name)
+        if tokenizer is None:
+            if getattr(hooked, "tokenizer", None) is None:
+                raise ModelError(
+                    "the model has no tokenizer: pass tokenizer= (an object with encode and decode)"
+                )
+            from headgraph.ingest.model.tokenizer import HFTokenizer
+
+            tokenizer = HFTokenizer(hooked.tokenizer)
+        if processing_steps(hooked):
+            hooked = process(copy.deepcopy(hooked))
+        return cls(hooked, tokenizer, name or hooked.cfg.model_name)
+
+    n_layers = property(lambda self: self.hooked.cfg.n_layers)
+    n_heads = property(lambda self: self.hooked.cfg.n_heads)
+    d_model = property(lambda self: self.hooked.cfg.d_model)
+    d_head = property(lambda self: self.hooked.cfg.d_head)
+    n_ctx = property(lambda self: self.hooked.cfg.n_ctx)
+    device = property(lambda self: self.hooked.cfg.device)
+
+    def qk_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``W_Q, W_K [layer, head, d_model, d_head]`` and ``b_Q, b_K [layer, head, d_head]``."""
+        m = self.hooked
+        return m.W_Q.detach(), m.W_K.detach(), m.b_Q.detach(), m.b_K.detach()
+
+    @property
+    def token_embeddings(self) -> Tensor:
+        """``[vocab, d_model]`` token embeddings as layer 0's attention reads them (ln1's
+        centring and scaling; its weights are folded into W_Q and W_K)."""
+        x = self.hooked.W_E.detach()
+        x = x - x.mean(-1, keepdim=True)
+        return x / (x.pow(2).mean(-1, keepdim=True) + self.hooked.cfg.eps).sqrt()
+
+    @cached_property
+    def qk(self) -> QKDecomposition:
+        """The augmented QK decomposition of every head (float64, computed once per model).
+
+        Through the factors it takes well under a second for GPT-2 small, less
+        than reading ~100 MB of cached factors back from disk, so it is kept in
+        memory only.
+        """
+        return decompose_qk(*(t.cpu() for t in self.qk_weights()))
+
+    def _hook_names(self) -> list[str]:
+        names = ["hook_embed", "hook_pos_embed"]
+        for l in range(self.n_layers):
+            names += [
+                f"blocks.{l}.ln1.hook_normalized",
+                f"blocks.{l}.ln1.hook_scale",
+                f"blocks.{l}.attn.hook_pattern",
+                f"blocks.{l}.attn.hook_z",
+            ]
+            if self.layout.has_mlp:
+                names.append(f"blocks.{l}.hook_mlp_out")
+        return names
+
+    @torch.inference_mode()
+    def run(self, tokens: Tensor, lengths: Tensor | None = None) -> Activations:
+        """One forward pass, caching only what the method reads.
+
+        Args:
+            tokens: ``[batch, pos]`` right-padded token ids.
+            lengths: ``[batch]`` real lengths (default: all of ``pos``).
+        """
+        m = self.hooked
+        tokens = tokens.to(self.device)
+        names = set(self._hook_names())
+        _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names, return_type=None)
+        batch, pos = tokens.shape
+        per_layer = []
+        for l in range(self.n_layers):
+            z = cache[f"blocks.{l}.attn.hook_z"]  # [batch, pos, head, d_head]
+            heads = torch.einsum("bphe,hed->bphd", z, m.W_O[l])  # [batch, pos, head, d_model]
+            parts = [heads, m.b_O[l].expand(batch, pos, 1, -1)]
+            if self.layout.has_mlp:
+                parts.append(cache[f"blocks.{l}.hook_mlp_out"].unsqueeze(2))
+            per_layer.append(torch.cat(parts, dim=2))
+        embeddings = [
+            cache["hook_embed"].unsqueeze(2),
+            cache["hook_pos_embed"].expand(batch, pos, -1).unsqueeze(2),
+        ]
+        layers = range(self.n_layers)
+        return Activations(
+            normalized=torch.stack([cache[f"blocks.{l}.ln1.hook_normalized"] for l in layers], 1),
+            scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
+            pattern=torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in layers], 1),
+            components=torch.cat(embeddings + per_layer, dim=2),
+            lengths=(lengths if lengths is not None else torch.full((batch,), pos)).to(self.device),
+        )
+
+    @torch.inference_mode()
+    def per_layer(self, tokens: Tensor, hook: str) -> Tensor:
+        """One hook of every layer, stacked on dim 1 (``hook`` as in ``blocks.L.{hook}``)."""
+        names = [f"blocks.{l}.{hook}" for l in range(self.n_layers)]
+        _, cache = self.hooked.run_with_cache(
+            tokens.to(self.device), names_filter=lambda n: n in names, return_type=None
+        )
+        return torch.stack([cache[n] for n in names], dim=1)
+
+    def attention_scores(self, tokens: Tensor) -> Tensor:
+        """TransformerLens's unscaled scores q.k ``[batch, layer, head, dest, src]`` (checks)."""
+        return (
+            self.per_layer(tokens, "attn.hook_attn_scores") * self.hooked.blocks[0].attn.attn_scale
+        )
+
+    def residuals(self, tokens: Tensor) -> Tensor:
+        """``[batch, layer, pos, d_model]`` each layer's ``resid_pre`` (for checks)."""
+        return self.per_layer(tokens, "hook_resid_pre")
+
+    @torch.inference_mode()
+    def log_probs(
+        self, tokens: Tensor, deltas: Tensor | dict | None = None, *, at: Tensor | None = None
+    ) -> Tensor:
+        """Next-token log-probabilities, ``[batch, pos, vocab]`` (``[batch, vocab]`` with ``at``).
+
+        Args:
+            tokens: ``[batch, pos]``.
+            deltas: ``[batch, pos, component, d_model]`` added to each component's
+                output where it writes (see :mod:`headgraph.ingest.causal.intervene`), or the same
+                sparsely, ``{component index: [batch, pos, d_model]}``, or None.
+            at: ``[batch]`` one position per prompt: unembed only there (much faster).
+        """
+        hooks = []
+        for hook, axis in self._write_hooks().items() if deltas is not None else ():
+            if isinstance(deltas, dict):
+                parts = [deltas[c] for c in axis if c in deltas]
+                added = sum(parts[1:], parts[0]).to(self.device) if parts else None
+            else:
+                added = deltas[:, :, axis].sum(dim=2).to(self.device)
+            if added is not None and added.any():
+                hooks.append((hook, lambda act, hook, added=added: act + added))
+        return self._final(tokens, hooks, at)
+
+    @torch.inference_mode()
+    def log_probs_at_heads(
+        self,
+        tokens: Tensor,
+        deltas: dict[tuple[int, int, str], Tensor],
+        *,
+        at: Tensor | None = None,
+    ) -> Tensor:
+        """Like :meth:`log_probs`, with changes that only one head's query or key sees:
+        ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``, added to that head's
+        input before ln1 (``side`` ``query`` or ``key``)."""
+        m = self.hooked
+        hooks = []
+        for (layer, head, side), change in deltas.items():
+            moved = change.to(self.device)
+
+            def add(act, hook, head=head, delta=moved):  # act: [batch, pos, head, d_model]
+                act = act.clone()
+                act[:, :, head] += delta
+                return act
+
+            hooks.append((f"blocks.{layer}.hook_{'q' if side == 'query' else 'k'}_input", add))
+        previous = m.cfg.use_split_qkv_input
+        m.set_use_split_qkv_input(True)
+        try:
+            return self._final(tokens, hooks, at)
+        finally:
+            m.set_use_split_qkv_input(previous)
+
+    def _final(self, tokens: Tensor, hooks: list, at: Tensor | None) -> Tensor:
+        """Run with ``hooks``; log-softmax of the logits everywhere, or only at ``at``."""
+        m, tokens = self.hooked, tokens.to(self.device)
+        if at is None:
+            return m.run_with_hooks(tokens, fwd_hooks=hooks).log_softmax(-1)
+        rows, kept = torch.arange(len(tokens), device=self.device), {}
+
+        def keep(act, hook):  # [batch, pos, d_model], after ln_final
+            kept["x"] = act[rows, at.to(self.device)]
+
+        m.run_with_hooks(
+            tokens, return_type=None, fwd_hooks=[*hooks, ("ln_final.hook_normalized", keep)]
+        )
+        return m.unembed(kept["x"][:, None])[:, 0].log_softmax(-1)  # [batch, vocab]
+
+    def _write_hooks(self) -> dict[str, list[int]]:
+        """Where each component's output enters the residual stream: hook -> axis positions."""
+        hooks: dict[str, list[int]] = {"hook_embed": [], "hook_pos_embed": []}
+        for index, c in enumerate(self.layout.components):
+            if c.kind in ("embed", "pos_embed"):
+                name = f"hook_{c.kind}"
+            else:
+                name = f"blocks.{c.layer}.hook_{'mlp' if c.kind == 'mlp' else 'attn'}_out"
+            hooks.setdefault(name, []).append(index)
+        return hooks
+
+
+def check_supported(cfg: Any, name: str) -> None:
+    """Refuse, naming the feature, a model whose architecture the method does not cover.
+
+    Raises:
+        ModelError: rotary or other non-learned positions, parallel attention and MLP,
+            grouped-query attention, or a normalisation other than LayerNorm.
+    """
+    if cfg.positional_embedding_type != "standard":
+        raise ModelError(
+            f"{name} uses {cfg.positional_embedding_type} positions: the augmented QK "
+            "decomposition needs learned absolute positional embeddings (GPT-2 style)"
+        )
+    if getattr(cfg, "parallel_attn_mlp", False) or getattr(cfg, "n_key_value_heads", None):
+        raise ModelError(
+            f"{name}: parallel attention/MLP and grouped-query attention are not supported"
+        )
+    if cfg.normalization_type not in ("LN", "LNPre"):
+        raise ModelError(f"{name}: needs LayerNorm before attention, got {cfg.normalization_type}")
+
+
+def _centred(weights, dim: int = -1) -> bool:
+    """Whether ``weights`` has (numerically) zero mean along ``dim``."""
+    scale = float(weights.abs().max()) or 1.0
+    return float(weights.mean(dim).abs().max()) <= 1e-5 * scale
+
+
+def processing_steps(hooked) -> list[str]:
+    """The standard processing steps a ``HookedTransformer`` still lacks (empty when done)."""
+    m, cfg = hooked, hooked.cfg
+    missing = []
+    if cfg.normalization_type == "LN":
+        missing.append("fold_ln")
+    writers = [m.W_E, m.W_O, m.b_O]
+    if cfg.positional_embedding_type == "standard":
+        writers.append(m.W_pos)
+    if not cfg.attn_only:
+        writers += [m.W_out, m.b_out]
+    if not all(_centred(w.detach()) for w in writers):
+        missing.append("center_writing_weights")
+    if not _centred(m.W_U.detach()):
+        missing.append("center_unembed")
+    if bool(m.b_V.detach().any()):
+        missing.append("fold_value_biases")
+    return missing
+
+
+def process(hooked):
+    """Process a ``HookedTransformer``'s weights in place, the standard way; returns it."""
+    hooked.load_and_process_state_dict(
+        hooked.state_dict(),
+        fold_ln=hooked.cfg.normalization_type == "LN",
+        center_writing_weights=True,
+        center_unembed=True,
+        fold_value_biases=True,
+    )
+    return hooked
+
+
+def new_hooked(*, tokenizer=None, **config: Any):
+    """A ``HookedTransformer`` with random weights from config fields (unprocessed)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    return HookedTransformer(
+        HookedTransformerConfig(**config), tokenizer=tokenizer, move_to_device=True
+    )
+
+
+def load_weights(hooked, state_dict: Mapping[str, Tensor]):
+    """Load TransformerLens-named weights into ``hooked`` (unprocessed); returns it."""
+    hooked.load_state_dict(dict(state_dict))
+    return hooked
+
+
+def pretrained_hooked(name: str, *, device: str):
+    """A TransformerLens model by its official name, processed (hub or local cache).
+
+    Raises:
+        OSError: it is neither cached nor reachable. ValueError: an unknown name.
+    """
+    from transformer_lens import HookedTransformer
+
+    return HookedTransformer.from_pretrained(
+        name,
+        fold_ln=True,
+        center_writing_weights=True,
+        center_unembed=True,
+        fold_value_biases=True,
+        device=device,
+        default_prepend_bos=False,
+    )
+
+
+def gpt2_weights(hf_model, hooked) -> dict[str, Tensor]:
+    """A Hugging Face GPT-2 model's weights under TransformerLens's names."""
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+
+    return convert_gpt2_weights(hf_model, hooked.cfg)

@@ -1,0 +1,80 @@
+"""Prompts from a JSON Lines file, checked whole before any work starts.
+
+One object per line::
+
+    {"id": "p1", "text": "When Mary and John went to the store, John gave a drink to",
+     "roles": {"IO": 1, "S1": 3, "S2": 9, "END": 13}}
+
+Role values are token indices of the text as the model's tokenizer splits it,
+without a BOS token. Blank lines are skipped. Every problem is reported with
+its line number.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from headgraph.errors import InputError
+from headgraph.ingest.core.records import Prompt
+from headgraph.ingest.model.tokenizer import Tokenizer
+
+
+class PromptsFileError(InputError):
+    """A prompts file that cannot be used, with the line and the problem."""
+
+
+def read_prompts(path: str | Path, tokenizer: Tokenizer) -> list[Prompt]:
+    """Read and check every line of a prompts file.
+
+    Raises:
+        PromptsFileError: the file is missing or empty, or a line is not a valid
+            prompt (the message names the line and what to fix).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PromptsFileError(f"{path}: no such file")
+    prompts: list[Prompt] = []
+    first_seen: dict[str, int] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PromptsFileError(f"{where}: not valid JSON ({error.msg})") from None
+        if not isinstance(item, dict):
+            raise PromptsFileError(f"{where}: expected an object with id, text and roles")
+        missing = [k for k in ("id", "text", "roles") if k not in item]
+        if missing:
+            raise PromptsFileError(f"{where}: missing {', '.join(missing)}")
+        pid, text, roles = item["id"], item["text"], item["roles"]
+        if not isinstance(pid, str) or not pid:
+            raise PromptsFileError(f"{where}: id must be a non-empty string")
+        if pid in first_seen:
+            raise PromptsFileError(f"{where}: id {pid!r} is already used on line {first_seen[pid]}")
+        if not isinstance(text, str) or not text:
+            raise PromptsFileError(f"{where}: text must be a non-empty string")
+        if not isinstance(roles, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in roles.items()
+        ):
+            raise PromptsFileError(f"{where}: roles must map role names to token indices")
+        try:
+            tokens = tokenizer.encode(text)
+        except ValueError as error:
+            raise PromptsFileError(
+                f"{where}: the model's tokenizer cannot encode it: {error}"
+            ) from None
+        for role, index in roles.items():
+            if not 0 <= index < len(tokens):
+                raise PromptsFileError(
+                    f"{where}: role {role} is at token {index}, but the text has {len(tokens)} "
+                    f"tokens (0..{len(tokens) - 1}) as the model's tokenizer splits it"
+                )
+        first_seen[pid] = number
+        prompts.append(Prompt(pid, text, tuple(tokens), dict(roles)))
+    if not prompts:
+        raise PromptsFileError(f"{path}: no prompts in the file")
+    return prompts

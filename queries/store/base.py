@@ -1,0 +1,110 @@
+"""The base of every store: run bookkeeping and batch writes, over a backend's ``query``
+and ``write``.
+
+What every store does, on top of its backend's ``query`` and ``write``.
+
+A run is written batch by batch. Each batch is one transaction: it deletes
+anything an interrupted attempt left for that batch, copies the batch's nodes
+and relationships, and appends the batch to the run's ``done_batches``. A
+restarted run skips the batches already done. The run's aggregates are
+rebuilt from the stored edges at the end. Killed at any point and restarted,
+a run therefore ends with the same graph as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Rows = dict[str, list]
+PER_BATCH = ("Firing", "Site", "Prompt")  # node types written per batch (with a `batch` property)
+
+
+class GraphStore:
+    """Run bookkeeping and batch writes; backends provide ``query``, ``write``,
+    ``close`` and the dialect's ``APPEND_DONE`` (append ``$batch`` to ``r.done_batches``).
+    A store is a context manager that closes it."""
+
+    APPEND_DONE: str  # each backend's dialect
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def write(self, tables: dict[str, Rows], *, delete=(), then=()) -> None:
+        raise NotImplementedError
+
+    def frame(self, cypher: str, params: dict[str, Any] | None = None, *, columns=()):
+        """Run Cypher and return the rows as a pandas DataFrame (``columns`` name an empty one)."""
+        import pandas as pd
+
+        rows = self.query(cypher, params)
+        return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
+
+    def run_info(self, run: str) -> dict[str, Any] | None:
+        """The run's record, or None if the store has no such run."""
+        rows = self.query(
+            "MATCH (r:Run) WHERE r.key = $run RETURN r.key AS key, r.model AS model, "
+            "r.task AS task, r.params AS params, r.status AS status, r.prompts AS prompts, "
+            "r.batches AS batches, r.done_batches AS done_batches, r.firings AS firings, "
+            "r.edges AS edges, r.started AS started, r.finished AS finished",
+            {"run": run},
+        )
+        return rows[0] if rows else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run, newest first."""
+        return self.query(
+            "MATCH (r:Run) RETURN r.key AS run, r.model AS model, r.task AS task, "
+            "r.status AS status, r.prompts AS prompts, r.firings AS firings, r.edges AS edges, "
+            "r.started AS started ORDER BY r.started DESC"
+        )
+
+    def has_model(self, name: str) -> bool:
+        return bool(self.query("MATCH (m:Model) WHERE m.key = $name RETURN m.key", {"name": name}))
+
+    def start_run(self, run_row: dict[str, Any], model_tables: dict[str, Rows] | None) -> None:
+        """Create the run (and the model's nodes, when the store lacks them), in one transaction."""
+        tables = dict(model_tables or {})
+        tables["Run"] = {k: [v] for k, v in run_row.items()}
+        self.write(tables)
+
+    def write_batch(self, run: str, batch: int, tables: dict[str, Rows]) -> None:
+        """Write one batch atomically; a leftover of an interrupted attempt is replaced."""
+        params = {"run": run, "batch": batch}
+        then = [(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)]
+        self.write(tables, delete=self._leftovers(params), then=then)
+
+    @staticmethod
+    def _leftovers(params: dict) -> list[tuple[str, dict]]:
+        """Statements deleting what an interrupted attempt at a batch left."""
+        return [
+            (f"MATCH (n:{node}) WHERE n.run = $run AND n.batch = $batch DETACH DELETE n", params)
+            for node in PER_BATCH
+        ]
+
+    def signal_rows(self, run: str) -> list[dict[str, Any]]:
+        """Every per-prompt edge of a run (for the aggregates)."""
+        return self.query(
+            "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN s.upstream AS upstream, "
+            "f.head_name AS head, s.side AS side, CASE WHEN s.side = 'query' THEN f.dest_role "
+            "ELSE f.source_role END AS role, f.prompt AS prompt, s.weight AS weight, "
+            "f.svs AS svs",
+            {"run": run},
+        )
+
+    def finish_run(self, run: str, carries: Rows, counts: dict[str, Any]) -> None:
+        """Replace the run's aggregates and mark it complete, in one transaction."""
+        sets = ", ".join(f"r.{k} = ${k}" for k in counts)
+        self.write(
+            {"CARRIES": carries},
+            delete=[("MATCH ()-[c:CARRIES]->() WHERE c.run = $run DELETE c", {"run": run})],
+            then=[(f"MATCH (r:Run) WHERE r.key = $run SET {sets}", {"run": run, **counts})],
+        )

@@ -1,0 +1,123 @@
+"""The Neo4j store: any Bolt server speaking Neo4j 5 Cypher, through the official driver.
+
+Credentials come from ``NEO4J_USER`` and ``NEO4J_PASSWORD`` (never the command
+line, never logged). Writes are ``UNWIND`` statements generated from the
+schema, one transaction per batch, sent in chunks small enough for every
+server the tests use. (FalkorDB's experimental Bolt endpoint, the test server
+here, crashes on requests over 4 KiB.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from typing import Any
+
+from headgraph.errors import StoreError
+from headgraph.queries.store.base import GraphStore, Rows
+from headgraph.queries.store.schema import NODE, NODES, REL, neo4j_ddl
+
+MAX_REQUEST = 3000  # bytes of row data per statement
+CONNECT_TRIES = 3
+
+
+def node_statement(label: str) -> str:
+    props = ", ".join(f"`{p}`: r.`{p}`" for p, _ in NODE[label].properties)
+    return f"UNWIND $rows AS r CREATE (:{label} {{{props}}})"
+
+
+def rel_statement(rel: str, source: str, target: str) -> str:
+    props = ", ".join(f"`{p}`: r.`{p}`" for p, _ in REL[rel].properties)
+    return (
+        f"UNWIND $rows AS r MATCH (a:{source} {{key: r.src}}) MATCH (b:{target} "
+        f"{{key: r.dst}}) CREATE (a)-[:{rel} {{{props}}}]->(b)"
+    )
+
+
+def chunks(rows: Rows, limit: int = MAX_REQUEST):
+    """Columns as lists of row dicts (``from``/``to`` as ``src``/``dst``), each under ``limit``."""
+    names = [{"from": "src", "to": "dst"}.get(c, c) for c in rows]
+    chunk, size = [], 0
+    for values in zip(*rows.values(), strict=True):
+        row = dict(zip(names, values, strict=True))
+        length = len(json.dumps(row))
+        if chunk and size + length > limit:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(row)
+        size += length
+    if chunk:
+        yield chunk
+
+
+class Neo4jStore(GraphStore):
+    """A store on a Bolt server (``neo4j://`` or ``bolt://``)."""
+
+    kind = "neo4j"
+    APPEND_DONE = "SET r.done_batches = r.done_batches + [$batch]"
+
+    def __init__(self, uri: str, *, read_only: bool = False):
+        from neo4j import GraphDatabase, exceptions
+
+        user = os.environ.get("NEO4J_USER")
+        auth = (user, os.environ.get("NEO4J_PASSWORD", "")) if user else None
+        self._driver = GraphDatabase.driver(
+            uri, auth=auth, connection_timeout=5, connection_acquisition_timeout=10
+        )
+        try:
+            for attempt in range(CONNECT_TRIES):  # a server starting, or one slow to reaccept
+                try:
+                    self._driver.verify_connectivity()
+                    break
+                except exceptions.ServiceUnavailable:
+                    if attempt == CONNECT_TRIES - 1:
+                        raise
+                    time.sleep(0.5)
+        except exceptions.AuthError:
+            self._driver.close()
+            raise StoreError(
+                f"{uri}: authentication failed; set NEO4J_USER and NEO4J_PASSWORD"
+            ) from None
+        except (exceptions.ServiceUnavailable, exceptions.DriverError, OSError) as error:
+            self._driver.close()
+            reason = str(error).splitlines()[0][:120]
+            raise StoreError(f"{uri}: cannot reach the Neo4j server ({reason})") from None
+        if not read_only:
+            self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        """Key constraints on Neo4j; a plain index where a server refuses constraints."""
+        for statement, node in zip(neo4j_ddl(), NODES, strict=True):
+            try:
+                self.query(statement)
+            except Exception:  # noqa: BLE001 - FalkorDB answers every error as "UnknownError"
+                with contextlib.suppress(Exception):  # the index may exist already
+                    self.query(f"CREATE INDEX FOR (n:{node.name}) ON (n.key)")
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._driver.session() as session:
+            return [record.data() for record in session.run(cypher, params or {})]
+
+    def write(self, tables: dict[str, Rows], *, delete=(), then=()) -> None:
+        with self._driver.session() as session, session.begin_transaction() as tx:
+            for cypher, params in delete:
+                tx.run(cypher, params).consume()
+            for table, rows in tables.items():
+                name, _, source = table.partition(":")
+                if not rows or not next(iter(rows.values())):
+                    continue
+                if name in NODE:
+                    statement = node_statement(name)
+                else:
+                    pair = next(p for p in REL[name].pairs if not source or p[0] == source)
+                    statement = rel_statement(name, *pair)
+                for chunk in chunks(rows):
+                    tx.run(statement, rows=chunk).consume()
+            for cypher, params in then:
+                tx.run(cypher, params).consume()
+            tx.commit()

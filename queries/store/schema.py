@@ -1,0 +1,115 @@
+"""The graph schema: node and relationship types, their keys and typed properties.
+
+One definition serves every backend: LadybugDB needs it as DDL (typed tables),
+Neo4j as uniqueness constraints on the keys. ``docs/schema.md`` explains each
+type with example Cypher.
+
+Every firing is a node, and a per-prompt ``SIGNAL`` relationship runs *from the
+upstream head's firing at the token where it writes* (or from a ``Site``: the
+component at that token, when it is not a head firing there) *to the
+downstream firing*. A path of SIGNAL relationships through Firing nodes is
+therefore a route that information can take in one prompt, token by token,
+with no extra filters. ``CARRIES`` relationships between components aggregate
+a run.
+
+Per-prompt relationships never touch the shared Component nodes: firings and
+sites name their component and prompt as properties. (LadybugDB rewrites a
+node's adjacency on every bulk load that adds to it; relationships to hub
+nodes made each batch's load slower than the last.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class NodeType:
+    name: str
+    properties: tuple[tuple[str, str], ...]  # (name, type); the first is the key
+
+    @property
+    def key(self) -> str:
+        return self.properties[0][0]
+
+
+@dataclass(frozen=True)
+class RelType:
+    name: str
+    pairs: tuple[tuple[str, str], ...]  # (FROM node type, TO node type)
+    properties: tuple[tuple[str, str], ...]
+
+
+STRING, INT, FLOAT, BOOL = "STRING", "INT64", "DOUBLE", "BOOLEAN"
+INTS, FLOATS, STRINGS = "INT64[]", "DOUBLE[]", "STRING[]"
+
+# fmt: off
+NODES = (
+    NodeType("Model", (("key", STRING), ("n_layers", INT), ("n_heads", INT), ("d_model", INT),
+                       ("d_head", INT))),
+    NodeType("Run", (("key", STRING), ("model", STRING), ("task", STRING), ("params", STRING),
+                     ("status", STRING), ("started", STRING), ("finished", STRING),
+                     ("prompts", INT), ("batches", INT), ("done_batches", INTS),
+                     ("firings", INT), ("edges", INT))),
+    NodeType("Component", (("key", STRING), ("model", STRING), ("name", STRING),
+                           ("kind", STRING), ("layer", INT), ("head", INT))),
+    NodeType("SingularVector", (("key", STRING), ("model", STRING), ("head_name", STRING),
+                                ("layer", INT), ("head", INT), ("index", INT),
+                                ("sigma", FLOAT), ("query_tokens", STRINGS),
+                                ("query_projections", FLOATS), ("key_tokens", STRINGS),
+                                ("key_projections", FLOATS))),
+    NodeType("Prompt", (("key", STRING), ("run", STRING), ("id", STRING), ("text", STRING),
+                        ("tokens", INTS), ("words", STRINGS), ("roles", STRING),
+                        ("batch", INT))),
+    NodeType("Site", (("key", STRING), ("run", STRING), ("prompt", STRING),
+                      ("component", STRING), ("kind", STRING), ("layer", INT), ("head", INT),
+                      ("token", INT), ("role", STRING), ("batch", INT))),
+    NodeType("Firing", (("key", STRING), ("run", STRING), ("prompt", STRING),
+                        ("head_name", STRING), ("layer", INT), ("head", INT), ("dest", INT),
+                        ("source", INT), ("dest_role", STRING), ("source_role", STRING),
+                        ("attention", FLOAT), ("score", FLOAT), ("svs", INTS),
+                        ("terms", FLOATS), ("traced", BOOL), ("batch", INT))),
+    NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
+                        ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),
+                        ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),
+                        ("control", FLOAT), ("difference", FLOAT), ("stderr", FLOAT),
+                        ("measured", STRING))),
+)
+
+RELS = (
+    RelType("SIGNAL", (("Firing", "Firing"), ("Site", "Firing")),
+            # run, prompt, head, role, S and its terms: on the target Firing
+            (("upstream", STRING), ("side", STRING), ("token", INT), ("weight", FLOAT),
+             ("share", FLOAT), ("batch", INT))),
+    RelType("HAS_SV", (("Component", "SingularVector"),), ()),
+    RelType("CARRIES", (("Component", "Component"),),
+            (("run", STRING), ("side", STRING), ("role", STRING), ("prompts", INT),
+             ("share_of_prompts", FLOAT), ("mean_weight", FLOAT), ("svs", INTS),
+             ("sv_counts", INTS))),
+)
+# fmt: on
+
+NODE = {n.name: n for n in NODES}
+REL = {r.name: r for r in RELS}
+
+
+def ladybug_ddl() -> list[str]:
+    """CREATE statements for LadybugDB (idempotent: IF NOT EXISTS)."""
+    out = []
+    for n in NODES:
+        columns = ", ".join(f"`{p}` {t}" for p, t in n.properties)
+        out.append(f"CREATE NODE TABLE IF NOT EXISTS {n.name}({columns}, PRIMARY KEY(`{n.key}`))")
+    for r in RELS:
+        pairs = ", ".join(f"FROM {a} TO {b}" for a, b in r.pairs)
+        columns = "".join(f", `{p}` {t}" for p, t in r.properties)
+        out.append(f"CREATE REL TABLE IF NOT EXISTS {r.name}({pairs}{columns})")
+    return out
+
+
+def neo4j_ddl() -> list[str]:
+    """Uniqueness constraints on the node keys, for Neo4j 5."""
+    return [
+        f"CREATE CONSTRAINT {n.name.lower()}_key IF NOT EXISTS "
+        f"FOR (n:{n.name}) REQUIRE n.key IS UNIQUE"
+        for n in NODES
+    ]
