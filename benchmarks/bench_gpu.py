@@ -61,11 +61,12 @@ def main() -> None:
     args = parser.parse_args()
     device, n_prompts = args.device, args.prompts
 
-    from headgraph.ingest.causal.verify import EdgeKey, verify_edges
+    from headgraph.ingest.causal.verify import verify_edges
     from headgraph.ingest.core.trace import pad_tokens
     from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
     from headgraph.ingest.model import load_model
     from headgraph.ingest.tasks.ioi import ioi_prompts
+    from headgraph.names import EdgeKey
 
     where = torch.cuda.get_device_name(0) if device == "cuda" else device
     print(f"torch {torch.__version__}, {where}, CPU threads {torch.get_num_threads()}")

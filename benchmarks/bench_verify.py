@@ -26,11 +26,12 @@ def main() -> None:
 
     import torch
 
-    from headgraph.ingest.causal.verify import EdgeKey, verify_edges
+    from headgraph.ingest.causal.verify import verify_edges
     from headgraph.ingest.core.trace import pad_tokens, trace
     from headgraph.ingest.jobs.trace_job import default_seeds
     from headgraph.ingest.model import load_model
     from headgraph.ingest.tasks.ioi import ioi_prompts
+    from headgraph.names import EdgeKey
 
     torch.manual_seed(0)
     model = load_model(args.model, device=args.device)

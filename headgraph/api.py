@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 from headgraph.errors import InputError
 
 if TYPE_CHECKING:
-    from headgraph.ingest.causal.verify import EdgeKey, Metric
+    from headgraph.ingest.causal.verify import Metric
     from headgraph.ingest.core.records import Prompt, Seed, TraceParams
     from headgraph.ingest.core.tables import Trace
     from headgraph.ingest.jobs.ingest_job import IngestRun
     from headgraph.ingest.jobs.verify_job import Verification
     from headgraph.ingest.model.adapter import Model
+    from headgraph.names import EdgeKey
     from headgraph.queries.store import GraphStore
 
 ModelLike = Any  # a name, a folder, a Model, or a HookedTransformer

@@ -4,11 +4,14 @@ A head is written as papers do, ``9.9`` (layer 9, head 9); ``L9H9`` and
 ``a9.h9`` are read too. A singular vector is ``9.9:17`` (index 0 has the
 largest singular value). The other components that write into the residual
 stream are ``embed``, ``pos_embed``, ``mlp3``, ``attn_bias3``, and a head's own
-query/key bias ``9.9:qk_bias``. Pure Python: importing this module costs nothing.
+query/key bias ``9.9:qk_bias``. An edge of a circuit is ``UP-HEAD:SIDE``
+(``8.6-9.9:query``; ``8.6->9.9:query`` is read too). Pure Python: importing this
+module costs nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -124,3 +127,40 @@ def parse_singular_vector(text: str) -> tuple[tuple[int, int], int]:
             "(index 0 is the largest singular value)"
         )
     return parse_head(head), int(index)
+
+
+# UP->HEAD:SIDE, or UP-HEAD:SIDE, which needs no quotes in a shell (``>`` is a redirect there)
+_EDGE = re.compile(r"^\s*(?P<up>[^\s>-]+)\s*->?\s*(?P<head>[\w.]+)\s*:\s*(?P<side>query|key)\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class EdgeKey:
+    """An edge of a run's circuit: ``upstream -> head`` on ``side``, at every token."""
+
+    upstream: str
+    head: str
+    side: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.upstream}->{self.head}:{self.side}"
+
+
+def parse_edge(text: str) -> EdgeKey:
+    """``8.6->9.9:query`` (or ``8.6-9.9:query``) as an :class:`EdgeKey` (the head canonical,
+    ``9.9``).
+
+    Raises:
+        InputError: not ``UPSTREAM->HEAD:query|key``.
+    """
+    match = _EDGE.match(text)
+    if not match:
+        raise InputError(
+            f"edge {text!r}: write UPSTREAM-HEAD:SIDE, e.g. 8.6-9.9:query "
+            "(or '8.6->9.9:query', quoted: > is a redirect in a shell)"
+        )
+    layer, head = parse_head(match["head"])
+    up = match["up"]
+    with contextlib.suppress(InputError):  # embed, mlp3, ... stay as they are
+        up = str(Head.parse(up))
+    return EdgeKey(up, f"{layer}.{head}", match["side"])

@@ -140,9 +140,9 @@ def prepare(
 @click.option("--top", type=click.IntRange(min=0), default=10, help="Edges to show in the summary.")
 def trace_command(out, top, **shared):
     """Trace prompts and write firings and edges to a JSON Lines file (no store)."""
+    model, prompts, options = prepare(**shared)
     from headgraph.ingest.jobs.trace_job import run_trace, summarize
 
-    model, prompts, options = prepare(**shared)
     with progress_bar(len(prompts), "tracing") as progress:
         run, edges = run_trace(model, prompts, out=out, **options, progress=progress)
     click.echo(
@@ -173,14 +173,14 @@ def trace_command(out, top, **shared):
 )
 def ingest_command(store_target, run_name, **shared):
     """Trace prompts and write the circuit graph to a store (idempotent, resumable)."""
-    from headgraph.ingest.jobs.ingest_job import ingest
-    from headgraph.queries.store import open_store
-
     source = Path(shared["prompts_file"]).stem if shared["prompts_file"] else shared["n_prompts"]
     if run_name is not None and not run_name.strip():
         raise click.UsageError("--run: give a non-empty name, or leave it out for the default")
     run_name = run_name or f"{Path(shared['model_spec']).name}-{shared['task']}-{source}"
     model, prompts, options = prepare(**shared)
+    from headgraph.ingest.jobs.ingest_job import ingest
+    from headgraph.queries.store import open_store
+
     with open_store(store_target) as store, progress_bar(len(prompts), run_name) as progress:
         result = ingest(model, prompts, store=store, run=run_name, **options, progress=progress)
     resumed = (

@@ -16,6 +16,7 @@ from headgraph.explorer.cli.common import (
     store_option,
 )
 from headgraph.explorer.output import FORMATS, render, to_json
+from headgraph.names import parse_edge
 
 
 @click.command("verify", context_settings=SETTINGS)
@@ -43,17 +44,17 @@ from headgraph.explorer.output import FORMATS, render, to_json
 def verify_command(store_target, run, top, edges, mode, boost, metric, max_prompts, batch_size,
                    model_spec, device, seed, out_format):  # fmt: skip
     """Measure each edge's causal effect against a random control, and store it on the run."""
-    from headgraph.ingest.causal.verify import parse_edge
-    from headgraph.ingest.jobs.verify_job import verify_run
-    from headgraph.queries.selection import resolve_run
-
     try:
         chosen = [parse_edge(e) for e in edges]
         measure = _metric(metric)
     except InputError as error:
         raise click.UsageError(str(error)) from None
     with reading(store_target, write=True) as store:
-        n_prompts = resolve_run(store, run).prompts
+        from headgraph.queries.selection import resolve_run
+
+        n_prompts = resolve_run(store, run).prompts  # an unknown run is refused here, at once
+        from headgraph.ingest.jobs.verify_job import verify_run  # torch, once the input is good
+
         with progress_bar(min(max_prompts or n_prompts, n_prompts), "verifying") as progress:
             done = verify_run(
                 store, run=run, edges=chosen, top=top, mode=mode, boost=boost, metric=measure,
@@ -86,11 +87,10 @@ def verify_command(store_target, run, top, edges, mode, boost, metric, max_promp
 
 
 def _metric(spec: str):
-    """``ioi`` or ``FILE.py:FUNCTION`` as a metric function (log-probs, prompts) -> [batch]."""
-    from headgraph.ingest.causal.verify import ioi_logit_difference
-
+    """``FILE.py:FUNCTION`` as a metric function (log-probs, prompts) -> [batch]; None for
+    ``ioi`` (the job's default, IOI's logit difference)."""
     if spec == "ioi":
-        return ioi_logit_difference
+        return None
     path, _, name = spec.rpartition(":")
     if not path or not Path(path).is_file():
         raise InputError(f"--metric {spec!r}: use ioi or FILE.py:FUNCTION (an existing file)")

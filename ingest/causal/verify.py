@@ -21,9 +21,7 @@ are stacked up to ``2 * batch_size`` rows.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -34,45 +32,10 @@ from headgraph.errors import InputError
 from headgraph.ingest.causal.intervene import ablation_deltas
 from headgraph.ingest.core.records import Prompt, Seed, TraceParams
 from headgraph.ingest.core.trace import SIDES, check_inputs, pad_tokens, trace_batch
-from headgraph.names import Head, parse_head
+from headgraph.names import EdgeKey, parse_head
 
 # The next-token log-probabilities at one token per prompt, [batch, vocab] -> [batch]
 Metric = Callable[[Tensor, Sequence[Prompt]], Tensor]
-# UP->HEAD:SIDE, or UP-HEAD:SIDE, which needs no quotes in a shell (``>`` is a redirect there)
-_EDGE = re.compile(r"^\s*(?P<up>[^\s>-]+)\s*->?\s*(?P<head>[\w.]+)\s*:\s*(?P<side>query|key)\s*$")
-
-
-@dataclass(frozen=True, order=True)
-class EdgeKey:
-    """An edge of a run's circuit: ``upstream -> head`` on ``side``, at every token."""
-
-    upstream: str
-    head: str
-    side: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.upstream}->{self.head}:{self.side}"
-
-
-def parse_edge(text: str) -> EdgeKey:
-    """``8.6->9.9:query`` (or ``8.6-9.9:query``) as an :class:`EdgeKey` (the head canonical,
-    ``9.9``).
-
-    Raises:
-        InputError: not ``UPSTREAM->HEAD:query|key``.
-    """
-    match = _EDGE.match(text)
-    if not match:
-        raise InputError(
-            f"edge {text!r}: write UPSTREAM-HEAD:SIDE, e.g. 8.6-9.9:query "
-            "(or '8.6->9.9:query', quoted: > is a redirect in a shell)"
-        )
-    layer, head = parse_head(match["head"])
-    up = match["up"]
-    with contextlib.suppress(InputError):  # embed, mlp3, ... stay as they are
-        up = str(Head.parse(up))
-    return EdgeKey(up, f"{layer}.{head}", match["side"])
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from headgraph.ingest.causal.verify import EdgeEffect, EdgeKey, Metric, parse_edge, verify_edges
+from headgraph.ingest.causal.verify import EdgeEffect, Metric, verify_edges
 from headgraph.ingest.core.records import Prompt, Seed, TraceParams
 from headgraph.ingest.jobs.run_model import load_run_model
+from headgraph.names import EdgeKey, parse_edge
 from headgraph.queries.effects import strongest_edges, write_effects
 from headgraph.queries.selection import resolve_run, stored_prompts
 from headgraph.queries.store import GraphStore

@@ -4,10 +4,11 @@ traced edges beat random controls on held-out prompts."""
 import pytest
 import torch
 
-from headgraph.ingest.causal.verify import EdgeKey, ioi_logit_difference, parse_edge, verify_edges
+from headgraph.ingest.causal.verify import ioi_logit_difference, verify_edges
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
 from headgraph.ingest.model import load_model
+from headgraph.names import EdgeKey, parse_edge
 from tests.ingest.test_planted import MARK, planted_model, planted_prompts
 
 READOUT = 18  # the residual dimension 1.0 writes what it read at MARK into
