@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from headgraph.ingest.jobs.ingest_job import IngestRun
     from headgraph.ingest.jobs.verify_job import Verification
     from headgraph.ingest.model.adapter import Model
+    from headgraph.ingest.model.tokenizer import Tokenizer
     from headgraph.names import EdgeKey
     from headgraph.queries.store import GraphStore
 
@@ -36,13 +37,14 @@ def _inputs(
     seeds: str | Sequence[Seed] | None,
     seed_roles: str | None,
     device: str,
+    tokenizer: Tokenizer | None,
 ) -> tuple[Model, list[Prompt], tuple[Seed, ...]]:
     """The model, prompts and seeds, with the command line's defaults."""
     from headgraph.ingest.core.records import parse_seeds
     from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
     from headgraph.ingest.model.loading import load_model
 
-    model = load_model(model, device=device)
+    model = load_model(model, device=device, tokenizer=tokenizer)
     if prompts is None:
         prompts = task_prompts(model, n_prompts, seed=prompt_seed)
     elif isinstance(prompts, (str, Path)):
@@ -71,6 +73,7 @@ def trace(
     params: TraceParams | None = None,
     batch_size: int = 32,
     device: str = "cpu",
+    tokenizer: Tokenizer | None = None,
 ) -> Trace:
     """Trace prompts in memory: every firing, its sparse set, and the edges into it.
 
@@ -85,6 +88,7 @@ def trace(
         params: The method's thresholds (default: the paper's).
         batch_size: Prompts per forward pass.
         device: ``cpu`` or ``cuda``.
+        tokenizer: For a ``HookedTransformer`` that has none of its own.
 
     Returns:
         A :class:`~headgraph.Trace`: iterate its batches, or call ``to_pandas()``
@@ -96,7 +100,7 @@ def trace(
 
     model, prompts, chosen = _inputs(
         model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
-        seed_roles=seed_roles, device=device,
+        seed_roles=seed_roles, device=device, tokenizer=tokenizer,
     )  # fmt: skip
     batches = trace_batches(
         model, prompts, seeds=chosen, params=params or TraceParams(), batch_size=batch_size
@@ -118,13 +122,14 @@ def ingest(
     batch_size: int = 32,
     task: str = "ioi",
     device: str = "cpu",
+    tokenizer: Tokenizer | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestRun:
     """Trace prompts and write the circuit graph to a store (resumable, as the CLI's ingest).
 
     Args:
         model, prompts, n_prompts, prompt_seed, seeds, seed_roles, params, batch_size,
-            device: As for :func:`trace`.
+            device, tokenizer: As for :func:`trace`.
         store: A folder (created if missing), ``neo4j://HOST:PORT``, or an open store.
         run: The run's name (default: ``MODEL-TASK-N``); the same name resumes it.
         task: Recorded on the run.
@@ -140,7 +145,7 @@ def ingest(
 
     model, prompts, chosen = _inputs(
         model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
-        seed_roles=seed_roles, device=device,
+        seed_roles=seed_roles, device=device, tokenizer=tokenizer,
     )  # fmt: skip
     name = run or f"{Path(model.name).name}-{task}-{len(prompts)}"
     opened = store if isinstance(store, GraphStore) else open_store(store)

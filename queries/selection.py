@@ -119,7 +119,7 @@ def resolve_run(store: GraphStore, run: str | None = None) -> RunRef:
         runs = store.runs()
         if not runs:
             raise QueryError("the store holds no runs yet: write one with `headgraph ingest`")
-        run = runs[0]["run"]
+        run = str(runs[0]["run"])
     info = store.run_info(run)
     if info is None:
         names = ", ".join(r["run"] for r in store.runs()) or "none"

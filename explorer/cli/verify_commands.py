@@ -95,6 +95,8 @@ def _metric(spec: str):
     if not path or not Path(path).is_file():
         raise InputError(f"--metric {spec!r}: use ioi or FILE.py:FUNCTION (an existing file)")
     module_spec = importlib.util.spec_from_file_location("headgraph_user_metric", path)
+    if module_spec is None or module_spec.loader is None:
+        raise InputError(f"--metric {spec!r}: {path} is not a Python file")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     if not callable(getattr(module, name, None)):

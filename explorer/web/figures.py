@@ -61,7 +61,7 @@ def _draw(circuit, path: Path, kind: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import FancyArrowPatch
+    from matplotlib.patches import Circle, FancyArrowPatch
 
     placed = layout(circuit)
     scale = 1 / 100  # pixels to inches
@@ -94,7 +94,7 @@ def _draw(circuit, path: Path, kind: str) -> None:
     for n in circuit.nodes:
         x, y = placed.positions[n.id]
         ax.add_patch(
-            plt.Circle(
+            Circle(
                 (x, y),
                 12,
                 facecolor="#dfe9f7" if n.fires else "white",

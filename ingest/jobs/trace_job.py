@@ -80,10 +80,10 @@ def task_prompts(model: Model, n: int, *, seed: int = 0) -> list[Prompt]:
     if model.card is not None and model.card.get("model") == "tiny-ioi":
         from headgraph.ingest import tiny_ioi
 
-        return tiny_ioi.prompts(n, held_out=True, seed=seed)
+        return list[Prompt](tiny_ioi.prompts(n, held_out=True, seed=seed))
     from headgraph.ingest.tasks.ioi import ioi_prompts
 
-    return ioi_prompts(n, tokenizer=model.tokenizer, seed=seed)
+    return list[Prompt](ioi_prompts(n, tokenizer=model.tokenizer, seed=seed))
 
 
 def run_trace(

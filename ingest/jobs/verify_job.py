@@ -70,7 +70,7 @@ def verify_run(
     from headgraph.ingest.causal.verify import ioi_logit_difference
 
     ref = resolve_run(store, run)
-    recorded = json.loads(store.run_info(ref.key)["params"])
+    recorded = json.loads((store.run_info(ref.key) or {})["params"])
     chosen = [e if isinstance(e, EdgeKey) else parse_edge(e) for e in edges]
     if not chosen:
         chosen = [EdgeKey(u, h, s) for u, h, s, _ in strongest_edges(store, ref.key, top)]

@@ -194,7 +194,9 @@ class Model:
             at: ``[batch]`` one position per prompt: unembed only there (much faster).
         """
         hooks = []
-        for hook, axis in self._write_hooks().items() if deltas is not None else ():
+        if deltas is None:
+            return self._final(tokens, hooks, at)
+        for hook, axis in self._write_hooks().items():
             if isinstance(deltas, dict):
                 parts = [deltas[c] for c in axis if c in deltas]
                 added = sum(parts[1:], parts[0]).to(self.device) if parts else None
@@ -354,6 +356,6 @@ def pretrained_hooked(name: str, *, device: str):
 
 def gpt2_weights(hf_model, hooked) -> dict[str, Tensor]:
     """A Hugging Face GPT-2 model's weights under TransformerLens's names."""
-    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+    from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
 
     return convert_gpt2_weights(hf_model, hooked.cfg)

@@ -100,7 +100,7 @@ def templates(n: int, *, held_out: bool, seed: int) -> list[str]:
 
 def name_pairs(*, held_out: bool, seed: int = 0) -> list[tuple[str, str]]:
     """(IO, S) pairs: a fixed 20% are held out of training."""
-    pairs = list(itertools.permutations(TASK_NAMES, 2))
+    pairs: list[tuple[str, str]] = list(itertools.permutations(TASK_NAMES, 2))
     random.Random(seed).shuffle(pairs)
     cut = len(pairs) // 5
     return pairs[:cut] if held_out else pairs[cut:]

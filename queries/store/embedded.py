@@ -13,6 +13,7 @@ Writes are bulk COPYs from data frames, one transaction per prompt batch.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +59,25 @@ class EmbeddedStore(GraphStore):
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run Cypher and return the rows as dicts."""
-        result = self._conn.execute(cypher, parameters=params or {})
+        result = self._result(cypher, params)
         columns = result.get_column_names()
         return [dict(zip(columns, row, strict=True)) for row in result.get_all()]
 
     def frame(self, cypher: str, params: dict[str, Any] | None = None, *, columns=()):
         """Run Cypher and return the rows as a pandas DataFrame, through Arrow (fast)."""
+        return self._result(cypher, params).get_as_arrow().to_pandas()
+
+    def _result(self, cypher: str, params: dict[str, Any] | None):
+        """The result of one statement (``execute`` returns a list for several)."""
         result = self._conn.execute(cypher, parameters=params or {})
-        return result.get_as_arrow().to_pandas()
+        return result[-1] if isinstance(result, list) else result
 
     def write(
         self,
         tables: dict[str, Rows],
         *,
-        delete: list[tuple[str, dict]] = (),
-        then: list[tuple[str, dict]] = (),
+        delete: Sequence[tuple[str, dict]] = (),
+        then: Sequence[tuple[str, dict]] = (),
     ) -> None:
         """Run ``delete`` statements and COPY every table in one transaction, make it durable,
         then run ``then`` (which marks the work done) in a second one.

@@ -1,0 +1,71 @@
+"""The install provides one import namespace, ``headgraph``, and a notebook API from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+import headgraph
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    """Python in a fresh process, from / (so the checkout itself is not on the path)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=False
+    )
+
+
+def test_the_install_provides_headgraph_and_no_top_level_ingest_queries_or_explorer():
+    probe = _run(
+        "import importlib.util as u, headgraph.ingest, headgraph.queries, headgraph.explorer\n"
+        "print([u.find_spec(n) is None for n in ('ingest', 'queries', 'explorer')])"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "[True, True, True]"
+
+
+def test_a_users_own_ingest_module_does_not_shadow_ours(tmp_path):
+    (tmp_path / "ingest.py").write_text("raise SystemExit('the user module was imported')\n")
+    (tmp_path / "queries.py").write_text("raise SystemExit('the user module was imported')\n")
+    probe = subprocess.run(
+        [sys.executable, "-c", "import headgraph.ingest.core.trace, headgraph.queries.paths"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr + probe.stdout
+
+
+def test_importing_headgraph_loads_neither_torch_nor_transformer_lens():
+    probe = _run(
+        "import sys, headgraph\n"
+        "from headgraph import paths, open_store, Head, HeadgraphError\n"
+        "print('torch' in sys.modules, 'transformer_lens' in sys.modules)"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["False", "False"]
+
+
+def test_every_public_name_resolves():
+    for name in headgraph.__all__:
+        assert getattr(headgraph, name) is not None, name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        headgraph.nope  # noqa: B018
+
+
+def test_ingest_is_the_subpackage_and_the_function():
+    ingest = headgraph.ingest
+    assert callable(ingest)
+    assert importlib.util.find_spec("headgraph.ingest.core.trace") is not None
+    import headgraph.ingest.core.trace as trace_module  # binding the subpackage changes nothing
+
+    assert headgraph.ingest is ingest and trace_module.SIDES == ("query", "key")
+
+
+def test_every_error_a_user_can_fix_is_a_headgraph_error():
+    from headgraph import HeadgraphError, InputError, ModelError, QueryError, StoreError
+
+    for error in (InputError, ModelError, QueryError, StoreError):
+        assert issubclass(error, HeadgraphError)
+    assert issubclass(InputError, ValueError) and issubclass(StoreError, RuntimeError)
