@@ -18,8 +18,9 @@ SIDE_COLOURS = {"query": "#1f6fd1", "key": "#e07b00"}
 FORMATS = (".svg", ".png", ".html")
 
 
-def render_circuit(circuit, out: Path) -> None:
+def render_circuit(circuit, out: str | Path) -> None:
     """Write the circuit to ``out``: ``.svg``, ``.png`` or ``.html``."""
+    out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
         raise InputError(f"{out}: write .svg, .png or .html")

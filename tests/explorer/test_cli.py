@@ -146,3 +146,61 @@ def test_a_bad_prompts_file_writes_nothing(tmp_path):
     )
     assert result.exit_code == 1 and "line 1: role END is at token 7" in result.output
     assert not store.exists()
+
+
+def test_seed_roles_alone_apply_to_the_models_own_seed_heads(tmp_path):
+    out = tmp_path / "t.jsonl"
+    argv = ["trace", "--prompts", "8", "--seed-roles", "END:S2", "--out", str(out), "--top", "0"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    run = json.loads(out.read_text().splitlines()[-1])
+    assert run["seeds"] == ["1.0 END->S2", "1.3 END->S2", "1.1 END->S2", "1.2 END->S2"]
+    bad = CliRunner().invoke(main, ["trace", "--seed-roles", "END", "--out", str(out)])
+    assert bad.exit_code == 2 and "must be DEST:SOURCE" in bad.output
+
+
+def test_train_tiny_ioi_never_overwrites_without_being_told(tmp_path):
+    from headgraph.ingest.tiny_ioi import CHECKPOINT
+
+    bundled = CliRunner().invoke(main, ["train-tiny-ioi", "--out", str(CHECKPOINT)])
+    assert bundled.exit_code == 2 and "the bundled checkpoint" in bundled.output
+    existing = tmp_path / "mine.pt"
+    existing.write_bytes(b"keep me")
+    refused = CliRunner().invoke(main, ["train-tiny-ioi", "--out", str(existing)])
+    assert refused.exit_code == 2 and "exists" in refused.output and "--force" in refused.output
+    assert existing.read_bytes() == b"keep me"
+
+
+def test_progress_off_a_terminal_is_plain_lines_on_stderr(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "headgraph", "ingest", "--prompts", "8", "--batch-size", "4",
+         "--store", str(tmp_path / "db")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "tiny-ioi-ioi-8: 8/8 prompts" in done.stderr  # the last line, as in a notebook's !
+    assert "8/8 prompts" not in done.stdout
+
+
+def test_every_option_the_readme_shows_exists():
+    """The README's CLI summary names only options the commands have."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("## The CLI", 1)[1].split("```", 2)[1]
+    seen = 0
+    for line in block.splitlines():
+        words = line.split()
+        if len(words) > 1 and words[0] == "headgraph":
+            command = main.commands[words[1]]
+        elif not line.startswith(" ") or not words:
+            continue
+        names = {o for p in command.params for o in getattr(p, "opts", [])}
+        for flag in re.findall(r"--[a-z][a-z-]*", line.split("#")[0]):
+            assert flag in names, f"README shows {flag} for headgraph {command.name}"
+            seen += 1
+    assert seen > 40
