@@ -9,8 +9,10 @@ matrix; an *edge* says that an upstream component writes that signal, on the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Literal
 
@@ -136,6 +138,65 @@ class TraceParams:
             raise InputError(f"signal_frac must be in (0, 1], got {self.signal_frac}")
         if not 0.0 < self.edge_frac <= 1.0:
             raise InputError(f"edge_frac must be in (0, 1], got {self.edge_frac}")
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """Everything that determines a run's graph, recorded on the run as JSON.
+
+    A resumed run must match it exactly; ``verify`` reads it back to trace the
+    run's prompts again with the same seeds and thresholds.
+
+    Attributes:
+        params: The thresholds.
+        seeds: The seeds.
+        batch_size: Prompts per batch (and per store transaction).
+        prompts_sha256: A digest of the prompts' ids, tokens and roles.
+    """
+
+    params: TraceParams
+    seeds: tuple[Seed, ...]
+    batch_size: int
+    prompts_sha256: str
+
+    @classmethod
+    def of(
+        cls, prompts: Sequence[Prompt], seeds: Sequence[Seed], params: TraceParams, batch_size: int
+    ) -> RunParams:
+        """The parameters of a run over ``prompts``."""
+        digest = hashlib.sha256()
+        for p in prompts:
+            digest.update(json.dumps([p.id, list(p.tokens), dict(p.roles)]).encode())
+        return cls(params, tuple(seeds), batch_size, digest.hexdigest())
+
+    def to_json(self) -> str:
+        """The JSON recorded on the run (keys sorted, so equal runs give equal text)."""
+        return json.dumps(
+            {
+                **asdict(self.params),
+                "seeds": [s.name for s in self.seeds],
+                "batch_size": self.batch_size,
+                "prompts_sha256": self.prompts_sha256,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> RunParams:
+        """Read what :meth:`to_json` wrote.
+
+        Raises:
+            InputError: the text is not a run's parameters.
+        """
+        try:
+            data = json.loads(text)
+            params = TraceParams(
+                data["attention_threshold"], data["signal_frac"], data["edge_frac"]
+            )
+            seeds = tuple(Seed.from_name(s) for s in data["seeds"])
+            return cls(params, seeds, int(data["batch_size"]), str(data["prompts_sha256"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputError(f"not a run's recorded parameters ({error})") from None
 
 
 @dataclass(frozen=True)

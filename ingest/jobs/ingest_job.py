@@ -9,15 +9,13 @@ refused before any work.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.core.records import Prompt, RunParams, Seed, TraceParams
 from headgraph.ingest.core.trace import check_inputs, trace
 from headgraph.ingest.jobs.graph_rows import batch_rows, check_name, edge_count, model_rows
 from headgraph.queries.store import GraphStore, Rows, StoreError
@@ -35,24 +33,6 @@ class IngestRun:
     firings: int
     edges: int
     seconds: float
-
-
-def run_params(
-    prompts: Sequence[Prompt], seeds: Sequence[Seed], params: TraceParams, batch_size: int
-) -> str:
-    """Everything that determines the graph, as the JSON recorded on the run."""
-    digest = hashlib.sha256()
-    for p in prompts:
-        digest.update(json.dumps([p.id, list(p.tokens), dict(p.roles)]).encode())
-    return json.dumps(
-        {
-            **asdict(params),
-            "seeds": [s.name for s in seeds],
-            "batch_size": batch_size,
-            "prompts_sha256": digest.hexdigest(),
-        },
-        sort_keys=True,
-    )
 
 
 def ingest(
@@ -78,7 +58,7 @@ def ingest(
     for p in prompts:
         check_name("prompt id", p.id)
     check_inputs(model, prompts, seeds, batch_size)
-    recorded = run_params(prompts, seeds, params, batch_size)
+    recorded = RunParams.of(prompts, seeds, params, batch_size).to_json()
     n_batches = -(-len(prompts) // batch_size)
     info = store.run_info(run)
     if info is None:

@@ -7,13 +7,12 @@ store, so the edges measured are the ones the run traced. Shared by
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from headgraph.ingest.causal.verify import EdgeEffect, Metric, verify_edges
-from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.core.records import Prompt, RunParams
 from headgraph.ingest.jobs.run_model import load_run_model
 from headgraph.names import EdgeKey, parse_edge
 from headgraph.queries.effects import strongest_edges, write_effects
@@ -70,7 +69,7 @@ def verify_run(
     from headgraph.ingest.causal.verify import ioi_logit_difference
 
     ref = resolve_run(store, run)
-    recorded = json.loads((store.run_info(ref.key) or {})["params"])
+    recorded = RunParams.from_json((store.run_info(ref.key) or {})["params"])
     chosen = [e if isinstance(e, EdgeKey) else parse_edge(e) for e in edges]
     if not chosen:
         chosen = [EdgeKey(u, h, s) for u, h, s, _ in strongest_edges(store, ref.key, top)]
@@ -79,13 +78,9 @@ def verify_run(
         Prompt(p["id"], p["text"], tuple(p["tokens"]), p["roles"])
         for p in stored_prompts(store, ref.key)
     ][:max_prompts]
-    seeds = [Seed.from_name(s) for s in recorded["seeds"]]
-    params = TraceParams(
-        recorded["attention_threshold"], recorded["signal_frac"], recorded["edge_frac"]
-    )
     effects = verify_edges(
-        model, prompts, chosen, seeds=seeds, params=params, mode=mode, boost=boost,
-        metric=metric or ioi_logit_difference, batch_size=batch_size, seed=seed,
+        model, prompts, chosen, seeds=recorded.seeds, params=recorded.params, mode=mode,
+        boost=boost, metric=metric or ioi_logit_difference, batch_size=batch_size, seed=seed,
         progress=progress,
     )  # fmt: skip
     measured = datetime.now(UTC).isoformat(timespec="seconds")

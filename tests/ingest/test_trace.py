@@ -107,3 +107,17 @@ def test_seed_parsing():
     ):
         with pytest.raises(ValueError, match=message):
             parse_seeds(heads, roles, n_heads=12)
+
+
+def test_run_params_round_trip_through_the_json_recorded_on_a_run(prompts):
+    from headgraph.ingest.core.records import RunParams, parse_seeds
+
+    seeds = parse_seeds("1.*", "END:IO", n_heads=4)
+    recorded = RunParams.of(prompts, seeds, TraceParams(0.4, 0.9, 0.6), 8)
+    text = recorded.to_json()
+    assert RunParams.from_json(text) == recorded and RunParams.from_json(text).to_json() == text
+    assert RunParams.of(prompts[:-1], seeds, TraceParams(), 8).prompts_sha256 != (
+        recorded.prompts_sha256
+    )
+    with pytest.raises(ValueError, match="not a run's recorded parameters"):
+        RunParams.from_json('{"seeds": []}')
