@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -33,6 +34,9 @@ from headgraph.ingest.causal.intervene import ablation_deltas
 from headgraph.ingest.core.records import Prompt, Seed, TraceParams
 from headgraph.ingest.core.trace import SIDES, check_inputs, pad_tokens, trace_batch
 from headgraph.names import EdgeKey, parse_head
+
+if TYPE_CHECKING:
+    from headgraph.ingest.model.adapter import Model
 
 # The next-token log-probabilities at one token per prompt, [batch, vocab] -> [batch]
 Metric = Callable[[Tensor, Sequence[Prompt]], Tensor]
@@ -88,7 +92,7 @@ def ioi_logit_difference(log_probs: Tensor, prompts: Sequence[Prompt]) -> Tensor
 
 
 def verify_edges(
-    model,
+    model: Model,
     prompts: Sequence[Prompt],
     edges: Sequence[EdgeKey],
     *,
@@ -198,7 +202,9 @@ def _chunks(items: list, rows: int):
         yield chunk
 
 
-def _forward(model, tokens, at, chunk, axis, mode, metric, batch) -> list[tuple[Tensor, Tensor]]:
+def _forward(
+    model: Model, tokens, at, chunk, axis, mode, metric, batch
+) -> list[tuple[Tensor, Tensor]]:
     """One forward pass for a chunk: each item's prompts changed, then controlled."""
     index = torch.cat([torch.cat([occurs, occurs]) for _, occurs, _, _ in chunk])
     stacked = tokens[index]  # [rows, pos]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,6 +26,9 @@ from headgraph.ingest.core.contributions import select_edges, side_contributions
 from headgraph.ingest.core.records import Edge, Firing, Prompt, Seed, TraceParams
 from headgraph.ingest.core.signals import FiringTable, augment, find_firings, project
 from headgraph.ingest.core.svd import QKDecomposition
+
+if TYPE_CHECKING:
+    from headgraph.ingest.model.adapter import Model
 
 SIDES = ("query", "key")
 
@@ -280,7 +284,7 @@ def pad_tokens(prompts: Sequence[Prompt], *, pad_id: int = 0) -> tuple[Tensor, T
 
 
 def trace(
-    model,
+    model: Model,
     prompts: Sequence[Prompt],
     *,
     seeds: Sequence[Seed],
@@ -312,7 +316,9 @@ def trace(
         yield trace_batch(acts, qk, model.layout, batch, seeds, params)
 
 
-def check_inputs(model, prompts: Sequence[Prompt], seeds: Sequence[Seed], batch_size: int) -> None:
+def check_inputs(
+    model: Model, prompts: Sequence[Prompt], seeds: Sequence[Seed], batch_size: int
+) -> None:
     """Reject bad input before any forward pass (see :func:`trace`)."""
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")

@@ -10,15 +10,21 @@ layers wrote, so this reads the direction through the embeddings only.
 
 from __future__ import annotations
 
+from collections.abc import Sized
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.signals import augment
 
+if TYPE_CHECKING:
+    from headgraph.ingest.model.adapter import Model
+
 
 def top_tokens(
-    model, layer: int, head: int, index: int, *, side: str = "key", n: int = 10
+    model: Model, layer: int, head: int, index: int, *, side: str = "key", n: int = 10
 ) -> list[tuple[str, float]]:
     """The ``n`` tokens whose embeddings project most strongly on singular vector ``index``.
 
@@ -44,7 +50,7 @@ def top_tokens(
 STORED_TOKENS = 10  # tokens kept per singular vector and side at ingest
 
 
-def all_top_tokens(model, *, n: int = STORED_TOKENS) -> dict[str, Tensor]:
+def all_top_tokens(model: Model, *, n: int = STORED_TOKENS) -> dict[str, Tensor]:
     """The top ``n`` tokens of every singular vector of every head, on both sides, batched.
 
     Only token ids the tokenizer can decode are candidates (a model's embedding
@@ -54,8 +60,9 @@ def all_top_tokens(model, *, n: int = STORED_TOKENS) -> dict[str, Tensor]:
         ``{"query_ids", "query_values", "key_ids", "key_values"}``, each
         ``[layer, head, rank, n]``: ids and projections, largest magnitude first.
     """
-    vocab = min(model.token_embeddings.shape[0], len(model.tokenizer) if hasattr(
-        model.tokenizer, "__len__") else model.token_embeddings.shape[0])  # fmt: skip
+    vocab = model.token_embeddings.shape[0]
+    if isinstance(model.tokenizer, Sized):  # a word-level tokenizer may know fewer tokens
+        vocab = min(vocab, len(model.tokenizer))
     x = augment(model.token_embeddings[:vocab].to(torch.float32).cpu())  # [vocab, d_model+1]
     out = {}
     for side, vectors in (("query", model.qk.U), ("key", model.qk.V)):

@@ -12,12 +12,16 @@ import functools
 import json
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.components import Component
 from headgraph.ingest.core.trace import SIDES, BatchTrace
 from headgraph.ingest.core.vocab import all_top_tokens
 from headgraph.ingest.model.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from headgraph.ingest.model.adapter import Model
 
 Rows = dict[str, list]  # column name -> values
 
@@ -36,7 +40,7 @@ def check_name(kind: str, value: str) -> None:
         raise InputError(f"{kind} {value!r} must be non-empty and must not contain {SEPARATOR!r}")
 
 
-def model_rows(model) -> dict[str, Rows]:
+def model_rows(model: Model) -> dict[str, Rows]:
     """The model, its components (qk_bias nodes included) and every head's singular vectors."""
     name, layout = model.name, model.layout
     components = [*layout.components]

@@ -14,11 +14,15 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from headgraph.ingest.core.records import Prompt, RunParams, Seed, TraceParams
 from headgraph.ingest.core.trace import check_inputs, trace
 from headgraph.ingest.jobs.graph_rows import batch_rows, check_name, edge_count, model_rows
 from headgraph.queries.store import GraphStore, Rows, StoreError
+
+if TYPE_CHECKING:
+    from headgraph.ingest.model.adapter import Model
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class IngestRun:
 
 
 def ingest(
-    model,
+    model: Model,
     prompts: Sequence[Prompt],
     *,
     store: GraphStore,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from headgraph.errors import ModelError
 from headgraph.ingest.model import load_model
 from headgraph.names import parse_head
+
+if TYPE_CHECKING:
+    from headgraph.ingest.model.adapter import Model
 
 
 def load_run_model(store, model_name: str, spec: str | None = None, *, device: str = "cpu"):
@@ -38,7 +43,9 @@ def load_run_model(store, model_name: str, spec: str | None = None, *, device: s
     return model
 
 
-def model_feature_tokens(model, features, *, side: str = "key", n: int = 5) -> dict[str, list]:
+def model_feature_tokens(
+    model: Model, features, *, side: str = "key", n: int = 5
+) -> dict[str, list]:
     """``{"9.9:17": [(token, projection), ...]}``: the top ``n`` vocabulary tokens of each
     feature (a :class:`headgraph.queries.features.Feature`), read on ``side``."""
     from headgraph.ingest.core.vocab import top_tokens

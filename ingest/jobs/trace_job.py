@@ -87,7 +87,7 @@ def task_prompts(model: Model, n: int, *, seed: int = 0) -> list[Prompt]:
 
 
 def run_trace(
-    model,
+    model: Model,
     prompts: Sequence[Prompt],
     *,
     out: Path,

@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +24,9 @@ from headgraph.ingest.tiny_ioi.task import (
     vocabulary,
 )
 
+if TYPE_CHECKING:
+    from headgraph.ingest.model.adapter import Model
+
 CHECKPOINT = Path(__file__).parent / "models" / "tiny-ioi.pt"
 CARD = CHECKPOINT.with_suffix(".json")
 
@@ -34,7 +38,7 @@ class Evaluation:
     prompts: int
 
 
-def evaluate(model, batch: list[IOIPrompt]) -> Evaluation:
+def evaluate(model: Model, batch: list[IOIPrompt]) -> Evaluation:
     """Accuracy (the IO name is the top token at END) and mean logit difference IO - S."""
     tokens, lengths = pad_tokens(batch)
     log_probs = model.log_probs(tokens)[torch.arange(len(batch)), lengths - 1]  # [batch, vocab]
@@ -151,7 +155,7 @@ ROLE_RULES = {
 }
 
 
-def head_report(model, batch: list[IOIPrompt]) -> dict[str, dict[str, float]]:
+def head_report(model: Model, batch: list[IOIPrompt]) -> dict[str, dict[str, float]]:
     """Per head: mean attention between IOI roles, and the logit difference when the
     head is mean-ablated (its output replaced by its mean over prompts, by role)."""
     from headgraph.ingest.causal.intervene import role_means

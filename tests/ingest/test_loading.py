@@ -116,6 +116,13 @@ def test_with_no_network_a_missing_model_fails_at_once_without_being_told(monkey
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     with pytest.raises(ModelError, match="not in the local Hugging Face cache and the hub cannot"):
         load_model("gpt2-xl")
+    # the offline switch was on for that load only: the process (a notebook) is as it was
+    import os
+
+    import huggingface_hub.constants
+
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False
 
 
 def gpt2_available() -> bool:
