@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from headgraph.errors import QueryError
+from headgraph.errors import InputError, QueryError
 from headgraph.names import Head
 from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore
@@ -114,7 +114,7 @@ def _parse(data, where: str) -> Reference:
             raise QueryError(f'{where}: class {name!r} must list heads, e.g. ["9.9", "10.0"]')
         try:
             classes[str(name)] = tuple(str(Head.parse(str(h))) for h in heads)
-        except ValueError as error:
+        except InputError as error:
             raise QueryError(f"{where}: class {name!r}: {error}") from None
     edges = set()
     for i, edge in enumerate(data.get("edges", [])):
@@ -135,7 +135,7 @@ def _members(classes, end, where, i) -> tuple[str, ...]:
         return classes[end]
     try:
         return (str(Head.parse(str(end))),)
-    except ValueError:
+    except InputError:
         raise QueryError(f"{where}: edge {i}: {end!r} is neither a class nor a head") from None
 
 

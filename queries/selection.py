@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from headgraph.errors import QueryError
+from headgraph.errors import InputError, QueryError
 from headgraph.names import parse_head, parse_singular_vector
 from headgraph.queries.store import GraphStore
 
@@ -41,7 +41,7 @@ class RunRef:
         """
         try:
             layer, head = parse_head(text)
-        except ValueError as error:
+        except InputError as error:
             raise QueryError(str(error)) from None
         if not (layer < self.n_layers and head < self.n_heads):
             raise QueryError(
@@ -83,7 +83,7 @@ class RunRef:
         """
         try:
             (layer, head), index = parse_singular_vector(text)
-        except ValueError as error:
+        except InputError as error:
             raise QueryError(str(error)) from None
         name = self.head(f"{layer}.{head}")
         if index >= rank:

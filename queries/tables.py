@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from headgraph.errors import QueryError
+
 if TYPE_CHECKING:
     import networkx as nx
     import pandas as pd
@@ -99,7 +101,7 @@ def redundancy_frame(result: RedundancyResult, table: str = "criticality") -> pd
     if table == "connectivity":
         rows = [{"prompt": p, "routes": n} for p, n in result.connectivity.per_prompt.items()]
         return frame(rows, ("prompt", "routes"))
-    raise ValueError(f"table={table!r}: use criticality, substitutes or connectivity")
+    raise QueryError(f"table={table!r}: use criticality, substitutes or connectivity")
 
 
 def comparison_frame(result: Comparison) -> pd.DataFrame:

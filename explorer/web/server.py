@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+from headgraph.errors import HeadgraphError, QueryError
 from headgraph.explorer.output import to_json
 from headgraph.explorer.web.layout import layout
 
@@ -56,7 +57,6 @@ class Explorer:
         from headgraph.queries.circuit import circuit, component_detail, edge_detail
         from headgraph.queries.paths import paths
         from headgraph.queries.redundancy import redundancy
-        from headgraph.queries.selection import QueryError
 
         s, run = self.store, self.run
         number = _numbers(query)
@@ -128,8 +128,6 @@ def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> 
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - the http.server name
-            from headgraph.queries.selection import QueryError
-
             url = urlparse(self.path)
             if url.path in FILES:
                 file = STATIC / FILES[url.path]
@@ -139,7 +137,7 @@ def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> 
             query = {k: v[-1] for k, v in parse_qs(url.query).items()}
             try:
                 return self._json(200, app.answer(url.path, query))
-            except (QueryError, ValueError) as error:
+            except HeadgraphError as error:  # what the user asked wrongly; anything else: 500
                 return self._json(400, {"error": str(error)})
             except Exception as error:  # noqa: BLE001 - the page shows it; the server goes on
                 return self._json(500, {"error": f"{type(error).__name__}: {error}"})
@@ -167,7 +165,6 @@ def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> 
 
 
 def _numbers(query: dict[str, str]):
-    from headgraph.queries.selection import QueryError
 
     def number(name: str, default: float) -> float:
         if name not in query or query[name] == "":

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from headgraph.errors import InputError
+
 if TYPE_CHECKING:
     import networkx as nx
     import pandas as pd
@@ -47,7 +49,7 @@ def batch_frame(batch: BatchTrace, what: str = "edges") -> pd.DataFrame:
         return records_frame(batch.edge_records(), EDGE_COLUMNS)
     if what == "firings":
         return records_frame(batch.firing_records(), FIRING_COLUMNS)
-    raise ValueError(f"what={what!r}: use edges or firings")
+    raise InputError(f"what={what!r}: use edges or firings")
 
 
 @dataclass(frozen=True)

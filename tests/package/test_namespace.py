@@ -69,3 +69,26 @@ def test_every_error_a_user_can_fix_is_a_headgraph_error():
     for error in (InputError, ModelError, QueryError, StoreError):
         assert issubclass(error, HeadgraphError)
     assert issubclass(InputError, ValueError) and issubclass(StoreError, RuntimeError)
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_headgraph_alone_with_its_data(tmp_path):
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    (wheel,) = tmp_path.glob("headgraph-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {
+        "headgraph",
+        wheel.name.split("-py")[0] + ".dist-info",
+    }
+    for data in ("ingest/tiny_ioi/models/tiny-ioi.pt", "explorer/web/static/app.js",
+                 "queries/references/tiny-ioi.json"):  # fmt: skip
+        assert f"headgraph/{data}" in names
