@@ -1,10 +1,10 @@
-"""Users' own Cypher: read-only unless asked, parameters always passed as parameters.
+"""Users' own Cypher: read-only unless asked, one statement, parameters always passed as
+parameters.
 
-A statement is a *write* when, outside its string literals and comments, it
-uses a clause that can change the database (``CREATE``, ``MERGE``, ``SET``,
-``DELETE``, ``REMOVE``, ``DROP``, ``COPY``, ``LOAD``, ``CALL``, ...). Writes are
-refused unless ``write=True``; on top of that, the CLI opens the embedded
-store read-only for a read.
+What a read may not do (write, read files, manage extensions, administer) is
+decided by :mod:`headgraph.queries.guard`, which reads the statement as the
+database does; on top of that the store itself is opened read-only for a read
+(the embedded store in read-only mode, Neo4j in read sessions).
 """
 
 from __future__ import annotations
@@ -13,30 +13,18 @@ import json
 import re
 from typing import Any
 
-from headgraph.queries.selection import QueryError
+from headgraph.errors import QueryError
+from headgraph.queries.guard import check_read_only, clauses
 from headgraph.queries.store import GraphStore
 
-WRITE_CLAUSES = (
-    "CREATE", "MERGE", "SET", "DELETE", "DETACH", "REMOVE", "DROP", "COPY", "LOAD", "CALL",
-    "FOREACH", "ALTER", "INSTALL", "ATTACH", "IMPORT", "EXPORT", "BEGIN", "COMMIT",
-    "ROLLBACK", "CHECKPOINT", "GRANT", "REVOKE", "DENY",
-)  # fmt: skip
-_LITERALS = re.compile(
-    r"'(?:[^'\\]|\\.)*'"  # 'single-quoted'
-    r'|"(?:[^"\\]|\\.)*"'  # "double-quoted"
-    r"|`[^`]*`"  # `quoted names`
-    r"|//[^\n]*"  # line comments
-    r"|/\*.*?\*/",  # block comments
-    re.DOTALL,
-)
-_WRITE = re.compile(r"\b(" + "|".join(WRITE_CLAUSES) + r")\b", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def write_clause(cypher: str) -> str | None:
-    """The first clause that can write, outside literals and comments, or None."""
-    match = _WRITE.search(_LITERALS.sub(" ", cypher))
-    return match.group(1).upper() if match else None
+    """The first clause a read may not use (a write, file access, an extension or an
+    administration command), or None."""
+    found = clauses(cypher)
+    return found[0][0] if found else None
 
 
 def parse_params(pairs: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -73,16 +61,15 @@ def run_cypher(
         write: Allow clauses that can change the database.
 
     Raises:
-        QueryError: a write without ``write=True``, or the store refused the statement.
+        QueryError: more than one statement; a write, file access, extension or
+            administration command without ``write=True``; or the store refused it.
     """
     if not cypher.strip():
         raise QueryError("the Cypher statement is empty")
-    clause = write_clause(cypher)
-    if clause and not write:
-        raise QueryError(
-            f"the statement uses {clause}, which can change the store; queries are "
-            "read-only unless you pass --write"
-        )
+    if write:
+        clauses(cypher)  # one statement, even when writing: never run some, then refuse
+    else:
+        check_read_only(cypher)
     try:
         return store.query(cypher, params or {})
     except Exception as error:  # noqa: BLE001 - each backend raises its own error types

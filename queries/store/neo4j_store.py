@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 from typing import Any, LiteralString, cast
 
@@ -34,6 +35,11 @@ def rel_statement(rel: str, source: str, target: str) -> str:
         f"UNWIND $rows AS r MATCH (a:{source} {{key: r.src}}) MATCH (b:{target} "
         f"{{key: r.dst}}) CREATE (a)-[:{rel} {{{props}}}]->(b)"
     )
+
+
+def redact(text: str) -> str:
+    """``text`` with any password in a ``scheme://user:password@host`` address hidden."""
+    return re.sub(r"(://[^/@:\s]*):[^/@\s]*@", r"\1:***@", text)
 
 
 def _text(cypher: str) -> LiteralString:
@@ -65,13 +71,21 @@ class Neo4jStore(GraphStore):
     APPEND_DONE = "SET r.done_batches = r.done_batches + [$batch]"
 
     def __init__(self, uri: str, *, read_only: bool = False):
-        from neo4j import GraphDatabase, exceptions
+        from neo4j import READ_ACCESS, WRITE_ACCESS, GraphDatabase, exceptions
 
+        shown = redact(uri)  # the address as messages show it: never a password
         user = os.environ.get("NEO4J_USER")
         auth = (user, os.environ.get("NEO4J_PASSWORD", "")) if user else None
-        self._driver = GraphDatabase.driver(
-            uri, auth=auth, connection_timeout=5, connection_acquisition_timeout=10
-        )
+        self.read_only = read_only
+        # Reads run in read sessions: a server that enforces access modes refuses writes.
+        self.access_mode = READ_ACCESS if read_only else WRITE_ACCESS
+        try:
+            self._driver = GraphDatabase.driver(
+                uri, auth=auth, connection_timeout=5, connection_acquisition_timeout=10
+            )
+        except (ValueError, exceptions.ConfigurationError) as error:
+            reason = redact(str(error).splitlines()[0][:120])
+            raise StoreError(f"{shown}: not a usable Neo4j address ({reason})") from None
         try:
             for attempt in range(CONNECT_TRIES):  # a server starting, or one slow to reaccept
                 try:
@@ -84,12 +98,16 @@ class Neo4jStore(GraphStore):
         except exceptions.AuthError:
             self._driver.close()
             raise StoreError(
-                f"{uri}: authentication failed; set NEO4J_USER and NEO4J_PASSWORD"
+                f"{shown}: authentication failed; set NEO4J_USER and NEO4J_PASSWORD"
             ) from None
+        except ValueError as error:  # the driver resolves the address only now
+            self._driver.close()
+            reason = redact(str(error).splitlines()[0][:120])
+            raise StoreError(f"{shown}: not a usable Neo4j address ({reason})") from None
         except (exceptions.ServiceUnavailable, exceptions.DriverError, OSError) as error:
             self._driver.close()
-            reason = str(error).splitlines()[0][:120]
-            raise StoreError(f"{uri}: cannot reach the Neo4j server ({reason})") from None
+            reason = redact(str(error).splitlines()[0][:120])
+            raise StoreError(f"{shown}: cannot reach the Neo4j server ({reason})") from None
         if not read_only:
             self._ensure_schema()
 
@@ -106,7 +124,7 @@ class Neo4jStore(GraphStore):
         self._driver.close()
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self._driver.session() as session:
+        with self._driver.session(default_access_mode=self.access_mode) as session:
             return [record.data() for record in session.run(_text(cypher), params or {})]
 
     def write(self, tables: dict[str, Rows], *, delete=(), then=()) -> None:

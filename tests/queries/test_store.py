@@ -243,3 +243,26 @@ def test_an_ingest_killed_mid_run_resumes_to_the_same_graph(tmp_path):
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["neo4j+ssc://127.0.0.1:1", "Bolt://127.0.0.1:1", "BOLT+S://127.0.0.1:1",
+     "NEO4J://127.0.0.1:1", "bolt+ssc://127.0.0.1:1"],
+)  # fmt: skip
+def test_every_neo4j_scheme_in_any_case_goes_to_the_server(address, tmp_path, monkeypatch):
+    from headgraph.queries.store import is_server_address
+
+    monkeypatch.chdir(tmp_path)
+    assert is_server_address(address)
+    with pytest.raises(StoreError, match="cannot reach the Neo4j server"):
+        open_store(address)
+    assert list(tmp_path.iterdir()) == []  # no folder named after the address
+
+
+def test_a_password_in_an_address_is_never_shown(monkeypatch):
+    with pytest.raises(StoreError) as caught:
+        open_store("bolt://neo4j:Secret@127.0.0.1:1")
+    assert "Secret" not in str(caught.value) and "neo4j:***@" in str(caught.value)
+    with pytest.raises(StoreError, match="not a usable Neo4j address"):
+        open_store("bolt://127.0.0.1:notaport")
