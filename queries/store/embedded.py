@@ -8,18 +8,73 @@ Its Cypher dialect differs from Neo4j's in places (``label(x)`` for
 once per backend in ``queries/``.
 
 Writes are bulk COPYs from data frames, one transaction per prompt batch.
+
+**Readers beside a writer.** LadybugDB has one writer per folder and no
+snapshots across processes: a read-only connection opened before a write
+reads torn pages afterwards (wrong strings, or a crash), and a read-only open
+fails while the write-ahead log holds unapplied work. So, in this folder:
+
+- a writer holds an exclusive lock (``headgraph.lock``, advisory) for each
+  transaction and checkpoints before letting go, so between transactions the
+  log is empty and the database file is whole;
+- a reader holds a shared lock for each query, and reopens its connection when
+  the database files changed since it last opened them;
+- a log left by a killed writer is recovered by a reader that finds no writer
+  (a short read-write open); with a writer alive, the reader waits for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from headgraph.errors import StoreError
 from headgraph.queries.store.base import GraphStore, Rows
 from headgraph.queries.store.schema import NODE, REL, ladybug_ddl
+
+LOCK_FILE = "headgraph.lock"
+OPEN_WAIT = 30.0  # seconds a reader waits for a writer to let go
+
+
+class FolderLock:
+    """The folder's advisory lock: shared for a query, exclusive for a write transaction.
+
+    Re-entrant within one store. A reader in a read-only folder without a lock
+    file takes no lock: nobody can write there.
+    """
+
+    def __init__(self, path: Path, *, create: bool):
+        self.path, self.create, self.depth = path, create, 0
+
+    @contextlib.contextmanager
+    def held(self, exclusive: bool) -> Iterator[None]:
+        import fcntl
+
+        if self.depth:
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+            return
+        flags = os.O_RDWR | os.O_CREAT if self.create else os.O_RDONLY
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError:
+            fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            self.depth = 1
+            yield
+        finally:
+            self.depth = 0
+            if fd is not None:
+                os.close(fd)  # releases the lock
 
 
 class EmbeddedStore(GraphStore):
@@ -35,37 +90,102 @@ class EmbeddedStore(GraphStore):
     APPEND_DONE = "SET r.done_batches = list_append(r.done_batches, CAST($batch AS INT64))"
 
     def __init__(self, path: str | Path, *, read_only: bool = False, create: bool = True):
+        self.path = Path(path)
+        self.read_only = read_only
+        self._file = self.path / "graph.lbug"
+        if (read_only or not create) and not self._file.exists():
+            raise StoreError(f"no headgraph store at {self.path}: run `headgraph ingest` first")
+        if not read_only:
+            self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = FolderLock(self.path / LOCK_FILE, create=not read_only)
+        self._db: Any = None
+        self._conn: Any = None
+        self._seen: tuple | None = None
+        with self._lock.held(exclusive=not read_only):
+            self._open()
+            if not read_only:
+                for statement in ladybug_ddl():
+                    self._conn.execute(statement)
+                self._conn.execute("CHECKPOINT")
+
+    def _signature(self) -> tuple:
+        """What changes when a writer writes: the database file's and its log's stat."""
+        out = []
+        for file in (self._file, self._file.with_name(self._file.name + ".wal")):
+            with contextlib.suppress(OSError):
+                stat = file.stat()
+                out.append((file.name, stat.st_mtime_ns, stat.st_size))
+        return tuple(out)
+
+    def _open(self) -> None:
+        """(Re)open the database; a reader waits out a writer and recovers a killed one's log."""
         import ladybug
 
-        self.path = Path(path)
-        if (read_only or not create) and not (self.path / "graph.lbug").exists():
-            raise StoreError(f"no headgraph store at {self.path}: run `headgraph ingest` first")
-        self.path.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = ladybug.Database(str(self.path / "graph.lbug"), read_only=read_only)
-        except RuntimeError as error:
-            raise StoreError(
-                f"cannot open the store at {self.path}: {error} (another "
-                "process may be writing it; one writer at a time)"
-            ) from error
+        self.close()
+        deadline = time.monotonic() + OPEN_WAIT
+        while True:
+            try:
+                self._db = ladybug.Database(str(self._file), read_only=self.read_only)
+                break
+            except RuntimeError as error:
+                message = str(error)
+                if not self.read_only:
+                    raise StoreError(
+                        f"cannot open the store at {self.path}: {message} (another "
+                        "process may be writing it; one writer at a time)"
+                    ) from None
+                if "recovery" in message.lower() and self._recover():
+                    continue
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"cannot read the store at {self.path}: it holds an unfinished write "
+                        "and another process keeps it open (a writer still running?). Try "
+                        "again when it ends; if none runs, run `headgraph cypher --write "
+                        f"--store {self.path} 'RETURN 1'` once to recover it"
+                    ) from None
+                time.sleep(0.2)
         self._conn = ladybug.Connection(self._db)
-        if not read_only:
-            for statement in ladybug_ddl():
-                self._conn.execute(statement)
+        self._seen = self._signature()
+
+    def _recover(self) -> bool:
+        """Replay a killed writer's log with a short read-write open; False if one is alive
+        (or the folder is read-only)."""
+        import ladybug
+
+        try:
+            ladybug.Database(str(self._file), read_only=False).close()
+        except (RuntimeError, OSError):
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def _access(self) -> Iterator[None]:
+        """Hold the folder's lock for one statement: reopen a stale reader first, checkpoint
+        a writer's change after."""
+        with self._lock.held(exclusive=not self.read_only):
+            if self.read_only and self._signature() != self._seen:
+                self._open()
+            yield
+            if not self.read_only:
+                self._conn.execute("CHECKPOINT")
 
     def close(self) -> None:
-        self._conn.close()
-        self._db.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._db.close()
+            self._conn = self._db = None
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run Cypher and return the rows as dicts."""
-        result = self._result(cypher, params)
-        columns = result.get_column_names()
-        return [dict(zip(columns, row, strict=True)) for row in result.get_all()]
+        with self._access():
+            result = self._result(cypher, params)
+            columns = result.get_column_names()
+            return [dict(zip(columns, row, strict=True)) for row in result.get_all()]
 
     def frame(self, cypher: str, params: dict[str, Any] | None = None, *, columns=()):
         """Run Cypher and return the rows as a pandas DataFrame, through Arrow (fast)."""
-        return self._result(cypher, params).get_as_arrow().to_pandas()
+        with self._access():
+            return self._result(cypher, params).get_as_arrow().to_pandas()
 
     def _result(self, cypher: str, params: dict[str, Any] | None):
         """The result of one statement (``execute`` returns a list for several)."""
@@ -94,11 +214,12 @@ class EmbeddedStore(GraphStore):
         and the resumed run deletes what it left and writes it again.
         """
         copies = any(rows and next(iter(rows.values()), None) for rows in tables.values())
-        self._transaction(delete, tables, () if copies else then)
-        if copies:
+        with self._lock.held(exclusive=True):
+            self._transaction(delete, tables, () if copies else then)
             self._conn.execute("CHECKPOINT")
-            if then:
+            if copies and then:
                 self._transaction((), {}, then)
+                self._conn.execute("CHECKPOINT")  # readers find the log empty between writes
 
     def _transaction(self, delete, tables: dict[str, Rows], then) -> None:
         self._conn.execute("BEGIN TRANSACTION")
