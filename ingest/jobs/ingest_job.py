@@ -10,6 +10,7 @@ refused before any work.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def ingest(
     check_inputs(model, prompts, seeds, batch_size)
     recorded = RunParams.of(prompts, seeds, params, batch_size).to_json()
     n_batches = -(-len(prompts) // batch_size)
+    writer = uuid.uuid4().hex  # this ingest, as the run's claim records it
     info = store.run_info(run)
     if info is None:
         now = datetime.now(UTC).isoformat(timespec="seconds")
@@ -83,6 +85,7 @@ def ingest(
                 "edges": 0,
             },
             None if store.has_model(model.name) else model_rows(model),
+            writer=writer,
         )
         done: set[int] = set()
     elif info["model"] != model.name or info["params"] != recorded:
@@ -92,6 +95,9 @@ def ingest(
             "--run name (a restart must repeat the same command)"
         )
     else:
+        store.claim_run(run, writer)  # refused while another ingest writes it
+        if not store.has_model(model.name):  # a start killed before the model was written
+            store.write(model_rows(model))
         done = set(info["done_batches"])
     # Batches are written in order, so the done ones are a prefix: resume after it.
     first = next((b for b in range(n_batches) if b not in done), n_batches)

@@ -70,11 +70,26 @@ class GraphStore:
     def has_model(self, name: str) -> bool:
         return bool(self.query("MATCH (m:Model) WHERE m.key = $name RETURN m.key", {"name": name}))
 
-    def start_run(self, run_row: dict[str, Any], model_tables: dict[str, Rows] | None) -> None:
-        """Create the run (and the model's nodes, when the store lacks them), in one transaction."""
+    def start_run(
+        self, run_row: dict[str, Any], model_tables: dict[str, Rows] | None, *, writer: str = ""
+    ) -> None:
+        """Create the run (and the model's nodes, when the store lacks them), in one transaction.
+
+        ``writer`` identifies the ingest that writes it (see :meth:`claim_run`).
+        """
         tables = dict(model_tables or {})
         tables["Run"] = {k: [v] for k, v in run_row.items()}
         self.write(tables)
+
+    def claim_run(self, run: str, writer: str) -> None:
+        """Make ``writer`` the only ingest writing ``run`` before it resumes the run.
+
+        A no-op here: the embedded store admits one writer process per folder.
+        A server store refuses a run that another live ingest is writing.
+
+        Raises:
+            StoreError: another ingest writes the run.
+        """
 
     def write_batch(self, run: str, batch: int, tables: dict[str, Rows]) -> None:
         """Write one batch atomically; a leftover of an interrupted attempt is replaced."""

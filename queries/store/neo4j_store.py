@@ -21,6 +21,7 @@ from headgraph.queries.store.base import GraphStore, Rows
 from headgraph.queries.store.schema import NODE, NODES, REL, neo4j_ddl
 
 MAX_REQUEST = 3000  # bytes of row data per statement
+STALE_SECONDS = 120  # a run's claim lapses when its writer has not finished a batch for this
 CONNECT_TRIES = 3
 
 
@@ -34,6 +35,13 @@ def rel_statement(rel: str, source: str, target: str) -> str:
     return (
         f"UNWIND $rows AS r MATCH (a:{source} {{key: r.src}}) MATCH (b:{target} "
         f"{{key: r.dst}}) CREATE (a)-[:{rel} {{{props}}}]->(b)"
+    )
+
+
+def _busy(run: str) -> str:
+    return (
+        f"run {run!r} is being written by another ingest: wait for it to finish (a rerun then "
+        f"resumes nothing), or, if that process died, rerun after {STALE_SECONDS} s"
     )
 
 
@@ -68,7 +76,8 @@ class Neo4jStore(GraphStore):
     """A store on a Bolt server (``neo4j://`` or ``bolt://``)."""
 
     kind = "neo4j"
-    APPEND_DONE = "SET r.done_batches = r.done_batches + [$batch]"
+    # Each batch also beats the run's heartbeat: a live writer keeps its claim (claim_run).
+    APPEND_DONE = "SET r.done_batches = r.done_batches + [$batch], r.heartbeat = timestamp()"
 
     def __init__(self, uri: str, *, read_only: bool = False):
         from neo4j import READ_ACCESS, WRITE_ACCESS, GraphDatabase, exceptions
@@ -122,6 +131,42 @@ class Neo4jStore(GraphStore):
 
     def close(self) -> None:
         self._driver.close()
+
+    def start_run(
+        self, run_row: dict[str, Any], model_tables: dict[str, Rows] | None, *, writer: str = ""
+    ) -> None:
+        """Create the run atomically (``MERGE``): of two ingests starting it at once, one
+        creates it and the other is refused. Then the model's nodes, if missing."""
+        sets = ", ".join(f"r.`{k}` = ${k}" for k in run_row if k != "key")
+        rows = self.query(
+            f"MERGE (r:Run {{key: $key}}) ON CREATE SET {sets}, r.writer = $writer, "
+            "r.heartbeat = timestamp() RETURN r.writer AS writer",
+            {**run_row, "writer": writer},
+        )
+        if rows[0]["writer"] != writer:
+            raise StoreError(_busy(run_row["key"]))
+        if model_tables:
+            self.write(model_tables)
+
+    def claim_run(self, run: str, writer: str) -> None:
+        """Claim the run for ``writer`` unless a live ingest holds it (a heartbeat in the last
+        :data:`STALE_SECONDS`). The node is locked (written) before its claim is read, so two
+        claims cannot both succeed."""
+        rows = self.query(
+            "MATCH (r:Run) WHERE r.key = $run SET r.claim_lock = true "
+            "WITH r, (coalesce(r.writer, '') IN ['', $writer] OR "
+            "coalesce(r.heartbeat, 0) < timestamp() - $stale) AS free "
+            "SET r.writer = CASE WHEN free THEN $writer ELSE r.writer END, "
+            "r.heartbeat = CASE WHEN free THEN timestamp() ELSE r.heartbeat END "
+            "REMOVE r.claim_lock RETURN free",
+            {"run": run, "writer": writer, "stale": STALE_SECONDS * 1000},
+        )
+        if not rows or not rows[0]["free"]:
+            raise StoreError(_busy(run))
+
+    def finish_run(self, run: str, carries: Rows, counts: dict[str, Any]) -> None:
+        """Write the aggregates, mark the run complete and release its claim."""
+        super().finish_run(run, carries, {**counts, "writer": ""})
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._driver.session(default_access_mode=self.access_mode) as session:

@@ -266,3 +266,25 @@ def test_a_password_in_an_address_is_never_shown(monkeypatch):
     assert "Secret" not in str(caught.value) and "neo4j:***@" in str(caught.value)
     with pytest.raises(StoreError, match="not a usable Neo4j address"):
         open_store("bolt://127.0.0.1:notaport")
+
+
+def test_a_second_ingest_of_a_run_being_written_is_refused_on_a_server(tiny, bolt_uri, request):
+    model, prompts = tiny
+    store = empty(request.getfixturevalue("bolt_store"))
+    seeds = default_seeds(model)
+    refusals = []
+
+    def meanwhile(n_prompts, edges):  # while the first ingest is between two batches
+        if refusals:
+            return
+        with open_store(bolt_uri) as other, pytest.raises(StoreError) as caught:
+            ingest(model, prompts, store=other, run="twice", seeds=seeds, batch_size=8)
+        refusals.append(str(caught.value))
+
+    first = ingest(model, prompts, store=store, run="twice", seeds=seeds, batch_size=8,
+                   progress=meanwhile)  # fmt: skip
+    assert refusals and "is being written by another ingest" in refusals[0]
+    alone = ingest(model, prompts, store=store, run="alone", seeds=seeds, batch_size=8)
+    assert first.firings == alone.firings  # nothing was written twice
+    again = ingest(model, prompts, store=store, run="twice", seeds=seeds, batch_size=8)
+    assert again.resumed == again.batches  # finished and released: a rerun resumes nothing
