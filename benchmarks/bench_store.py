@@ -47,9 +47,7 @@ def main() -> None:
     for i, batch in enumerate(
         trace(model, prompts, seeds=default_seeds(model), batch_size=args.batch_size)
     ):
-        rows = batch_rows(
-            batch, model_name=model.name, run="bench", batch=i, tokenizer=model.tokenizer
-        )
+        rows = batch_rows(batch, run="bench", batch=i, tokenizer=model.tokenizer)
         batches.append(rows)
         edges += edge_count(rows)
         if edges >= args.edges:
@@ -84,7 +82,7 @@ def main() -> None:
         store.start_run(
             {
                 "key": "bench",
-                "model": model.name,
+                "model": model.key,
                 "task": "ioi",
                 "params": "{}",
                 "status": "running",
@@ -114,7 +112,7 @@ def main() -> None:
         signals = store.signal_rows("bench")
         store.finish_run(
             "bench",
-            carries_rows(signals, model=model.name, run="bench", n_prompts=n_prompts),
+            carries_rows(signals, model=model.key, run="bench", n_prompts=n_prompts),
             {"status": "complete"},
         )
         print(

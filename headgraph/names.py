@@ -164,3 +164,9 @@ def parse_edge(text: str) -> EdgeKey:
     with contextlib.suppress(InputError):  # embed, mlp3, ... stay as they are
         up = str(Head.parse(up))
     return EdgeKey(up, f"{layer}.{head}", match["side"])
+
+
+def model_name(key: str) -> str:
+    """The name in a stored model key ``NAME@FINGERPRINT`` (a key without one is a name)."""
+    name, at, fingerprint = key.rpartition("@")
+    return name if at and re.fullmatch(r"[0-9a-f]{12}", fingerprint) else key

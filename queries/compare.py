@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headgraph.errors import InputError, QueryError
-from headgraph.names import Head
+from headgraph.names import Head, model_name
 from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore
 
@@ -161,13 +161,14 @@ def compare(
     """
     ref = resolve_run(store, run)
     if reference is None:
-        if ref.model not in MODEL_REFERENCES:
+        name = model_name(ref.model)
+        if name not in MODEL_REFERENCES:
             shipped = ", ".join(sorted(p.stem for p in REFERENCES.glob("*.json")))
             raise QueryError(
-                f"no reference circuit is known for model {ref.model!r}: name one with "
+                f"no reference circuit is known for model {name!r}: name one with "
                 f"--reference ({shipped}, or a JSON/YAML file)"
             )
-        reference = MODEL_REFERENCES[ref.model]
+        reference = MODEL_REFERENCES[name]
     circuit = reference if isinstance(reference, Reference) else load_reference(reference)
     rows = store.query(
         "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "

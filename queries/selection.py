@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from headgraph.errors import InputError, QueryError
-from headgraph.names import parse_head, parse_singular_vector
+from headgraph.names import model_name, parse_head, parse_singular_vector
 from headgraph.queries.store import GraphStore
 
 
@@ -20,7 +20,7 @@ class RunRef:
 
     Attributes:
         key: The run's name.
-        model: The model's name.
+        model: The model's key in the store (``NAME@FINGERPRINT``).
         prompts: Prompts in the run.
         status: ``complete``, or ``running`` for a run still being written (or interrupted).
         n_layers, n_heads: The model's shape (for checking head names).
@@ -32,6 +32,11 @@ class RunRef:
     status: str
     n_layers: int
     n_heads: int
+
+    @property
+    def model_name(self) -> str:
+        """The model's name, without the fingerprint of its key."""
+        return model_name(self.model)
 
     def head(self, text: str) -> str:
         """A head name (``9.9``, ``L9H9`` or ``a9.h9``) checked against the model, as ``L.H``.
@@ -45,8 +50,8 @@ class RunRef:
             raise QueryError(str(error)) from None
         if not (layer < self.n_layers and head < self.n_heads):
             raise QueryError(
-                f"head {layer}.{head} does not exist: {self.model} has {self.n_layers} layers of "
-                f"{self.n_heads} heads (0.0 .. {self.n_layers - 1}.{self.n_heads - 1})"
+                f"head {layer}.{head} does not exist: {self.model_name} has {self.n_layers} "
+                f"layers of {self.n_heads} heads (0.0 .. {self.n_layers - 1}.{self.n_heads - 1})"
             )
         return f"{layer}.{head}"
 
@@ -65,7 +70,7 @@ class RunRef:
         layered = re.fullmatch(r"(mlp|attn_bias)(\d+)", text)
         if layered:
             if int(layered.group(2)) >= self.n_layers:
-                raise QueryError(f"{text}: {self.model} has layers 0 .. {self.n_layers - 1}")
+                raise QueryError(f"{text}: {self.model_name} has layers 0 .. {self.n_layers - 1}")
             return text
         try:
             return self.head(text)

@@ -42,7 +42,7 @@ def check_name(kind: str, value: str) -> None:
 
 def model_rows(model: Model) -> dict[str, Rows]:
     """The model, its components (qk_bias nodes included) and every head's singular vectors."""
-    name, layout = model.name, model.layout
+    name, layout = model.key, model.layout
     components = [*layout.components]
     components += [
         Component("qk_bias", l, h) for l in range(model.n_layers) for h in range(model.n_heads)
@@ -98,9 +98,7 @@ def _decoder(tokenizer) -> Callable[[int], str]:
     return functools.lru_cache(maxsize=None)(lambda i: tokenizer.decode([i]))
 
 
-def batch_rows(
-    trace: BatchTrace, *, model_name: str, run: str, batch: int, tokenizer: Tokenizer
-) -> dict[str, Rows]:
+def batch_rows(trace: BatchTrace, *, run: str, batch: int, tokenizer: Tokenizer) -> dict[str, Rows]:
     """Rows for one traced batch: prompts, firings, and the SIGNAL, OF and IN relationships.
 
     ``SIGNAL`` rows come in two tables, ``SIGNAL:Firing`` (from the upstream

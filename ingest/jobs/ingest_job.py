@@ -72,7 +72,7 @@ def ingest(
         store.start_run(
             {
                 "key": run,
-                "model": model.name,
+                "model": model.key,
                 "task": task,
                 "params": recorded,
                 "status": "running",
@@ -84,19 +84,19 @@ def ingest(
                 "firings": 0,
                 "edges": 0,
             },
-            None if store.has_model(model.name) else model_rows(model),
+            None if store.has_model(model.key) else model_rows(model),
             writer=writer,
         )
         done: set[int] = set()
-    elif info["model"] != model.name or info["params"] != recorded:
-        what = f"model {info['model']}" if info["model"] != model.name else "other parameters"
+    elif info["model"] != model.key or info["params"] != recorded:
+        what = f"model {info['model']}" if info["model"] != model.key else "other parameters"
         raise StoreError(
             f"run {run!r} already exists with {what} or prompts: choose another "
             "--run name (a restart must repeat the same command)"
         )
     else:
         store.claim_run(run, writer)  # refused while another ingest writes it
-        if not store.has_model(model.name):  # a start killed before the model was written
+        if not store.has_model(model.key):  # a start killed before the model was written
             store.write(model_rows(model))
         done = set(info["done_batches"])
     # Batches are written in order, so the done ones are a prefix: resume after it.
@@ -108,9 +108,7 @@ def ingest(
     for batch, traced in enumerate(
         trace(model, rest, seeds=seeds, params=params, batch_size=batch_size), start=first
     ):
-        rows = batch_rows(
-            traced, model_name=model.name, run=run, batch=batch, tokenizer=model.tokenizer
-        )
+        rows = batch_rows(traced, run=run, batch=batch, tokenizer=model.tokenizer)
         store.write_batch(run, batch, rows)
         written += edge_count(rows)
         if progress:
@@ -126,11 +124,11 @@ def ingest(
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     store.finish_run(
-        run, carries_rows(signals, model=model.name, run=run, n_prompts=len(prompts)), counts
+        run, carries_rows(signals, model=model.key, run=run, n_prompts=len(prompts)), counts
     )
     return IngestRun(
         run,
-        model.name,
+        model.key,
         len(prompts),
         n_batches,
         len(done),

@@ -6,37 +6,39 @@ from typing import TYPE_CHECKING
 
 from headgraph.errors import ModelError
 from headgraph.ingest.model import load_model
-from headgraph.names import parse_head
+from headgraph.names import model_name, parse_head
 
 if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
 
 
-def load_run_model(store, model_name: str, spec: str | None = None, *, device: str = "cpu"):
-    """Load ``spec`` (default: the run's model name) and check it is the model the run traced.
+def load_run_model(store, model_key: str, spec: str | None = None, *, device: str = "cpu"):
+    """Load ``spec`` (default: the name in the run's model key) and check it is the model the
+    run traced.
 
     The check compares every head's singular values with the ones the store
-    recorded (relative tolerance 1e-3): another checkpoint under the same name
-    fails it.
+    recorded (relative tolerance 1e-3, so the same weights on another device
+    pass): another checkpoint under the same name fails it.
 
     Raises:
         ModelError: the model cannot be loaded, or it is not the run's model.
     """
-    model = load_model(spec or model_name, device=device)
+    spec = spec or model_name(model_key)
+    model = load_model(spec, device=device)
     stored = store.query(
         "MATCH (v:SingularVector) WHERE v.model = $model "
         "RETURN v.head_name AS head, v.`index` AS k, v.sigma AS sigma",
-        {"model": model_name},
+        {"model": model_key},
     )
     sigma = model.qk.S
     for row in stored:
         layer, head = parse_head(row["head"])
         if layer >= model.n_layers or head >= model.n_heads or row["k"] >= sigma.shape[-1]:
-            raise ModelError(f"{spec or model_name} has no head {row['head']}: not the run's model")
+            raise ModelError(f"{spec} has no head {row['head']}: not the run's model")
         here = float(sigma[layer, head, row["k"]])
         if abs(here - row["sigma"]) > 1e-3 * max(abs(row["sigma"]), 1.0):
             raise ModelError(
-                f"{spec or model_name} is not the model this run traced (sigma of "
+                f"{spec} is not the model this run traced (sigma of "
                 f"{row['head']}:{row['k']}: {here:.4g} here, {row['sigma']:.4g} in the store); "
                 "pass --model"
             )

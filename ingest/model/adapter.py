@@ -13,6 +13,8 @@ edges. Which model to load, and from where, is :mod:`.loading`'s business.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -83,6 +85,31 @@ class Model:
         if processing_steps(hooked):
             hooked = process(copy.deepcopy(hooked))
         return cls(hooked, tokenizer, name or hooked.cfg.model_name)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A hash of the configuration and the processed weights (hex): two models with the
+        same fingerprint compute the same function in the same parametrisation, whatever
+        their names."""
+        cfg, digest = self.hooked.cfg, hashlib.sha256()
+        shape = (
+            *("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn"),
+            *("normalization_type", "positional_embedding_type", "attn_only"),
+        )
+        digest.update(json.dumps({k: str(getattr(cfg, k, None)) for k in shape}).encode())
+        for name, tensor in sorted(self.hooked.state_dict().items()):
+            digest.update(name.encode())
+            data = tensor.detach().cpu().reshape(-1).contiguous()  # 0-d tensors too
+            digest.update(data.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
+
+    @property
+    def key(self) -> str:
+        """How a store knows the model: its name and fingerprint, ``tiny-ioi@3f2a9c01b7de``.
+
+        A retrained model, or another folder under the same name, is another key.
+        """
+        return f"{self.name}@{self.fingerprint[:12]}"
 
     n_layers = property(lambda self: self.hooked.cfg.n_layers)
     n_heads = property(lambda self: self.hooked.cfg.n_heads)

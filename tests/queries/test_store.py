@@ -78,9 +78,7 @@ def test_the_store_holds_exactly_what_tracing_produced(tiny, stored):
         (traced,) = trace(
             model, prompts[start : start + 8], seeds=default_seeds(model), batch_size=8
         )
-        rows = batch_rows(
-            traced, model_name=model.name, run=RUN, batch=batch, tokenizer=model.tokenizer
-        )
+        rows = batch_rows(traced, run=RUN, batch=batch, tokenizer=model.tokenizer)
         expected_firings += len(rows["Firing"]["key"])
         expected_signals += edge_count(rows)
     assert result.firings == expected_firings > 0
@@ -288,3 +286,29 @@ def test_a_second_ingest_of_a_run_being_written_is_refused_on_a_server(tiny, bol
     assert first.firings == alone.firings  # nothing was written twice
     again = ingest(model, prompts, store=store, run="twice", seeds=seeds, batch_size=8)
     assert again.resumed == again.batches  # finished and released: a rerun resumes nothing
+
+
+def test_a_model_is_known_by_its_content_not_its_name(tmp_path):
+    from headgraph.ingest.model import build_model
+    from headgraph.ingest.tasks.ioi import ioi_prompts, word_tokenizer
+    from tests.conftest import SMALL
+
+    one, other = (
+        build_model(SMALL, tokenizer=word_tokenizer(), seed=s, name="mine") for s in (0, 1)
+    )
+    again = build_model(SMALL, tokenizer=word_tokenizer(), seed=0, name="mine")
+    assert one.key == again.key and one.key != other.key and one.key.startswith("mine@")
+    prompts = ioi_prompts(4, tokenizer=word_tokenizer(), seed=1)
+    seeds = default_seeds(build_model(SMALL, tokenizer=word_tokenizer(), name="random:x"))
+    with open_store(tmp_path / "db") as store:
+        ingest(one, prompts, store=store, run="a", seeds=seeds, batch_size=4)
+        ingest(other, prompts, store=store, run="b", seeds=seeds, batch_size=4)
+        models = store.query("MATCH (m:Model) RETURN m.key AS key ORDER BY key")
+        assert sorted(m["key"] for m in models) == sorted([one.key, other.key])
+        sigma = store.query(
+            "MATCH (v:SingularVector) WHERE v.model = $m AND v.head_name = '0.0' AND "
+            "v.`index` = 0 RETURN v.sigma AS s", {"m": other.key},
+        )[0]["s"]  # fmt: skip
+        assert sigma == pytest.approx(float(other.qk.S[0, 0, 0]), rel=1e-6)
+        with pytest.raises(StoreError, match="already exists with model mine@"):
+            ingest(other, prompts, store=store, run="a", seeds=seeds, batch_size=4)
