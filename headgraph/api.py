@@ -140,6 +140,7 @@ def ingest(
         :func:`~headgraph.open_run`.
     """
     from headgraph.ingest.core.records import TraceParams
+    from headgraph.ingest.jobs.ingest_job import check_ingest
     from headgraph.ingest.jobs.ingest_job import ingest as ingest_job
     from headgraph.queries.store import GraphStore, open_store
 
@@ -148,6 +149,7 @@ def ingest(
         seed_roles=seed_roles, device=device, tokenizer=tokenizer,
     )  # fmt: skip
     name = run or f"{Path(model.name).name}-{task}-{len(prompts)}"
+    check_ingest(model, prompts, run=name, seeds=chosen, batch_size=batch_size)
     opened = store if isinstance(store, GraphStore) else open_store(store)
     try:
         return ingest_job(

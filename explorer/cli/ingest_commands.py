@@ -178,9 +178,12 @@ def ingest_command(store_target, run_name, **shared):
         raise click.UsageError("--run: give a non-empty name, or leave it out for the default")
     run_name = run_name or f"{Path(shared['model_spec']).name}-{shared['task']}-{source}"
     model, prompts, options = prepare(**shared)
-    from headgraph.ingest.jobs.ingest_job import ingest
+    from headgraph.ingest.jobs.ingest_job import check_ingest, ingest
     from headgraph.queries.store import open_store
 
+    check_ingest(
+        model, prompts, run=run_name, seeds=options["seeds"], batch_size=options["batch_size"]
+    )  # before the store is opened: bad input leaves no store behind
     with open_store(store_target) as store, progress_bar(len(prompts), run_name) as progress:
         result = ingest(model, prompts, store=store, run=run_name, **options, progress=progress)
     resumed = (

@@ -40,6 +40,21 @@ class IngestRun:
     seconds: float
 
 
+def check_ingest(
+    model: Model, prompts: Sequence[Prompt], *, run: str, seeds: Sequence[Seed], batch_size: int
+) -> None:
+    """Everything :func:`ingest` checks before it writes; call it before opening a store, so
+    that bad input leaves no store behind.
+
+    Raises:
+        InputError: a bad run name, prompt id, seed, role or batch size.
+    """
+    check_name("run name", run)
+    for p in prompts:
+        check_name("prompt id", p.id)
+    check_inputs(model, prompts, seeds, batch_size)
+
+
 def ingest(
     model: Model,
     prompts: Sequence[Prompt],
@@ -59,10 +74,7 @@ def ingest(
         StoreError: the run exists with another model or other parameters.
     """
     started = time.perf_counter()
-    check_name("run name", run)
-    for p in prompts:
-        check_name("prompt id", p.id)
-    check_inputs(model, prompts, seeds, batch_size)
+    check_ingest(model, prompts, run=run, seeds=seeds, batch_size=batch_size)
     recorded = RunParams.of(prompts, seeds, params, batch_size).to_json()
     n_batches = -(-len(prompts) // batch_size)
     writer = uuid.uuid4().hex  # this ingest, as the run's claim records it

@@ -226,12 +226,48 @@ def _hub_or_cache() -> Iterator[bool]:
         yield offline
 
 
+# GPT-2 config fields that must be positive integers, and what each one is
+_SIZES = {"n_layer": "layers", "n_head": "heads", "n_embd": "the model width",
+          "n_positions": "the context", "vocab_size": "the vocabulary"}  # fmt: skip
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A model folder's ``config.json``, checked before anything is loaded.
+
+    Raises:
+        ModelError: no config, not JSON (with the line), not an object, or GPT-2 sizes
+            that are not positive integers.
+    """
+    file = path / "config.json"
+    if not file.exists():
+        raise ModelError(f"{path} is not a Hugging Face model folder: it has no config.json")
+    try:
+        config = json.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(f"{file}: not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise ModelError(
+            f"{file}: not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
+        ) from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{file}: expected a JSON object of settings, got {type(config).__name__}")
+    if config.get("model_type") == "gpt2":
+        for field, what in _SIZES.items():
+            value = config.get(field)
+            if field in config and not (isinstance(value, int) and value > 0):
+                raise ModelError(
+                    f"{file}: {field} ({what}) must be a positive integer, got {value!r}"
+                )
+        heads, width = config.get("n_head", 12), config.get("n_embd", 768)
+        if width % heads:
+            raise ModelError(f"{file}: n_embd {width} is not divisible by n_head {heads}")
+    return config
+
+
 def _load_folder(path: Path, device: str) -> Model:
     """A local Hugging Face GPT-2-architecture folder, through TransformerLens's converter."""
-    config_file = path / "config.json"
-    if not config_file.exists():
-        raise ModelError(f"{path} is not a Hugging Face model folder: it has no config.json")
-    model_type = json.loads(config_file.read_text()).get("model_type")
+    config = read_config(path)
+    model_type = config.get("model_type")
     if model_type != "gpt2":
         raise ModelError(
             f"{path}: model_type {model_type!r}; local folders must hold a GPT-2 "
@@ -242,8 +278,9 @@ def _load_folder(path: Path, device: str) -> Model:
 
         try:
             hf_model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-        except OSError as error:
-            raise ModelError(f"{path}: the weights cannot be read ({error})") from error
+        except Exception as error:  # noqa: BLE001 - missing, truncated or foreign weight files
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ModelError(f"{path}: the weights cannot be read ({first})") from None
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
         except (OSError, ValueError, TypeError) as error:
@@ -251,6 +288,11 @@ def _load_folder(path: Path, device: str) -> Model:
                 f"{path}: no usable tokenizer files (vocab.json and merges.txt, or "
                 f"tokenizer.json): {error}"
             ) from error
+        if not tokenizer.encode("When Mary and John went to the store"):
+            raise ModelError(
+                f"{path}: its tokenizer has no vocabulary: put the tokenizer files "
+                "(vocab.json and merges.txt, or tokenizer.json) beside config.json"
+            )
     c = hf_model.config  # transformers 5 configs lack n_ctx: n_positions is the context
     hooked = new_hooked(
         tokenizer=tokenizer,

@@ -107,7 +107,10 @@ def check_names(names: Sequence[str], tokenizer: Tokenizer) -> None:
             "Choose other names."
         )
     if len(set(names)) < 3:
-        raise InputError(f"IOI needs at least 3 distinct names, got {sorted(set(names))}")
+        raise InputError(
+            f"IOI needs at least 3 distinct names that the tokenizer encodes as one token "
+            f"each; it has {sorted(set(names)) or 'none'} (is this the model's own tokenizer?)"
+        )
 
 
 def render(

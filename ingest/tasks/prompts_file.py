@@ -36,14 +36,22 @@ def read_prompts(path: str | Path, tokenizer: Tokenizer) -> list[Prompt]:
         raise PromptsFileError(f"{path}: no such file")
     prompts: list[Prompt] = []
     first_seen: dict[str, int] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        where = f"{path}, line {number}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise PromptsFileError(
+                f"{where}: not UTF-8 text (byte {error.start + 1}); save the file as UTF-8"
+            ) from None
         if not line.strip():
             continue
-        where = f"{path}, line {number}"
         try:
             item = json.loads(line)
         except json.JSONDecodeError as error:
             raise PromptsFileError(f"{where}: not valid JSON ({error.msg})") from None
+        except RecursionError:
+            raise PromptsFileError(f"{where}: JSON nested too deeply for a prompt") from None
         if not isinstance(item, dict):
             raise PromptsFileError(f"{where}: expected an object with id, text and roles")
         missing = [k for k in ("id", "text", "roles") if k not in item]

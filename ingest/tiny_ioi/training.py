@@ -112,8 +112,17 @@ def load(path: Path = CHECKPOINT, *, device: str = "cpu"):
 
     if not path.exists():
         raise ModelError(f"no tiny-ioi checkpoint at {path}: run `headgraph train-tiny-ioi`")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload["vocabulary"] != vocabulary():
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(payload, dict) or "state_dict" not in payload:
+            raise ValueError("no tiny-ioi weights in it")
+    except Exception as error:  # noqa: BLE001 - truncated, corrupt or foreign files alike
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0]
+        raise ModelError(
+            f"{path}: not a readable tiny-ioi checkpoint ({first}); retrain it with "
+            "`headgraph train-tiny-ioi`"
+        ) from None
+    if payload.get("vocabulary") != vocabulary():
         raise ModelError(f"{path} was trained on another vocabulary: retrain it")
     model = build_model(
         Architecture(**payload["architecture"]),

@@ -37,6 +37,12 @@ from headgraph.queries.store.base import GraphStore, Rows
 from headgraph.queries.store.schema import NODE, REL, ladybug_ddl
 
 LOCK_FILE = "headgraph.lock"
+_IO_FAILURES = (  # what LadybugDB says, and what to tell the user
+    ("No space left on device", "the disk is full; free some space, then rerun the same "
+     "command (a run resumes where it stopped)"),
+    ("Read-only file system", "the folder is on a read-only file system"),
+    ("Permission denied", "permission denied; choose a folder you can write"),
+)  # fmt: skip
 OPEN_WAIT = 30.0  # seconds a reader waits for a writer to let go
 
 
@@ -93,20 +99,44 @@ class EmbeddedStore(GraphStore):
         self.path = Path(path)
         self.read_only = read_only
         self._file = self.path / "graph.lbug"
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(
+                f"{self.path} is a file: give a folder for the store (new or existing)"
+            )
         if (read_only or not create) and not self._file.exists():
             raise StoreError(f"no headgraph store at {self.path}: run `headgraph ingest` first")
-        if not read_only:
-            self.path.mkdir(parents=True, exist_ok=True)
         self._lock = FolderLock(self.path / LOCK_FILE, create=not read_only)
         self._db: Any = None
         self._conn: Any = None
         self._seen: tuple | None = None
-        with self._lock.held(exclusive=not read_only):
-            self._open()
+        with self._io("open"):
             if not read_only:
-                for statement in ladybug_ddl():
-                    self._conn.execute(statement)
-                self._conn.execute("CHECKPOINT")
+                self.path.mkdir(parents=True, exist_ok=True)
+            with self._lock.held(exclusive=not read_only):
+                self._open()
+                if not read_only:
+                    for statement in ladybug_ddl():
+                        self._conn.execute(statement)
+                    self._conn.execute("CHECKPOINT")
+
+    @contextlib.contextmanager
+    def _io(self, doing: str) -> Iterator[None]:
+        """The file system's refusals (a full disk, a read-only folder) as one-line errors.
+
+        What a failed write changed is rolled back, or, when only its checkpoint
+        failed, kept in the log and applied on the next open: rerunning the same
+        ingest resumes it.
+        """
+        try:
+            yield
+        except OSError as error:
+            raise StoreError(f"cannot {doing} the store at {self.path}: {error.strerror}") from None
+        except RuntimeError as error:
+            message = str(error)
+            for sign, advice in _IO_FAILURES:
+                if sign in message:
+                    raise StoreError(f"cannot {doing} the store at {self.path}: {advice}") from None
+            raise
 
     def _signature(self) -> tuple:
         """What changes when a writer writes: the database file's and its log's stat."""
@@ -177,7 +207,7 @@ class EmbeddedStore(GraphStore):
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run Cypher and return the rows as dicts."""
-        with self._access():
+        with self._io("use"), self._access():
             result = self._result(cypher, params)
             columns = result.get_column_names()
             return [dict(zip(columns, row, strict=True)) for row in result.get_all()]
@@ -214,7 +244,7 @@ class EmbeddedStore(GraphStore):
         and the resumed run deletes what it left and writes it again.
         """
         copies = any(rows and next(iter(rows.values()), None) for rows in tables.values())
-        with self._lock.held(exclusive=True):
+        with self._io("write"), self._lock.held(exclusive=True):
             self._transaction(delete, tables, () if copies else then)
             self._conn.execute("CHECKPOINT")
             if copies and then:
