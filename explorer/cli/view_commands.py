@@ -32,8 +32,14 @@ def circuit_filters(command):
 @click.option("--host", default="127.0.0.1", help="Address to bind (keep it local).")
 def explore_command(store_target, run, port, host):
     """Serve an interactive, read-only view of a run's circuit in the browser."""
-    from headgraph.explorer.web.server import Explorer, make_server
+    from headgraph.explorer.web.server import Explorer, is_loopback, make_server
 
+    if not is_loopback(host):
+        click.echo(
+            f"warning: --host {host} serves the run to every machine that can reach this one; "
+            "use 127.0.0.1 unless that is what you want",
+            err=True,
+        )
     with reading(store_target) as store:
         app = Explorer(store, run)
         try:

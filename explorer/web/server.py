@@ -19,6 +19,7 @@ answers GET alone.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,8 @@ from headgraph.explorer.output import to_json
 from headgraph.explorer.web.layout import layout
 
 STATIC = Path(__file__).parent / "static"
+IDLE_SECONDS = 20  # an idle connection is closed after this
+MAX_CONNECTIONS = 64
 FILES = {"/": "index.html", "/app.js": "app.js", "/app.css": "app.css"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
 
@@ -73,9 +76,9 @@ class Explorer:
                 found = circuit(
                     s,
                     run=run,
-                    min_prompts=int(number("min_prompts", 1)),
-                    min_share=number("min_share", 0.0),
-                    top=int(number("top", 60)),
+                    min_prompts=int(number("min_prompts", 1, 1, 10**9, whole=True)),
+                    min_share=number("min_share", 0.0, 0.0, 1.0),
+                    top=int(number("top", 60, 1, 10_000, whole=True)),
                     prompt=query.get("prompt") or None,
                 )
                 payload = circuit_payload(found)
@@ -93,7 +96,8 @@ class Explorer:
             if path == "/api/paths":
                 return paths(
                     s, run=run, to=query.get("to", ""), from_=query.get("from") or None,
-                    top=int(number("top", 5)), max_hops=int(number("max_hops", 4)),
+                    top=int(number("top", 5, 1, 1000, whole=True)),
+                    max_hops=int(number("max_hops", 4, 1, 12, whole=True)),
                     side=query.get("side", "any"), role=query.get("role") or None,
                 )  # fmt: skip
             if path == "/api/redundancy":
@@ -123,11 +127,48 @@ class Explorer:
         return {"tokens": words}
 
 
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is this machine only (127.0.0.0/8, ::1, localhost)."""
+    return host == "localhost" or host.startswith("127.") or host in ("::1", "[::1]")
+
+
+class _Server(ThreadingHTTPServer):
+    """At most :data:`MAX_CONNECTIONS` connections at once; more are closed at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
-    """An HTTP server for the app (``port`` 0 picks a free one); call ``serve_forever``."""
+    """An HTTP server for the app (``port`` 0 picks a free one); call ``serve_forever``.
+
+    It answers only requests whose ``Host`` names the address it serves (a page on
+    another site cannot read the JSON by rebinding its DNS name to this machine),
+    closes connections idle for :data:`IDLE_SECONDS`, and holds at most
+    :data:`MAX_CONNECTIONS` at once.
+    """
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = IDLE_SECONDS  # an idle connection is closed, not held forever
+
         def do_GET(self):  # noqa: N802 - the http.server name
+            if not self._host_allowed():
+                return self._json(403, {"error": "this server answers only its own address"})
             url = urlparse(self.path)
             if url.path in FILES:
                 file = STATIC / FILES[url.path]
@@ -158,20 +199,34 @@ def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> 
             self.end_headers()
             self.wfile.write(body)
 
+        def _host_allowed(self) -> bool:
+            asked = self.headers.get("Host")
+            if asked is None:  # HTTP/1.0 clients: no name to rebind
+                return True
+            port = self.server.server_address[1]
+            names = {"127.0.0.1", "localhost", "[::1]"} | ({host} if host else set())
+            return asked.lower() in {f"{name}:{port}" for name in names}
+
         def log_message(self, *args) -> None:  # quiet: the CLI prints the address
             pass
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return _Server((host, port), Handler)
 
 
 def _numbers(query: dict[str, str]):
+    """``number(name, default, low, high)``: a query parameter, checked (finite, in range)."""
 
-    def number(name: str, default: float) -> float:
-        if name not in query or query[name] == "":
+    def number(name: str, default: float, low: float, high: float, *, whole=False) -> float:
+        text = query.get(name, "")
+        if text == "":
             return default
         try:
-            return float(query[name])
+            value = float(text)
         except ValueError:
-            raise QueryError(f"{name}={query[name]!r} is not a number") from None
+            raise QueryError(f"{name}={text!r} is not a number") from None
+        if not (math.isfinite(value) and low <= value <= high) or (whole and value % 1):
+            kind = "a whole number" if whole else "a number"
+            raise QueryError(f"{name}={text!r}: give {kind} from {low:g} to {high:g}")
+        return value
 
     return number

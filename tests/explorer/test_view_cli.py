@@ -64,6 +64,10 @@ def test_the_server_answers_json_read_only(store):
                 ("/api/paths?to=9.0", 400, "does not exist"),
                 ("/api/circuit?top=x", 400, "not a number"),
                 ("/api/nothing", 400, "no such API path"),
+                ("/api/circuit?min_prompts=1e400", 400, "give a whole number from 1"),
+                ("/api/circuit?top=-5", 400, "give a whole number from 1 to 10000"),
+                ("/api/circuit?min_share=nan", 400, "give a number from 0 to 1"),
+                ("/api/paths?to=1.0&max_hops=2.5", 400, "give a whole number"),
                 ("/secret", 404, "no page"),
             ]:
                 with pytest.raises(urllib.error.HTTPError) as error:
@@ -78,3 +82,41 @@ def test_the_server_answers_json_read_only(store):
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_the_server_answers_only_its_own_address_and_drops_idle_connections(store, monkeypatch):
+    import http.client
+    import socket
+
+    from headgraph.explorer.web import server as web
+
+    monkeypatch.setattr(web, "IDLE_SECONDS", 1)
+    with open_store(store, read_only=True) as opened:
+        server = make_server(Explorer(opened), port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        try:
+            for host, status in [(f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200),
+                                 (f"evil.example:{port}", 403), ("127.0.0.1:1", 403)]:  # fmt: skip
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/api/runs", headers={"Host": host})
+                assert connection.getresponse().status == status, host
+                connection.close()
+            idle = socket.create_connection(("127.0.0.1", port))
+            idle.settimeout(web.IDLE_SECONDS + 10)
+            assert idle.recv(1) == b""  # the server closed the idle connection
+            idle.close()
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_explore_warns_when_serving_beyond_this_machine(store, monkeypatch):
+    from headgraph.explorer.web import server as web
+
+    monkeypatch.setattr(web._Server, "serve_forever", lambda self: None)
+    result = run("explore", "--store", store, "--host", "0.0.0.0", "--port", "0")
+    assert result.exit_code == 0, result.output
+    assert "warning: --host 0.0.0.0 serves the run to every machine" in result.output
+    quiet = run("explore", "--store", store, "--port", "0")
+    assert "warning" not in quiet.output
