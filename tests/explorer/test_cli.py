@@ -91,6 +91,7 @@ def test_a_failure_during_tracing_leaves_no_partial_file(tmp_path):
         (["--edge-frac", "2"], "edge_frac must be in (0, 1]"),
         (["--model", "random:huge"], "unknown preset 'huge'"),
         (["--prompts", "0"], "0 is not in the range 1<=x<=1000000"),
+        (["--prompts", "10000000"], "10000000 is not in the range 1<=x<=1000000"),
     ],
 )
 def test_bad_options_name_the_problem(args, message, tmp_path):
