@@ -7,7 +7,8 @@ keyword-only options and the same defaults as the command line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,18 @@ def _inputs(
             raise InputError("seed_roles goes with seeds given as text ('9.9,10.0'), not Seeds")
         chosen = tuple(seeds)
     return model, list(prompts), chosen
+
+
+@contextlib.contextmanager
+def _opened(store: StoreLike, *, create: bool) -> Iterator[GraphStore]:
+    """An open store as it is, or one opened from its address (for writing) and closed after."""
+    from headgraph.queries.store import GraphStore, open_store
+
+    if isinstance(store, GraphStore):
+        yield store
+        return
+    with open_store(store, create=create) as opened:
+        yield opened
 
 
 def trace(
@@ -142,7 +155,6 @@ def ingest(
     from headgraph.ingest.core.records import TraceParams
     from headgraph.ingest.jobs.ingest_job import check_ingest
     from headgraph.ingest.jobs.ingest_job import ingest as ingest_job
-    from headgraph.queries.store import GraphStore, open_store
 
     model, prompts, chosen = _inputs(
         model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
@@ -150,15 +162,11 @@ def ingest(
     )  # fmt: skip
     name = run or f"{Path(model.name).name}-{task}-{len(prompts)}"
     check_ingest(model, prompts, run=name, seeds=chosen, batch_size=batch_size)
-    opened = store if isinstance(store, GraphStore) else open_store(store)
-    try:
+    with _opened(store, create=True) as opened:
         return ingest_job(
             model, prompts, store=opened, run=name, seeds=chosen, params=params or TraceParams(),
             batch_size=batch_size, task=task, progress=progress,
         )  # fmt: skip
-    finally:
-        if opened is not store:
-            opened.close()
 
 
 def verify(
@@ -194,19 +202,14 @@ def verify(
         The effects, one per edge, and the stored rows.
     """
     from headgraph.ingest.jobs.verify_job import verify_run
-    from headgraph.queries.store import GraphStore, open_store
 
-    opened = store if isinstance(store, GraphStore) else open_store(store, create=False)
-    try:
+    with _opened(store, create=False) as opened:
         return verify_run(
             opened, run=run, edges=edges, top=top, mode=mode, boost=boost, metric=metric,
             metric_name="ioi" if metric is None else getattr(metric, "__name__", "custom"),
             max_prompts=max_prompts, batch_size=batch_size, model_spec=model, device=device,
             seed=seed,
         )  # fmt: skip
-    finally:
-        if opened is not store:
-            opened.close()
 
 
 def cypher(
