@@ -49,15 +49,19 @@ def read_effects(store: GraphStore, run: str) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["difference"], r["upstream"], r["head"], r["side"]))
 
 
+def effects_by_edge(store: GraphStore, run: str) -> dict[tuple[str, str, str], dict]:
+    """``(upstream, head, side) -> effect`` for every measured edge of a run: its ablation
+    before its boost, global before local."""
+    rows = sorted(read_effects(store, run), key=lambda r: (r["boost"], r["mode"] != "global"))
+    out: dict[tuple[str, str, str], dict] = {}
+    for r in rows:
+        out.setdefault((r["upstream"], r["head"], r["side"]), r)
+    return out
+
+
 def effect_of(store: GraphStore, run: str, upstream: str, head: str, side: str) -> dict | None:
     """The effect measured for one edge (ablation before boost, global before local), or None."""
-    found = [
-        r
-        for r in read_effects(store, run)
-        if (r["upstream"], r["head"], r["side"]) == (upstream, head, side)
-    ]
-    found.sort(key=lambda r: (r["boost"], r["mode"] != "global"))
-    return found[0] if found else None
+    return effects_by_edge(store, run).get((upstream, head, side))
 
 
 def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, str, str, int]]:

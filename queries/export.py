@@ -1,4 +1,6 @@
-"""A run's whole graph out of the store: JSON, GraphML, or CSV for ``neo4j-admin database import``.
+"""A run out of the store: its whole graph (JSON, CSV for ``neo4j-admin database import``), or
+graphs other tools open (circuit-tracer's viewer, networkx node-link, GraphML: see
+:mod:`headgraph.queries.graphs`).
 
 What a run is: its ``Run`` and ``Model`` nodes, the model's ``Component`` and
 ``SingularVector`` nodes (with ``HAS_SV``), the run's ``Prompt``, ``Firing``
@@ -7,7 +9,7 @@ aggregates. Nodes are identified as ``Label:key``.
 
 - **json**: ``{"run", "nodes": [{"id", "label", "properties"}], "relationships":
   [{"type", "start", "end", "properties"}]}``.
-- **graphml**: through networkx; list properties become JSON text (GraphML has no lists).
+- **graphml**, **circuit-tracer**, **node-link**: :mod:`headgraph.queries.graphs`.
 - **csv**: a folder in the layout ``neo4j-admin database import full`` reads:
   one file per node label (``key:ID(Label)``, typed headers such as
   ``layer:long`` and ``svs:long[]``, arrays joined by ``;``) and one per
@@ -31,11 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from headgraph.queries.effects import effect_rows
+from headgraph.queries.graphs import write_circuit_tracer, write_graphml, write_node_link
 from headgraph.queries.selection import QueryError, resolve_run
 from headgraph.queries.store import GraphStore
 from headgraph.queries.store.schema import NODE, REL
 
-FORMATS = ("json", "graphml", "csv")
+FORMATS = ("graphml", "circuit-tracer", "node-link", "json", "csv")
 CSV_TYPES = {"STRING": "string", "INT64": "long", "DOUBLE": "double", "BOOLEAN": "boolean"}
 CSV_TYPES |= {"INT64[]": "long[]", "DOUBLE[]": "double[]", "STRING[]": "string[]"}
 ARRAY_DELIMITER = "\x1f"  # the unit separator: no token holds it (";" can be one)
@@ -108,9 +111,18 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
 
 
 def export_run(
-    store: GraphStore, *, format: str, out: str | Path, run: str | None = None
+    store: GraphStore,
+    *,
+    format: str,
+    out: str | Path,
+    run: str | None = None,
+    include_untraced: bool = False,
 ) -> ExportSummary:
-    """Write a run's graph to ``out`` (a file; a new folder for ``csv``).
+    """Write a run to ``out``: a file (``json``, ``node-link``) or a new folder (``graphml``,
+    ``circuit-tracer``, ``csv``).
+
+    Args:
+        include_untraced: GraphML's per-prompt graphs keep the firings tracing never reached.
 
     Raises:
         QueryError: unknown format or run, or ``out`` exists already.
@@ -120,16 +132,23 @@ def export_run(
     out = Path(out)
     if out.exists():
         raise QueryError(f"{out} exists already: remove it or choose another --out")
-    graph = read_run(store, run)
-    writer = {"json": _write_json, "graphml": _write_graphml, "csv": _write_csv}[format]
-    write_staged(out, lambda path: writer(graph, path))
-    return ExportSummary(
-        graph.run,
-        format,
-        out,
-        sum(map(len, graph.nodes.values())),
-        sum(map(len, graph.relationships.values())),
-    )
+    name = resolve_run(store, run).key
+    counts: list[tuple[int, int]] = []
+    if format in ("json", "csv"):
+        graph = read_run(store, name)
+        writer = {"json": _write_json, "csv": _write_csv}[format]
+        write_staged(out, lambda path: writer(graph, path))
+        counts.append(
+            (sum(map(len, graph.nodes.values())), sum(map(len, graph.relationships.values())))
+        )
+    elif format == "graphml":
+        write_staged(out, lambda path: counts.append(
+            write_graphml(store, path, name, include_untraced=include_untraced)))  # fmt: skip
+    elif format == "circuit-tracer":
+        write_staged(out, lambda path: counts.append(write_circuit_tracer(store, path, name)))
+    else:
+        write_staged(out, lambda path: counts.append(write_node_link(store, path, name)))
+    return ExportSummary(name, format, out, *counts[0])
 
 
 def write_staged(out: Path, write) -> None:
@@ -169,25 +188,6 @@ def _write_json(graph: RunGraph, path: Path) -> None:
     }
     with open(path, "w") as f:
         json.dump(document, f)
-
-
-def _write_graphml(graph: RunGraph, path: Path) -> None:
-    import networkx as nx
-
-    def flat(row: dict) -> dict:
-        return {
-            k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items() if v is not None
-        }
-
-    g = nx.MultiDiGraph(run=graph.run)
-    for label, rows in graph.nodes.items():
-        for row in rows:
-            g.add_node(node_id(label, row["key"]), label=label, **flat(row))
-    for (rel, start, end), rows in graph.relationships.items():
-        for row in rows:
-            props = flat({k: v for k, v in row.items() if k not in ("start", "end")})
-            g.add_edge(node_id(start, row["start"]), node_id(end, row["end"]), type=rel, **props)
-    nx.write_graphml(g, path)
 
 
 def _write_csv(graph: RunGraph, folder: Path) -> None:

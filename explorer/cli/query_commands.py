@@ -256,31 +256,47 @@ def runs_command(store_target, out_format):
     click.echo(render(rows, out_format))
 
 
+EXPORTS = {  # format -> (what it writes, its default name)
+    "graphml": ("a folder: circuit.graphml and prompts/ID.graphml", "{run}-graphml"),
+    "circuit-tracer": ("a folder of graph JSON for circuit-tracer's viewer", "{run}-graphs"),
+    "node-link": ("the circuit as networkx node-link JSON", "{run}.node-link.json"),
+    "json": ("the whole run, every node and relationship", "{run}.json"),
+    "csv": ("a folder for neo4j-admin database import", "{run}-csv"),
+}
+
+
 @click.command("export", context_settings=SETTINGS)
 @click.option(
     "--format",
     "out_format",
-    type=click.Choice(["graphml", "json", "csv"]),
+    type=click.Choice(list(EXPORTS)),
     default="graphml",
-    help="csv: a folder for neo4j-admin database import.",
+    help="; ".join(f"{name}: {what}" for name, (what, _) in EXPORTS.items()) + ".",
 )
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="File (a new folder for csv) [default: RUN.graphml, RUN.json or RUN-csv/].",
+    help="Where [default: RUN-graphml/, RUN-graphs/, RUN.node-link.json, RUN.json, RUN-csv/].",
+)
+@click.option(
+    "--include-untraced", is_flag=True, help="graphml: keep firings that tracing never reached."
 )
 @store_option()
 @RUN_OPTION
-def export_command(out_format, out, store_target, run):
-    """Write a run's whole graph to a file, or to CSV files that Neo4j can import."""
+def export_command(out_format, out, include_untraced, store_target, run):
+    """Write a run where other tools read it: GraphML, circuit-tracer's viewer, networkx
+    node-link JSON, the whole graph as JSON, or CSV that Neo4j imports."""
     from headgraph.queries.export import export_run
     from headgraph.queries.selection import resolve_run
 
     with reading(store_target) as store:
         name = resolve_run(store, run).key
-        default = Path(f"{name}-csv" if out_format == "csv" else f"{name}.{out_format}")
-        summary = export_run(store, format=out_format, out=out or default, run=name)
+        default = Path(EXPORTS[out_format][1].format(run=name))
+        summary = export_run(
+            store, format=out_format, out=out or default, run=name,
+            include_untraced=include_untraced,
+        )  # fmt: skip
     click.echo(
         f"run {summary.run}: {summary.nodes} nodes, {summary.relationships} relationships "
         f"-> {summary.path}"

@@ -78,11 +78,19 @@ def test_cypher_reads_with_parameters_and_refuses_writes(store):
 
 
 def test_export_writes_once(store, tmp_path):
-    out = tmp_path / "cli.graphml"
+    out = tmp_path / "cli-graphml"
     first = run("export", "--store", store, "--out", str(out))
-    assert first.exit_code == 0 and out.exists() and "relationships" in first.output
+    assert first.exit_code == 0 and (out / "circuit.graphml").exists(), first.output
     again = run("export", "--store", store, "--out", str(out))
     assert again.exit_code == 1 and "exists already" in again.output
+
+
+def test_each_export_format_writes_under_its_default_name(store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for fmt, name in [("circuit-tracer", "-graphs"), ("node-link", ".node-link.json")]:
+        result = run("export", "--store", store, "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(name)], fmt
 
 
 def test_help_shows_defaults_in_kebab_case():

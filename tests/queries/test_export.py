@@ -5,7 +5,6 @@ import json
 import re
 from pathlib import Path
 
-import networkx as nx
 import pytest
 
 import headgraph.queries.export as export
@@ -29,14 +28,6 @@ def test_json_holds_every_node_and_relationship(hand_store, tmp_path):
     assert all(r["start"] in ids and r["end"] in ids for r in document["relationships"])
     signal = [r for r in document["relationships"] if r["type"] == "SIGNAL"]
     assert sorted(r["properties"]["share"] for r in signal) == sorted(e[-1] for e in handmade.EDGES)
-
-
-def test_graphml_reads_back_with_networkx(hand_store, tmp_path):
-    export_run(hand_store, format="graphml", out=tmp_path / "run.graphml")
-    graph = nx.read_graphml(tmp_path / "run.graphml")
-    assert (graph.number_of_nodes(), graph.number_of_edges()) == (N_NODES, N_RELS)
-    firing = graph.nodes["Firing:hand|p1|1.0|2|0"]
-    assert firing["label"] == "Firing" and json.loads(firing["svs"]) == [0]
 
 
 def test_csv_is_neo4j_admin_layout_and_loads_back_to_the_same_answers(hand_store, tmp_path):
