@@ -93,10 +93,10 @@ def redundancy_frame(result: RedundancyResult, table: str = "criticality") -> pd
     """``criticality`` (one row per component), ``substitutes`` (one per group) or
     ``connectivity`` (node-disjoint routes per prompt)."""
     if table == "criticality":
-        return _dataclass_frame(result.criticality, ("component", "critical_prompts", "share",
+        return records_frame(result.criticality, ("component", "critical_prompts", "share",
                                                      "present_prompts"))  # fmt: skip
     if table == "substitutes":
-        return _dataclass_frame(result.substitutes, ("side", "singular_vector", "members",
+        return records_frame(result.substitutes, ("side", "singular_vector", "members",
                                                      "prompts_any", "prompts_all"))  # fmt: skip
     if table == "connectivity":
         rows = [{"prompt": p, "routes": n} for p, n in result.connectivity.per_prompt.items()]
@@ -114,5 +114,6 @@ def comparison_frame(result: Comparison) -> pd.DataFrame:
     return frame(rows, columns)
 
 
-def _dataclass_frame(items, columns: tuple[str, ...]) -> pd.DataFrame:
-    return frame([dataclasses.asdict(i) for i in items], columns)
+def records_frame(items, columns) -> pd.DataFrame:
+    """Frozen dataclasses as a data frame, one row each, in ``columns``."""
+    return frame([dataclasses.asdict(i) for i in items], tuple(columns))

@@ -243,19 +243,6 @@ def cypher_command(statement, params, write, store_target, out_format):
     click.echo(render(rows, out_format))
 
 
-@click.command("runs", context_settings=SETTINGS)
-@store_option()
-@FORMAT_OPTION
-def runs_command(store_target, out_format):
-    """List the runs in a store, newest first."""
-    with reading(store_target) as store:
-        rows = store.runs()
-    if not rows and out_format == "table":
-        click.echo(f"no runs in {store_target}")
-        return
-    click.echo(render(rows, out_format))
-
-
 EXPORTS = {  # format -> (what it writes, its default name)
     "graphml": ("a folder: circuit.graphml and prompts/ID.graphml", "{run}-graphml"),
     "circuit-tracer": ("a folder of graph JSON for circuit-tracer's viewer", "{run}-graphs"),
@@ -309,6 +296,5 @@ COMMANDS = (
     redundancy_command,
     features_command,
     cypher_command,
-    runs_command,
     export_command,
 )

@@ -14,6 +14,7 @@ answers GET alone.
     /api/component?node                     a component at a role: firings, features, tokens
     /api/paths?to&from&top&max_hops&side&role
     /api/redundancy?to&role
+    /api/diff?against&min_prompts          this run against another: edges gained, lost...
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class Explorer:
     def answer(self, path: str, query: dict[str, str]):
         """The JSON for an API path (raises QueryError for a bad question)."""
         from headgraph.queries.circuit import circuit, component_detail, edge_detail
+        from headgraph.queries.diff import diff
         from headgraph.queries.paths import paths
         from headgraph.queries.redundancy import redundancy
 
@@ -99,6 +101,13 @@ class Explorer:
                     top=int(number("top", 5, 1, 1000, whole=True)),
                     max_hops=int(number("max_hops", 4, 1, 12, whole=True)),
                     side=query.get("side", "any"), role=query.get("role") or None,
+                )  # fmt: skip
+            if path == "/api/diff":
+                if not query.get("against"):
+                    raise QueryError("name the run to compare with: /api/diff?against=RUN")
+                return diff(
+                    s, query["against"], run,
+                    min_prompts=int(number("min_prompts", 1, 1, 10**9, whole=True)),
                 )  # fmt: skip
             if path == "/api/redundancy":
                 return redundancy(

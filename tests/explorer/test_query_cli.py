@@ -96,3 +96,21 @@ def test_each_export_format_writes_under_its_default_name(store, tmp_path, monke
 def test_help_shows_defaults_in_kebab_case():
     result = run("paths", "--help")
     assert "--max-hops" in result.output and "[default: 4; x>=1]" in result.output
+
+
+def test_diff_and_runs_that_use_an_edge(tmp_path_factory):
+    both = ingested(tmp_path_factory, "--prompts", "48", "--run", "a")
+    assert run("ingest", "--store", both, "--prompts", "48", "--prompt-seed", "7",
+               "--run", "b").exit_code == 0  # fmt: skip
+    table = run("diff", "a", "b", "--store", both)
+    assert table.exit_code == 0 and table.output.startswith("run b against run a: edges ")
+    data = json.loads(run("diff", "a", "b", "--store", both, "--format", "json").output)
+    statuses = {e["status"] for e in data["edges"]}
+    assert statuses <= {"gained", "lost", "changed", "same"} and len(data["edges"]) > 10
+    same = run("diff", "a", "a", "--store", both, "--format", "json")
+    assert {e["status"] for e in json.loads(same.output)["edges"]} == {"same"}
+    assert "choose from gained" in run("diff", "a", "b", "--store", both, "--show", "x").output
+    using = run("runs", "--store", both, "--edge", "0.2-1.0:query", "--format", "json")
+    assert sorted(r["run"] for r in json.loads(using.output)) == ["a", "b"]
+    none = run("runs", "--store", both, "--edge", "2.3-2.2:key")
+    assert none.exit_code == 0 and "use 2.3->2.2:key" in none.output

@@ -185,3 +185,46 @@ def test_a_rendered_html_file_works_without_a_server(browser, store, tmp_path):
     nodes, edges = drawn(page)
     assert nodes == sorted(n.id for n in expected.nodes) and len(edges) == len(expected.edges)
     page.close()
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A store with two runs of tiny-ioi on different prompts, served with the second shown."""
+    model = load_model("tiny-ioi")
+    store = open_store(str(tmp_path_factory.mktemp("two")))
+    for name, seed in (("first", 4), ("second", 9)):
+        ingest(model, task_prompts(model, 32, seed=seed), store=store, run=name,
+               seeds=default_seeds(model))  # fmt: skip
+    server = make_server(Explorer(store, "second"), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield store, f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+    store.close()
+
+
+def test_comparing_with_another_run_colours_each_edge_by_its_change(browser, two_runs):
+    from headgraph.queries.diff import diff
+
+    store, url = two_runs
+    page = browser.new_page(viewport={"width": 1500, "height": 950})
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")
+    page.select_option("#against", "first")
+    page.wait_for_selector("#diff-counts")
+    expected = {
+        (e.source, e.target, e.side): e.status for e in diff(store, "first", "second").edges
+    }
+    shown = page.eval_on_selector_all(
+        "path.edge",
+        "els => els.map(e => [e.dataset.source, e.dataset.target, e.dataset.side, "
+        "['gained', 'changed', 'same'].find(s => e.classList.contains('diff-' + s))])",
+    )
+    assert shown and all(expected[(s, t, side)] == status for s, t, side, status in shown)
+    lost = sum(status == "lost" for status in expected.values())
+    assert page.locator("table.lost tr").count() == (lost + 1 if lost else 0)  # with its header
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "explorer-diff.png"), full_page=True)
+    page.select_option("#against", "")
+    assert page.locator("path.edge.diff-gained, path.edge.diff-changed").count() == 0
+    page.close()

@@ -57,6 +57,7 @@ async function load() {
     status("loading…");
     current = STATIC || (await api("circuit", filters()));
     draw(current);
+    await compare();
     const c = current.circuit;
     const scope = c.prompt ? `prompt ${c.prompt}` : `${c.n_prompts} prompts`;
     status(c.edges.length ? `${c.nodes.length} components, ${c.edges.length} edges (${scope})`
@@ -240,6 +241,42 @@ async function substitutes() {
   }
 }
 
+// Another run's circuit against this one: gained edges green, changed purple, the same faded;
+// the lost ones (only in the other run) are listed in the panel.
+async function compare() {
+  const against = $("against").value;
+  document.querySelectorAll("path.edge").forEach((p) =>
+    p.classList.remove("diff-gained", "diff-changed", "diff-same"));
+  $("graph").classList.toggle("comparing", Boolean(against));
+  $("diff-legend").textContent = against
+    ? `against ${against}: green only here, purple changed, faded the same` : "";
+  if (!against || STATIC) return;
+  try {
+    const result = await api("diff", { against, min_prompts: $("min-prompts").value });
+    const status = new Map(result.edges.map((e) => [`${e.source}|${e.target}|${e.side}`, e.status]));
+    document.querySelectorAll("path.edge").forEach((p) => {
+      const found = status.get(`${p.dataset.source}|${p.dataset.target}|${p.dataset.side}`);
+      if (found) p.classList.add(`diff-${found}`);
+    });
+    const lost = result.edges.filter((e) => e.status === "lost");
+    const panel = $("panel");
+    panel.replaceChildren();
+    html("h2", `against run ${result.run_a}`, panel);
+    const counts = ["gained", "lost", "changed", "same"]
+      .map((s) => `${result.edges.filter((e) => e.status === s).length} ${s}`).join(", ");
+    html("p", `edges: ${counts}`, panel).id = "diff-counts";
+    html("p", `heads gained: ${result.heads_gained.join(", ") || "none"}; ` +
+      `lost: ${result.heads_lost.join(", ") || "none"}`, panel);
+    if (lost.length) {
+      html("h3", "only in the other run", panel);
+      table(["edge", "share there"], lost.map((e) => [`${e.source} -${e.side}-> ${e.target}`,
+        e.share_a.toFixed(3)]), panel, "lost");
+    }
+  } catch (error) {
+    status(error.message, true);
+  }
+}
+
 async function init() {
   for (const id of ["min-prompts", "min-share", "top", "prompt"]) $(id).addEventListener("change", load);
   $("width").addEventListener("change", () => current && draw(current));
@@ -247,14 +284,18 @@ async function init() {
   $("path-to").addEventListener("keydown", (e) => e.key === "Enter" && findPaths());
   $("path-clear").addEventListener("click", clearPaths);
   $("substitutes").addEventListener("click", substitutes);
+  $("against").addEventListener("change", compare);
   if (STATIC) {
     $("run").textContent = `run ${STATIC.circuit.run} (static file)`;
-    document.querySelectorAll("header label, header .search, #substitutes")
+    document.querySelectorAll("header label, header .search, #substitutes, #against")
       .forEach((x) => (x.style.display = "none"));
   } else {
     try {
-      const { run } = await api("runs");
+      const { run, runs } = await api("runs");
       $("run").textContent = `run ${run}`;
+      for (const other of runs.filter((r) => r.run !== run)) {
+        html("option", other.run, $("against")).value = other.run;
+      }
       for (const p of await api("prompts")) {
         const option = html("option", `${p.id}: ${p.text.slice(0, 60)}`, $("prompt"));
         option.value = p.id;
