@@ -53,7 +53,10 @@ NODE_SCOPE = {
     "Site": "n.run = $run",
     "Firing": "n.run = $run",
     "Effect": "n.run = $run",
+    "Label": "n.model = $model",
+    "SavedCircuit": "n.run = $run",
 }
+LATER_TABLES = ("Effect", "Label", "SavedCircuit")  # absent from stores written before them
 REL_SCOPE = (
     ("HAS_SV", "Component", "SingularVector", "a.model = $model"),
     ("CARRIES", "Component", "Component", "r.run = $run"),
@@ -95,7 +98,7 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
     for label, where in NODE_SCOPE.items():
         columns = ", ".join(f"n.`{p}` AS `{p}`" for p, _ in NODE[label].properties)
         cypher = f"MATCH (n:{label}) WHERE {where} RETURN {columns}"
-        if label == "Effect":  # none in a store written before effects existed
+        if label in LATER_TABLES:  # none in a store written before they existed
             nodes[label] = effect_rows(store, cypher, params)
         else:
             nodes[label] = store.query(cypher, params)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from headgraph.names import Component
 from headgraph.queries.effects import effects_by_edge
+from headgraph.queries.notes import label_texts
 from headgraph.queries.run import open_run
 from headgraph.queries.selection import stored_prompts
 from headgraph.queries.store import GraphStore
@@ -61,6 +62,7 @@ def prompt_graphs(
 
     ref = open_run(store, run).ref
     effects = effects_by_edge(store, ref.key)
+    named = label_texts(store, ref.model)
     graphs: dict[str, nx.DiGraph] = {}
     words_of: dict[str, list[str]] = {}
     roles_of: dict[str, dict[int, str]] = {}  # token -> its role (the first listed)
@@ -80,6 +82,7 @@ def prompt_graphs(
                 name, component=component, kind=c.kind, layer=c.layer, head=c.head, token=token,
                 word=words[token] if token < len(words) else "",
                 role=roles_of[prompt].get(token, ""),
+                **({"label": named[component]} if component in named else {}),
             )  # fmt: skip
         return name
 
@@ -94,6 +97,8 @@ def prompt_graphs(
             singular_vectors=json.dumps([int(k) for k in s["svs"]]),
             terms=json.dumps([float(x) for x in s["terms"]]),
             **({"effect": float(effect["difference"])} if effect else {}),
+            **({"label": named[edge]} if (edge := f"{s['upstream']}->{s['head']}:{s['side']}")
+               in named else {}),
         )  # fmt: skip
     for f in store.query(FIRINGS, {"run": ref.key}):
         graph = graphs[f["prompt"]]
@@ -181,7 +186,7 @@ def circuit_tracer_graph(graph: nx.DiGraph, *, slug: str) -> dict[str, Any]:
     links = [
         {"source": ids[a], "target": ids[b], "weight": d["weight"], "share": d["share"],
          "side": d["side"], "singular_vectors": json.loads(d["singular_vectors"]),
-         **({"effect": d["effect"]} if "effect" in d else {})}
+         **{k: d[k] for k in ("effect", "label") if k in d}}
         for a, b, d in graph.edges(data=True)
     ]  # fmt: skip
     metadata = {"slug": slug, "scan": graph.graph["model"], "transcoder_list": [],
@@ -202,9 +207,11 @@ def _viewer_id(kind: str, layer: int, head: int, token: int, tokens: list[int]) 
 
 
 def _label(data: dict, words: list[str]) -> str:
+    """The viewer's caption: a person's label first, then what the node is."""
     word = words[data["token"]] if data["token"] < len(words) else ""
     fires = f", fires on {data['fires_on']}" if "fires_on" in data else ""
-    return f"{data['component']} at {data['token']} ({word!r}){fires}"
+    named = f"{data['label']}: " if "label" in data else ""
+    return f"{named}{data['component']} at {data['token']} ({word!r}){fires}"
 
 
 def _pair(x: int, y: int) -> int:

@@ -76,14 +76,23 @@ class Run:
 
     def to_networkx(self) -> nx.MultiDiGraph:
         """The aggregate circuit: components as nodes, one edge per (side, role) with
-        ``prompts``, ``share_of_prompts``, ``mean_weight`` and ``singular_vectors``."""
+        ``prompts``, ``share_of_prompts``, ``mean_weight`` and ``singular_vectors``; people's
+        labels (``headgraph label``) as ``label`` on nodes and edges."""
         import networkx as nx
 
+        from headgraph.queries.notes import label_texts
+
         graph = nx.MultiDiGraph(run=self.ref.key, model=self.ref.model, prompts=self.ref.prompts)
+        named = label_texts(self.store, self.ref.model)
         for row in self.to_pandas("circuit").to_dict("records"):
             up, head = row.pop("upstream"), row.pop("head")
             row["singular_vectors"] = [int(k) for k in row["singular_vectors"]]
-            graph.add_edge(up, head, key=f"{row['side']}@{row['role']}", **row)
+            edge_label = named.get(f"{up}->{head}:{row['side']}")
+            graph.add_edge(up, head, key=f"{row['side']}@{row['role']}", **row,
+                           **({"label": edge_label} if edge_label else {}))  # fmt: skip
+        for node in graph.nodes:
+            if node in named:
+                graph.nodes[node]["label"] = named[node]
         return graph
 
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from headgraph.errors import InputError, QueryError
-from headgraph.names import model_name, parse_head, parse_singular_vector
+from headgraph.names import Head, model_name, parse_head, parse_singular_vector
 from headgraph.queries.store import GraphStore
 
 
@@ -73,12 +73,13 @@ class RunRef:
                 raise QueryError(f"{text}: {self.model_name} has layers 0 .. {self.n_layers - 1}")
             return text
         try:
-            return self.head(text)
-        except QueryError:
+            Head.parse(text)
+        except InputError:
             raise QueryError(
                 f"{text!r} is not a component: name a head (9.9, L9H9), embed, pos_embed, "
                 "mlpL, attn_biasL or L.H:qk_bias"
             ) from None
+        return self.head(text)  # a head's name: refused if the model lacks it
 
     def singular_vector(self, text: str, rank: int) -> tuple[str, int]:
         """``9.9:17`` checked against the model, as ``("9.9", 17)``; heads have ``rank`` of them.

@@ -6,6 +6,7 @@ import click
 
 from headgraph.explorer.cli import (
     ingest_commands,
+    note_commands,
     query_commands,
     run_commands,
     verify_commands,
@@ -20,7 +21,14 @@ def main() -> None:
     """headgraph: circuits of transformer attention heads by sparse attention decomposition."""
 
 
-for _module in (ingest_commands, query_commands, run_commands, view_commands, verify_commands):
+for _module in (
+    ingest_commands,
+    query_commands,
+    run_commands,
+    note_commands,
+    view_commands,
+    verify_commands,
+):
     for _command in _module.COMMANDS:
         main.add_command(_command)
 

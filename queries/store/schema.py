@@ -74,6 +74,14 @@ NODES = (
                         ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),
                         ("control", FLOAT), ("difference", FLOAT), ("stderr", FLOAT),
                         ("measured", STRING))),
+    # People's notes, kept with the graph: a label on a component, a singular vector or an
+    # edge of a model (``target`` 1.0, 1.0:0, 0.2-1.0:query), and a saved set of a run's edges.
+    NodeType("Label", (("key", STRING), ("model", STRING), ("target", STRING),
+                       ("kind", STRING), ("text", STRING), ("author", STRING),
+                       ("created", STRING))),
+    NodeType("SavedCircuit", (("key", STRING), ("run", STRING), ("name", STRING),
+                              ("edges", STRINGS), ("note", STRING), ("author", STRING),
+                              ("created", STRING))),
 )
 
 RELS = (
