@@ -30,8 +30,14 @@ def circuit_filters(command):
 @RUN
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, help="Port (0: any free).")
 @click.option("--host", default="127.0.0.1", help="Address to bind (keep it local).")
-def explore_command(store_target, run, port, host):
-    """Serve an interactive, read-only view of a run's circuit in the browser."""
+@click.option(
+    "--allow-labels",
+    is_flag=True,
+    help="Let the page edit labels (a write mode; the default view is read-only).",
+)
+def explore_command(store_target, run, port, host, allow_labels):
+    """Serve an interactive view of a run's circuit in the browser (read-only unless
+    --allow-labels)."""
     from headgraph.explorer.web.server import Explorer, is_loopback, make_server
 
     if not is_loopback(host):
@@ -40,8 +46,12 @@ def explore_command(store_target, run, port, host):
             "use 127.0.0.1 unless that is what you want",
             err=True,
         )
+
+    def label_writer():  # a short write per label, so an ingest elsewhere is not held off
+        return reading(store_target, write=True)
+
     with reading(store_target) as store:
-        app = Explorer(store, run)
+        app = Explorer(store, run, label_writer=label_writer if allow_labels else None)
         try:
             server = make_server(app, host=host, port=port)
         except OSError as error:
@@ -49,6 +59,8 @@ def explore_command(store_target, run, port, host):
                 f"cannot listen on {host}:{port} ({error.strerror}); choose another --port"
             ) from None
         click.echo(f"run {app.run}: open http://{host}:{server.server_address[1]}/ (Ctrl-C stops)")
+        if allow_labels:
+            click.echo("labels can be edited in the page (--allow-labels)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:

@@ -15,12 +15,14 @@ answers GET alone.
     /api/paths?to&from&top&max_hops&side&role
     /api/redundancy?to&role
     /api/diff?against&min_prompts          this run against another: edges gained, lost...
+    POST /api/label {target, text}         only with --allow-labels, and the page's token
 """
 
 from __future__ import annotations
 
 import json
 import math
+import secrets
 import threading
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,20 +48,44 @@ def circuit_payload(circuit) -> dict:
 
 class Explorer:
     """The app's state: the store, the run and a lock. It never loads the model: the
-    tokens it shows were stored at ingest."""
+    tokens it shows were stored at ingest.
 
-    def __init__(self, store, run: str | None = None):
+    Args:
+        store: The store, opened read-only.
+        run: The run shown (default: the newest).
+        label_writer: Opens the store for writing, for editing labels in the page
+            (``headgraph explore --allow-labels``). None (the default): read-only.
+    """
+
+    def __init__(self, store, run: str | None = None, *, label_writer=None):
         from headgraph.queries.selection import resolve_run
 
         self.store = store
         ref = resolve_run(store, run)
         self.run, self.model_name = ref.key, ref.model
         self.lock = threading.Lock()
+        self.label_writer = label_writer
+        # Sent only to pages of this server (the Host check), echoed in a header that a
+        # page of another site cannot set: a forged cross-site request cannot edit.
+        self.token = secrets.token_urlsafe(16) if label_writer else None
+
+    def edit_label(self, body: dict) -> dict:
+        """Set (or, with an empty text, remove) a label from the page's request."""
+        from headgraph.queries.notes import label_texts, remove_label, set_label
+
+        target, text = str(body.get("target", "")), str(body.get("text", ""))
+        with self.lock, self.label_writer() as store:
+            if text.strip():
+                set_label(store, target=target, text=text, run=self.run, author="explorer")
+            else:
+                remove_label(store, target=target, run=self.run)
+            return {"labels": label_texts(store, self.model_name)}
 
     def answer(self, path: str, query: dict[str, str]):
         """The JSON for an API path (raises QueryError for a bad question)."""
         from headgraph.queries.circuit import circuit, component_detail, edge_detail
         from headgraph.queries.diff import diff
+        from headgraph.queries.notes import label_texts
         from headgraph.queries.paths import paths
         from headgraph.queries.redundancy import redundancy
 
@@ -67,7 +93,7 @@ class Explorer:
         number = _numbers(query)
         with self.lock:
             if path == "/api/runs":
-                return {"run": run, "runs": s.runs()}
+                return {"run": run, "runs": s.runs(), "token": self.token}
             if path == "/api/prompts":
                 return s.query(
                     "MATCH (p:Prompt) WHERE p.run = $run RETURN p.id AS id, p.text AS text "
@@ -84,6 +110,7 @@ class Explorer:
                     prompt=query.get("prompt") or None,
                 )
                 payload = circuit_payload(found)
+                payload["labels"] = label_texts(s, self.model_name)
                 if found.prompt is not None:
                     payload["words"] = self.words(found.prompt, found.roles)
                 return payload
@@ -193,9 +220,21 @@ def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> 
                 return self._json(500, {"error": f"{type(error).__name__}: {error}"})
 
         def do_POST(self):  # noqa: N802
+            if urlparse(self.path).path != "/api/label" or app.token is None:
+                return self._json(405, {"error": "the explorer is read-only"})
+            if not self._host_allowed() or self.headers.get("X-Headgraph-Token") != app.token:
+                return self._json(403, {"error": "not a request from this explorer's page"})
+            try:
+                length = min(int(self.headers.get("Content-Length", 0)), 64_000)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                return self._json(200, app.edit_label(body if isinstance(body, dict) else {}))
+            except (ValueError, HeadgraphError) as error:
+                return self._json(400, {"error": str(error)})
+
+        def do_PUT(self):  # noqa: N802
             self._json(405, {"error": "the explorer is read-only"})
 
-        do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+        do_DELETE = do_PATCH = do_PUT  # noqa: N815
 
         def _json(self, status: int, value) -> None:
             self._send(status, to_json(value).encode(), "application/json")

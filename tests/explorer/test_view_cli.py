@@ -119,4 +119,6 @@ def test_explore_warns_when_serving_beyond_this_machine(store, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "warning: --host 0.0.0.0 serves the run to every machine" in result.output
     quiet = run("explore", "--store", store, "--port", "0")
-    assert "warning" not in quiet.output
+    assert "warning" not in quiet.output and "labels can be edited" not in quiet.output
+    writable = run("explore", "--store", store, "--port", "0", "--allow-labels")
+    assert "labels can be edited in the page" in writable.output

@@ -228,3 +228,45 @@ def test_comparing_with_another_run_colours_each_edge_by_its_change(browser, two
     page.select_option("#against", "")
     assert page.locator("path.edge.diff-gained, path.edge.diff-changed").count() == 0
     page.close()
+
+
+def test_labels_are_edited_in_the_page_only_in_write_mode_with_its_token(browser, tmp_path):
+    import json
+    import urllib.error
+    import urllib.request
+
+    from headgraph.queries.notes import label_texts
+
+    folder = tmp_path / "db"
+    model = load_model("tiny-ioi")
+    with open_store(folder) as writer:
+        ingest(model, task_prompts(model, 24, seed=4), store=writer, run="labels",
+               seeds=default_seeds(model))  # fmt: skip
+    reader = open_store(folder, read_only=True)
+    app = Explorer(reader, label_writer=lambda: open_store(folder, create=False))
+    server = make_server(app, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        page.goto(base + "/")
+        page.wait_for_selector("body[data-ready='1']")
+        page.click('g.node[data-id="1.0@END"]')
+        page.fill("#label-text", "name mover")
+        page.click("#label-save")
+        page.wait_for_function("document.getElementById('label').textContent.includes('mover')")
+        assert label_texts(reader, app.model_name)["1.0"] == "name mover"  # in the store
+        assert "labelled" in page.get_attribute('g.node[data-id="1.0@END"]', "class")
+        page.close()
+        forged = urllib.request.Request(  # no token: what another site's page could send
+            base + "/api/label", data=json.dumps({"target": "1.0", "text": "x"}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST",
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(forged)
+        assert refused.value.code == 403
+        assert label_texts(reader, app.model_name)["1.0"] == "name mover"
+    finally:
+        server.shutdown()
+        server.server_close()
+        reader.close()

@@ -8,6 +8,7 @@ import pytest
 from headgraph.ingest.jobs.ingest_job import ingest
 from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
 from headgraph.ingest.model import load_model
+from headgraph.queries.notes import save_circuit, set_label
 from headgraph.queries.store import open_store
 from tests.queries.conftest import empty
 
@@ -30,6 +31,13 @@ def store(request, tmp_path_factory):
         seeds=default_seeds(model),
         batch_size=12,
     )
+    set_label(store, target="1.0", text="name mover", run="docs")
+    into = store.query(
+        "MATCH (a:Component)-[c:CARRIES]->(b:Component {name: '1.0'}) WHERE c.run = 'docs' "
+        "RETURN a.name AS up, c.side AS side ORDER BY c.prompts DESC LIMIT 2"
+    )
+    edges = [f"{r['up']}-1.0:{r['side']}" for r in into]
+    save_circuit(store, name="into 1.0", edges=edges, run="docs", note="strongest edges")
     yield store
     if store.kind == "embedded":
         store.close()

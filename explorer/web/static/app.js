@@ -6,7 +6,8 @@ const SVG = "http://www.w3.org/2000/svg";
 const STATIC = window.HEADGRAPH_STATIC || null; // embedded data: no server to ask
 const GROUP_COLOURS = ["#2e7d32", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#455a64"];
 const $ = (id) => document.getElementById(id);
-let current = null; // {circuit, layout}
+let current = null; // {circuit, layout, labels}
+let token = null; // set when the server lets this page edit labels (--allow-labels)
 
 async function api(path, params = {}) {
   const query = new URLSearchParams(Object.entries(params).filter(([, v]) => v !== "" && v != null));
@@ -107,7 +108,9 @@ function draw({ circuit, layout, words = {} }) {
                         transform: `translate(${x},${y})` }, nodes);
     el("circle", { r: 12 }, g);
     el("text", { y: 4, "text-anchor": "middle" }, g).textContent = short(n.component);
-    el("title", {}, g).textContent = `${n.id}${n.fires ? " (fires)" : ""}`;
+    const named = (current && current.labels && current.labels[n.component]) || "";
+    el("title", {}, g).textContent = `${n.id}${n.fires ? " (fires)" : ""}${named ? ` — ${named}` : ""}`;
+    if (named) g.classList.add("labelled");
     g.addEventListener("click", () => selectNode(n, g));
   }
 }
@@ -155,6 +158,7 @@ async function selectNode(node, g) {
   const panel = $("panel");
   panel.replaceChildren();
   html("h2", node.id, panel);
+  labelBox(node.component, panel);
   if (STATIC || !node.component.includes(".") || node.component.includes(":")) {
     html("p", node.fires ? "a head firing here" : "writes here without firing", panel);
     return;
@@ -174,6 +178,34 @@ async function selectNode(node, g) {
   } catch (error) {
     html("p", error.message, panel).className = "error";
   }
+}
+
+// A component's label, and (with --allow-labels) a box to edit it.
+function labelBox(target, panel) {
+  const named = (current.labels || {})[target] || "";
+  const shown = html("p", named ? `label: ${named}` : "no label", panel);
+  shown.id = "label";
+  if (!token) return;
+  const input = html("input", null, panel);
+  Object.assign(input, { id: "label-text", value: named, placeholder: "label, e.g. name mover" });
+  const save = html("button", "save label", panel);
+  save.id = "label-save";
+  save.addEventListener("click", async () => {
+    try {
+      const response = await fetch("/api/label", {
+        method: "POST", body: JSON.stringify({ target, text: input.value }),
+        headers: { "Content-Type": "application/json", "X-Headgraph-Token": token },
+      });
+      const body = await response.json();
+      if (!response.ok) throw new Error(body.error || response.statusText);
+      current.labels = body.labels;
+      shown.textContent = body.labels[target] ? `label: ${body.labels[target]}` : "no label";
+      draw(current);
+      status(`labelled ${target}`);
+    } catch (error) {
+      status(error.message, true);
+    }
+  });
 }
 
 async function findPaths() {
@@ -291,7 +323,8 @@ async function init() {
       .forEach((x) => (x.style.display = "none"));
   } else {
     try {
-      const { run, runs } = await api("runs");
+      const { run, runs, token: granted } = await api("runs");
+      token = granted;
       $("run").textContent = `run ${run}`;
       for (const other of runs.filter((r) => r.run !== run)) {
         html("option", other.run, $("against")).value = other.run;
