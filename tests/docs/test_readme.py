@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,8 @@ README = Path(__file__).parents[2] / "README.md"
 
 @pytest.mark.slow
 def test_the_readmes_python_blocks_run(tmp_path, monkeypatch):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    fences = re.findall(r"^( *)```python\n(.*?)^\1```", README.read_text(), flags=re.S | re.M)
+    blocks = [textwrap.dedent(code) for _, code in fences]  # blocks inside lists are indented
     assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)  # the examples write ./headgraph-db
     scope: dict = {}
