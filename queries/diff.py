@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from headgraph.names import Component
-from headgraph.queries.circuit import Circuit, circuit
+from headgraph.queries.circuit import Circuit, CircuitEdge, circuit
 from headgraph.queries.effects import effects_by_edge
 from headgraph.queries.store import GraphStore
 
@@ -68,7 +68,7 @@ class RunDiff:
 
     def to_pandas(self) -> pd.DataFrame:
         """One row per edge."""
-        from headgraph.queries.tables import records_frame
+        from headgraph.frames import records_frame
 
         return records_frame(list(self.edges), [f for f in EdgeChange.__dataclass_fields__])
 
@@ -123,7 +123,7 @@ def diff(
     )  # fmt: skip
 
 
-def _edges(c: Circuit) -> dict[tuple[str, str, str], object]:
+def _edges(c: Circuit) -> dict[tuple[str, str, str], CircuitEdge]:
     return {(e.source, e.target, e.side): e for e in c.edges}
 
 

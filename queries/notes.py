@@ -194,8 +194,11 @@ def saved_circuits(store: GraphStore, *, run: str | None = None) -> list[SavedCi
         "n.edges AS edges, n.note AS note, n.author AS author, n.created AS created",
         {"run": ref.key},
     )
-    return sorted((SavedCircuit(**(r | {"edges": tuple(r["edges"])})) for r in rows),
-                  key=lambda c: c.name)  # fmt: skip
+    found = [
+        SavedCircuit(r["name"], r["run"], tuple(r["edges"]), r["note"], r["author"], r["created"])
+        for r in rows
+    ]
+    return sorted(found, key=lambda c: c.name)
 
 
 def heads_labelled(store: GraphStore, text: str) -> list[dict]:

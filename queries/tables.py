@@ -6,10 +6,10 @@ nodes are written ``component@role`` as in the CLI.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from headgraph.errors import QueryError
+from headgraph.frames import records_frame
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -112,8 +112,3 @@ def comparison_frame(result: Comparison) -> pd.DataFrame:
         for name, score in (("heads", result.heads), ("edges", result.edges))
     ]
     return frame(rows, columns)
-
-
-def records_frame(items, columns) -> pd.DataFrame:
-    """Frozen dataclasses as a data frame, one row each, in ``columns``."""
-    return frame([dataclasses.asdict(i) for i in items], tuple(columns))

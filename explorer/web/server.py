@@ -27,6 +27,7 @@ import threading
 from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import cast
 from urllib.parse import parse_qs, urlparse
 
 from headgraph.errors import HeadgraphError, QueryError
@@ -73,6 +74,8 @@ class Explorer:
         """Set (or, with an empty text, remove) a label from the page's request."""
         from headgraph.queries.notes import label_texts, remove_label, set_label
 
+        if self.label_writer is None:
+            raise QueryError("the explorer is read-only: start it with --allow-labels")
         target, text = str(body.get("target", "")), str(body.get("text", ""))
         with self.lock, self.label_writer() as store:
             if text.strip():
@@ -251,7 +254,7 @@ def make_server(app: Explorer, *, host: str = "127.0.0.1", port: int = 8765) -> 
             asked = self.headers.get("Host")
             if asked is None:  # HTTP/1.0 clients: no name to rebind
                 return True
-            port = self.server.server_address[1]
+            port = cast(tuple, self.server.server_address)[1]  # an IP server: (host, port)
             names = {"127.0.0.1", "localhost", "[::1]"} | ({host} if host else set())
             return asked.lower() in {f"{name}:{port}" for name in names}
 

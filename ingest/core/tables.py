@@ -11,30 +11,18 @@ aggregate into a circuit graph: components as nodes, and one edge per
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
 from headgraph.errors import InputError
+from headgraph.frames import records_frame
 
 if TYPE_CHECKING:
     import networkx as nx
     import pandas as pd
 
     from headgraph.ingest.core.trace import BatchTrace
-
-
-def records_frame(records: Sequence[Any], columns: Sequence[str] = ()) -> pd.DataFrame:
-    """Frozen dataclasses as a data frame, one row each (components written as names)."""
-    import pandas as pd
-
-    rows = [{f.name: _plain(getattr(r, f.name)) for f in dataclasses.fields(r)} for r in records]
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
-
-
-def _plain(value: Any) -> Any:
-    return value.name if hasattr(value, "kind") and hasattr(value, "name") else value
 
 
 EDGE_COLUMNS = ("prompt_id", "upstream", "layer", "head", "side", "token", "role", "dest",
