@@ -33,19 +33,12 @@ def write_effects(store: GraphStore, run: str, rows: list[dict[str, Any]]) -> No
     store.write({"Effect": table}, delete=delete)
 
 
-def effect_rows(store: GraphStore, cypher: str, params: dict) -> list[dict[str, Any]]:
-    """Rows of a query on ``Effect`` nodes; none from a store written before effects existed
-    (opened read-only, it has no such table)."""
-    try:
-        return store.query(cypher, params)
-    except Exception:  # noqa: BLE001 - each backend words "no such table" its own way
-        return []
-
-
 def read_effects(store: GraphStore, run: str) -> list[dict[str, Any]]:
     """Every effect measured on a run, the largest change first (empty if none, or an old store)."""
     columns = ", ".join(f"e.{c} AS {c}" for c in COLUMNS)
-    rows = effect_rows(store, f"MATCH (e:Effect) WHERE e.run = $run RETURN {columns}", {"run": run})
+    rows = store.query_if_present(
+        f"MATCH (e:Effect) WHERE e.run = $run RETURN {columns}", {"run": run}
+    )
     return sorted(rows, key=lambda r: (r["difference"], r["upstream"], r["head"], r["side"]))
 
 

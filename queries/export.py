@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headgraph.queries.effects import effect_rows
 from headgraph.queries.graphs import write_circuit_tracer, write_graphml, write_node_link
 from headgraph.queries.selection import QueryError, resolve_run
 from headgraph.queries.store import GraphStore
@@ -99,7 +98,7 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
         columns = ", ".join(f"n.`{p}` AS `{p}`" for p, _ in NODE[label].properties)
         cypher = f"MATCH (n:{label}) WHERE {where} RETURN {columns}"
         if label in LATER_TABLES:  # none in a store written before they existed
-            nodes[label] = effect_rows(store, cypher, params)
+            nodes[label] = store.query_if_present(cypher, params)
         else:
             nodes[label] = store.query(cypher, params)
     relationships = {}

@@ -63,14 +63,6 @@ def _author(author: str | None) -> str:
         return "unknown"
 
 
-def _rows(store: GraphStore, cypher: str, params: dict) -> list[dict]:
-    """Rows of a query on the notes' tables; none in a store written before they existed."""
-    try:
-        return store.query(cypher, params)
-    except Exception:  # noqa: BLE001 - each backend words "no such table" its own way
-        return []
-
-
 SVS = "MATCH (v:SingularVector) WHERE v.model = $m AND v.head_name = $h RETURN v.`index` AS k"
 
 
@@ -90,7 +82,7 @@ def label_target(store: GraphStore, ref: RunRef, target: str) -> tuple[str, str]
     head, sep, index = text.rpartition(":")
     if sep and index.isdigit():
         name = ref.head(head)
-        rank = len(_rows(store, SVS, {"m": ref.model, "h": name}))
+        rank = len(store.query(SVS, {"m": ref.model, "h": name}))  # always a table
         return "singular_vector", ref.singular_vector(text, max(rank, 1))[0] + f":{index}"
     return "component", ref.component(text)
 
@@ -124,7 +116,9 @@ def remove_label(store: GraphStore, *, target: str, run: str | None = None) -> b
     ref = resolve_run(store, run)
     _, name = label_target(store, ref, target)
     key = f"{ref.model}|{name}"
-    found = bool(_rows(store, "MATCH (n:Label) WHERE n.key = $key RETURN n.key AS k", {"key": key}))
+    found = bool(
+        store.query_if_present("MATCH (n:Label) WHERE n.key = $key RETURN n.key AS k", {"key": key})
+    )
     store.write({}, delete=[("MATCH (n:Label) WHERE n.key = $key DELETE n", {"key": key})])
     return found
 
@@ -138,13 +132,13 @@ LABELS = (
 def labels(store: GraphStore, *, run: str | None = None) -> list[Label]:
     """Every label on the run's model, by target."""
     ref = resolve_run(store, run)
-    rows = _rows(store, LABELS, {"model": ref.model})
+    rows = store.query_if_present(LABELS, {"model": ref.model})
     return sorted((Label(**r) for r in rows), key=lambda label: label.target)
 
 
 def label_texts(store: GraphStore, model: str) -> dict[str, str]:
     """``target -> text`` for a model (for exports and pictures)."""
-    return {r["target"]: r["text"] for r in _rows(store, LABELS, {"model": model})}
+    return {r["target"]: r["text"] for r in store.query_if_present(LABELS, {"model": model})}
 
 
 def save_circuit(
@@ -188,8 +182,7 @@ def save_circuit(
 def saved_circuits(store: GraphStore, *, run: str | None = None) -> list[SavedCircuit]:
     """The run's saved circuits, by name."""
     ref = resolve_run(store, run)
-    rows = _rows(
-        store,
+    rows = store.query_if_present(
         "MATCH (n:SavedCircuit) WHERE n.run = $run RETURN n.name AS name, n.run AS run, "
         "n.edges AS edges, n.note AS note, n.author AS author, n.created AS created",
         {"run": ref.key},
@@ -204,8 +197,7 @@ def saved_circuits(store: GraphStore, *, run: str | None = None) -> list[SavedCi
 def heads_labelled(store: GraphStore, text: str) -> list[dict]:
     """The heads labelled ``text`` (in any model) and, for each, the runs of its model whose
     circuit uses it: ``head``, ``model``, ``runs``, ``in_every_run``."""
-    rows = _rows(
-        store,
+    rows = store.query_if_present(
         "MATCH (n:Label) WHERE n.text = $text AND n.kind = 'component' "
         "RETURN n.model AS model, n.target AS head",
         {"text": text},

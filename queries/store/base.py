@@ -48,6 +48,16 @@ class GraphStore:
         rows = self.query(cypher, params)
         return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(columns))
 
+    def query_if_present(
+        self, cypher: str, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows of a query on a table that stores written by an older headgraph lack
+        (``Effect``, ``Label``, ``SavedCircuit``): none there, instead of an error."""
+        try:
+            return self.query(cypher, params)
+        except Exception:  # noqa: BLE001 - each backend words "no such table" its own way
+            return []
+
     def run_info(self, run: str) -> dict[str, Any] | None:
         """The run's record, or None if the store has no such run."""
         rows = self.query(
