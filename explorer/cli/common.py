@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from headgraph.errors import HeadgraphError
+from headgraph.explorer.output import FORMATS
 
 SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "show_default": True}
 DEFAULT_STORE = "./headgraph-db"
@@ -50,6 +51,9 @@ def store_option(help: str = "A folder (the embedded store) or neo4j://HOST:PORT
 
 
 RUN_OPTION = click.option("--run", default=None, help="The run [default: the newest].")
+FORMAT_OPTION = click.option(
+    "--format", "out_format", type=click.Choice(FORMATS), default="table", help="Output."
+)
 
 
 @contextlib.contextmanager

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import click
 
-from headgraph.explorer.cli.common import RUN_OPTION, SETTINGS, reading, store_option
-from headgraph.explorer.output import FORMATS, render, to_json
+from headgraph.explorer.cli.common import FORMAT_OPTION, RUN_OPTION, SETTINGS, reading, store_option
+from headgraph.explorer.output import render, to_json
 
-FORMAT = click.option("--format", "out_format", type=click.Choice(FORMATS), default="table")
 AUTHOR = click.option("--author", default=None, help="Who [default: your login name].")
 
 
@@ -38,7 +37,7 @@ def label_command(target, text, remove, author, store_target, run):
 @click.option("--text", default=None, help="The heads with this label, and the runs that use each.")
 @store_option()
 @RUN_OPTION
-@FORMAT
+@FORMAT_OPTION
 def labels_command(text, store_target, run, out_format):
     """The labels on the run's model (or, with --text, which labelled heads every run uses)."""
     from headgraph.queries.notes import heads_labelled, labels
@@ -86,7 +85,7 @@ def save_circuit_command(name, edges, paths_to, top, note, author, store_target,
 @click.argument("name", required=False)
 @store_option()
 @RUN_OPTION
-@FORMAT
+@FORMAT_OPTION
 def circuits_command(name, store_target, run, out_format):
     """The run's saved circuits, or one of them with its edges."""
     from headgraph.queries.notes import saved_circuits

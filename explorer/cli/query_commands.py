@@ -13,18 +13,16 @@ from pathlib import Path
 import click
 
 from headgraph.explorer.cli.common import (
+    FORMAT_OPTION,
     RUN_OPTION,
     SETTINGS,
     add_options,
     reading,
     store_option,
 )
-from headgraph.explorer.output import FORMATS, render, to_json
+from headgraph.explorer.output import render, to_json
 
 SIDES = click.Choice(["query", "key", "any"])
-FORMAT_OPTION = click.option(
-    "--format", "out_format", type=click.Choice(FORMATS), default="table", help="Output."
-)
 query_options = add_options([store_option(), RUN_OPTION, FORMAT_OPTION])
 
 

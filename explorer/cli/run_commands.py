@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import click
 
-from headgraph.explorer.cli.common import SETTINGS, reading, store_option
-from headgraph.explorer.output import FORMATS, render, to_json
-
-FORMAT = click.option("--format", "out_format", type=click.Choice(FORMATS), default="table")
+from headgraph.explorer.cli.common import FORMAT_OPTION, SETTINGS, reading, store_option
+from headgraph.explorer.output import render, to_json
 
 
 @click.command("runs", context_settings=SETTINGS)
 @click.option("--edge", default=None, help="Only runs whose circuit has this edge, UP-HEAD:SIDE.")
 @store_option()
-@FORMAT
+@FORMAT_OPTION
 def runs_command(edge, store_target, out_format):
     """List the runs in a store, newest first (or those that use an edge, most prompts first)."""
     from headgraph.errors import InputError
@@ -52,7 +50,7 @@ def runs_command(edge, store_target, out_format):
     help="Which edges to list: gained, lost, changed, same (comma-separated).",
 )
 @store_option()
-@FORMAT
+@FORMAT_OPTION
 def diff_command(run_a, run_b, min_prompts, min_change, show, store_target, out_format):
     """Compare run B with run A: heads and edges gained, lost and changed."""
     from headgraph.queries.diff import STATUSES, diff

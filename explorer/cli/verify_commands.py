@@ -9,13 +9,14 @@ import click
 
 from headgraph.errors import InputError
 from headgraph.explorer.cli.common import (
+    FORMAT_OPTION,
     RUN_OPTION,
     SETTINGS,
     progress_bar,
     reading,
     store_option,
 )
-from headgraph.explorer.output import FORMATS, render, to_json
+from headgraph.explorer.output import render, to_json
 from headgraph.names import parse_edge
 
 
@@ -40,7 +41,7 @@ from headgraph.names import parse_edge
 @click.option("--model", "model_spec", default=None, help="The model [default: the run's].")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu")
 @click.option("--seed", type=int, default=0, help="Seed of the random controls.")
-@click.option("--format", "out_format", type=click.Choice(FORMATS), default="table")
+@FORMAT_OPTION
 def verify_command(store_target, run, top, edges, mode, boost, metric, max_prompts, batch_size,
                    model_spec, device, seed, out_format):  # fmt: skip
     """Measure each edge's causal effect against a random control, and store it on the run."""
@@ -116,7 +117,7 @@ def _metric(spec: str):
     "--min-prompts", type=click.IntRange(min=1), default=1, help="An edge's fewest prompts."
 )
 @click.option("--min-share", type=click.FloatRange(0, 1), default=0.0, help="Its least share.")
-@click.option("--format", "out_format", type=click.Choice(FORMATS), default="table")
+@FORMAT_OPTION
 def compare_command(store_target, run, reference, min_prompts, min_share, out_format):
     """Precision, recall and F1 of a run's circuit against a reference circuit."""
     from headgraph.queries.compare import compare
