@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
 
 
+def candidates(model: Model, dtype: torch.dtype) -> Tensor:
+    """``[vocab, d_model+1]`` the augmented embeddings of every token the tokenizer can
+    decode (a model's embedding may be larger than a word-level tokenizer's vocabulary)."""
+    vocab = model.token_embeddings.shape[0]
+    if isinstance(model.tokenizer, Sized):
+        vocab = min(vocab, len(model.tokenizer))
+    return augment(model.token_embeddings[:vocab].to(dtype).cpu())
+
+
 def top_tokens(
     model: Model, layer: int, head: int, index: int, *, side: str = "key", n: int = 10
 ) -> list[tuple[str, float]]:
@@ -41,8 +50,7 @@ def top_tokens(
         raise InputError(f"side {side!r}: use query or key")
     vectors = model.qk.U if side == "query" else model.qk.V  # [layer, head, d_model+1, rank]
     direction = vectors[layer, head, :, index]  # [d_model+1]
-    x = augment(model.token_embeddings.to(torch.float64).cpu())  # [vocab, d_model+1]
-    projection = x @ direction  # [vocab]
+    projection = candidates(model, torch.float64) @ direction  # [vocab]
     top = projection.abs().topk(min(n, len(projection))).indices.tolist()
     return [(model.tokenizer.decode([t]), float(projection[t])) for t in top]
 
@@ -60,10 +68,8 @@ def all_top_tokens(model: Model, *, n: int = STORED_TOKENS) -> dict[str, Tensor]
         ``{"query_ids", "query_values", "key_ids", "key_values"}``, each
         ``[layer, head, rank, n]``: ids and projections, largest magnitude first.
     """
-    vocab = model.token_embeddings.shape[0]
-    if isinstance(model.tokenizer, Sized):  # a word-level tokenizer may know fewer tokens
-        vocab = min(vocab, len(model.tokenizer))
-    x = augment(model.token_embeddings[:vocab].to(torch.float32).cpu())  # [vocab, d_model+1]
+    x = candidates(model, torch.float32)  # [vocab, d_model+1]
+    vocab = len(x)
     out = {}
     for side, vectors in (("query", model.qk.U), ("key", model.qk.V)):
         vectors = vectors.to(torch.float32)  # [layer, head, d_model+1, rank]
