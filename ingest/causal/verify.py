@@ -124,7 +124,7 @@ def verify_edges(
                 f"{edge.name}: {edge.upstream} is not a component of {model.name} that writes "
                 "into the residual stream (a head's own QK bias cannot be ablated)"
             )
-    qk = model.qk.to(model.device, torch.float32)
+    qk = model.qk.to(model.device, model.dtype)
     vectors = (qk.U, qk.V)
     sums = {e: torch.zeros(4, dtype=torch.float64) for e in edges}  # n, clean, effect, control
     differences = {e: [] for e in edges}  # per prompt: effect - control

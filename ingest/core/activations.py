@@ -10,19 +10,34 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from headgraph.ingest.core.rotary import Rotary
+
 
 @dataclass(frozen=True)
 class Activations:
     """Activations of one batch of right-padded prompts.
 
+    Each layer's attention input (what W_Q and W_K read) is
+
+        x = (sum of the components' outputs) * ln_weight / scale + ln_bias  [+ positions]
+
+    where ``ln_weight`` and ``ln_bias`` are usually folded into W_Q and W_K (None
+    here), and positions are added after the normalisation only in shortformer
+    models (``positions_after_norm``).
+
     Attributes:
-        normalized: ``[batch, layer, pos, d_model]`` each layer's attention input
-            ``resid_pre / scale`` (``blocks.L.ln1.hook_normalized``).
-        scale: ``[batch, layer, pos]`` each layer's LN scale.
+        normalized: ``[batch, layer, pos, d_model]`` each layer's attention input ``x``.
+        scale: ``[batch, layer, pos]`` each layer's normalisation scale.
         pattern: ``[batch, layer, head, dest, src]`` attention weights.
         components: ``[batch, pos, component, d_model]`` every component's output,
-            on the axis of :class:`headgraph.ingest.core.components.ComponentLayout`.
+            on the axis of :class:`headgraph.ingest.core.components.ComponentLayout`
+            (what the normalisation sees: centred for LayerNorm models).
         lengths: ``[batch]`` real prompt lengths (positions past them are padding).
+        rotary: The rotary tables of a rotary model, else None.
+        ln_weight, ln_bias: ``[layer, d_model]`` a normalisation's weight and bias
+            that are not folded into the query and key weights, else None.
+        positions_after_norm: The positional embeddings reach the attention
+            input after the normalisation (shortformer), not through the residual.
     """
 
     normalized: Tensor
@@ -30,3 +45,7 @@ class Activations:
     pattern: Tensor
     components: Tensor
     lengths: Tensor
+    rotary: Rotary | None = None
+    ln_weight: Tensor | None = None
+    ln_bias: Tensor | None = None
+    positions_after_norm: bool = False

@@ -9,7 +9,11 @@ query-side signal splits exactly as
     with w_q = sum_{k in S} eps_k sqrt(sigma_k) u_k
 
 and likewise on the key side with v_k at the source token. The last term, the
-homogeneous coordinate, is the head's own QK bias node. Edges are the fewest
+homogeneous coordinate, is the head's own QK bias node. In a rotary model
+w_q is taken in the rotated frame at the token's position (see
+:mod:`headgraph.ingest.core.rotary`); where the normalisation's weight and bias
+are not folded into W_Q (shortformer), o_c is weighted by it and its bias
+joins the bias node. Edges are the fewest
 components whose positive contributions reach ``edge_frac`` of the positive
 total.
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from headgraph.ingest.core.rotary import Rotary, rotate
 
 
 def signal_weights(proj_u: Tensor, selected: Tensor, sigma: Tensor) -> Tensor:
@@ -35,16 +41,56 @@ def signal_weights(proj_u: Tensor, selected: Tensor, sigma: Tensor) -> Tensor:
     return eps * sigma.sqrt() * selected
 
 
+def signal_directions(
+    weights: Tensor,
+    vectors: Tensor,
+    *,
+    head: Tensor,
+    token: Tensor,
+    rotated: tuple[Tensor, Tensor, Rotary, int] | None = None,
+) -> Tensor:
+    """Each firing's signal direction on one side, ``sum_k w_k u_k`` in the augmented input space.
+
+    Args:
+        weights: ``[firing, rank]`` from :func:`signal_weights`.
+        vectors: ``[head, d_model+1, rank]`` the layer's U (query side) or V (key side).
+        head, token: ``[firing]`` the firing's head and the token the side reads.
+        rotated: For a rotary model, the layer's ``(factor [head, d_model+1, d_head],
+            readout [head, d_head, rank], rotary, layer)``: the direction is then
+            ``A R_p^T (A^+ U) w``, which depends on the token's position ``p``.
+
+    Returns:
+        ``[firing, d_model+1]``.
+    """
+    n_firings = weights.shape[0]
+    direction = weights.new_empty(n_firings, vectors.shape[1])
+    for h in head.unique().tolist():
+        rows = (head == h).nonzero().squeeze(-1)
+        if rotated is None:
+            direction[rows] = weights[rows] @ vectors[h].T
+            continue
+        factor, readout, rotary, layer = rotated
+        small = weights[rows] @ readout[h].T  # [rows, d_head]
+        where = token[rows]
+        small = rotate(
+            small, rotary.cos[layer, where], rotary.sin[layer, where],
+            adjacent=rotary.adjacent, inverse=True,
+        )  # fmt: skip
+        direction[rows] = small @ factor[h].T
+    return direction
+
+
 def side_contributions(
     components: Tensor,
     scale: Tensor,
-    vectors: Tensor,
-    weights: Tensor,
+    direction: Tensor,
     *,
     batch: Tensor,
-    head: Tensor,
     token: Tensor,
     n_upstream: int,
+    ln_weight: Tensor | None = None,
+    ln_bias: Tensor | None = None,
+    positions_after_norm: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Contributions of the upstream components to one side's signal.
 
@@ -54,30 +100,35 @@ def side_contributions(
 
     Args:
         components: ``[batch, pos, component, d_model]`` outputs on the component axis.
-        scale: ``[batch, pos]`` that layer's LN scale.
-        vectors: ``[head, d_model+1, rank]`` that layer's U (query side) or V (key side).
-        weights: ``[firing, rank]`` from :func:`signal_weights`.
-        batch, head, token: ``[firing]`` the prompt, head and token each side reads.
+        scale: ``[batch, pos]`` that layer's normalisation scale.
+        direction: ``[firing, d_model+1]`` from :func:`signal_directions`.
+        batch, token: ``[firing]`` the prompt and token each side reads.
         n_upstream: Components upstream of the layer (a prefix of the axis).
+        ln_weight, ln_bias: ``[d_model]`` the layer's unfolded normalisation weight
+            and bias, if any (see :class:`~headgraph.ingest.core.activations.Activations`).
+        positions_after_norm: Component 1 (positions) is added after the
+            normalisation: neither scaled nor weighted.
 
     Returns:
         ``upstream [firing, n_upstream]`` and ``bias [firing]`` (the homogeneous
-        coordinate); they sum to the side's signal.
+        coordinate, plus the normalisation's bias); they sum to the side's signal.
     """
-    n_firings, d_model = weights.shape[0], components.shape[-1]
-    direction = weights.new_empty(n_firings, d_model + 1)  # sum_k w_k u_k, per firing
-    for h in head.unique().tolist():
-        rows = (head == h).nonzero().squeeze(-1)
-        direction[rows] = weights[rows] @ vectors[h].T
+    d_model = components.shape[-1]
+    reading, bias = direction[:, :d_model], direction[:, d_model]
+    if ln_bias is not None:
+        bias = bias + reading @ ln_bias
+    weighted = reading * ln_weight if ln_weight is not None else reading
     where = batch * components.shape[1] + token  # [firing] flat token index
     order = where.argsort(stable=True)
     tokens, counts = where[order].unique_consecutive(return_counts=True)
     outputs = components.flatten(0, 1)[:, :n_upstream]  # [batch*pos, n_upstream, d_model]
-    upstream = weights.new_empty(n_firings, n_upstream)
+    upstream = direction.new_empty(direction.shape[0], n_upstream)
     for t, rows in zip(tokens.tolist(), order.split(counts.tolist()), strict=True):
-        upstream[rows] = (outputs[t] @ direction[rows, :d_model].T).T
+        upstream[rows] = (outputs[t] @ weighted[rows].T).T
     upstream /= scale.flatten()[where].unsqueeze(-1)
-    return upstream, direction[:, d_model]
+    if positions_after_norm:
+        upstream[:, 1] = (outputs[where, 1] * reading).sum(-1)
+    return upstream, bias
 
 
 def select_edges(contributions: Tensor, *, frac: float) -> Tensor:

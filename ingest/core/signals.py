@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.rotary import Rotary, rotate
 
 
 def augment(x: Tensor) -> Tensor:
@@ -39,6 +40,28 @@ def project(x_tilde: Tensor, vectors: Tensor) -> Tensor:
         ``[batch, layer, head, pos, rank]``: ``x~ . u_k`` (or ``. v_k``).
     """
     return torch.einsum("blpd,lhdr->blhpr", x_tilde, vectors)
+
+
+def project_rotated(
+    x_tilde: Tensor, factor: Tensor, readout: Tensor, rotary: Rotary
+) -> Tensor:
+    """:func:`project` for rotary heads, through the rotated frame.
+
+    Args:
+        x_tilde: ``[batch, layer, pos, d_model+1]`` augmented attention inputs.
+        factor: ``[layer, head, d_model+1, d_head]`` ``A = [W_Q; b_Q]`` (or B).
+        readout: ``[layer, head, d_head, rank]`` ``A^+ U`` (or ``B^+ V``).
+        rotary: The model's rotary tables.
+
+    Returns:
+        ``[batch, layer, head, pos, rank]``: ``x^ . u_k = (R_p A^T x~) . (A^+ u_k)``.
+    """
+    n_pos = x_tilde.shape[2]
+    vectors = torch.einsum("blpd,lhde->blhpe", x_tilde, factor)  # [batch, layer, head, pos, d_head]
+    cos = rotary.cos[:, None, :n_pos]  # [layer, 1, pos, rotary_dim]
+    sin = rotary.sin[:, None, :n_pos]
+    rotated = rotate(vectors, cos, sin, adjacent=rotary.adjacent)
+    return torch.einsum("blhpe,lher->blhpr", rotated, readout)
 
 
 def pair_terms(proj_u: Tensor, proj_v: Tensor, sigma: Tensor) -> Tensor:

@@ -9,6 +9,11 @@ so with x~ = [x; 1] the unscaled score is a(d, s) = x~_d^T Omega~ x~_s. Its SVD
 is computed from the factors: A = Q_A R_A, B = Q_B R_B, and the small
 R_A R_B^T = U' Sigma V'^T gives U = Q_A U', V = Q_B V' in O(d_model d_head^2)
 per head, in float64.
+
+For rotary heads (:mod:`headgraph.ingest.core.rotary`) the projections are
+taken from the rotated query and key vectors instead: ``x^ . u_k = q . (A^+ u_k)``,
+so the decomposition also keeps the factors and the *readouts* ``A^+ U = R_A^+ U'``
+and ``B^+ V``.
 """
 
 from __future__ import annotations
@@ -31,11 +36,19 @@ class QKDecomposition:
         U: Left (query-side) singular vectors, ``[layer, head, d_model+1, rank]``.
         S: Singular values, descending, ``[layer, head, rank]``.
         V: Right (key-side) singular vectors, ``[layer, head, d_model+1, rank]``.
+        query_factor, key_factor: ``A = [W_Q; b_Q]`` and ``B = [W_K; b_K]``,
+            ``[layer, head, d_model+1, d_head]``.
+        query_readout, key_readout: ``A^+ U`` and ``B^+ V``, ``[layer, head, d_head, rank]``:
+            a query (key) vector's projections on the singular vectors.
     """
 
     U: Tensor
     S: Tensor
     V: Tensor
+    query_factor: Tensor
+    key_factor: Tensor
+    query_readout: Tensor
+    key_readout: Tensor
 
     @property
     def rank(self) -> int:
@@ -44,7 +57,13 @@ class QKDecomposition:
     def to(self, device: torch.device | str, dtype: torch.dtype) -> QKDecomposition:
         """A copy on ``device`` in ``dtype`` (for the batched projections)."""
         return QKDecomposition(
-            *(t.to(device=device, dtype=dtype) for t in (self.U, self.S, self.V))
+            *(
+                t.to(device=device, dtype=dtype)
+                for t in (
+                    *(self.U, self.S, self.V, self.query_factor, self.key_factor),
+                    *(self.query_readout, self.key_readout),
+                )
+            )
         )
 
 
@@ -98,9 +117,11 @@ def decompose_qk(
     signs = torch.sign(torch.gather(U, -2, pivot))
     signs[signs == 0] = 1.0
     U, V = U * signs, V * signs
+    query_readout = torch.linalg.pinv(R_A) @ (U_small * signs)  # [layer, head, d_head, rank]
+    key_readout = torch.linalg.pinv(R_B) @ (Vh_small.transpose(-1, -2) * signs)
 
     _check_reconstruction(A, B, U, S, V, tolerance)
-    return QKDecomposition(U=U, S=S, V=V)
+    return QKDecomposition(U, S, V, A, B, query_readout, key_readout)
 
 
 def _check_reconstruction(

@@ -22,9 +22,20 @@ from torch import Tensor
 from headgraph.errors import InputError
 from headgraph.ingest.core.activations import Activations
 from headgraph.ingest.core.components import Component, ComponentLayout
-from headgraph.ingest.core.contributions import select_edges, side_contributions, signal_weights
+from headgraph.ingest.core.contributions import (
+    select_edges,
+    side_contributions,
+    signal_directions,
+    signal_weights,
+)
 from headgraph.ingest.core.records import Edge, Firing, Prompt, Seed, TraceParams
-from headgraph.ingest.core.signals import FiringTable, augment, find_firings, project
+from headgraph.ingest.core.signals import (
+    FiringTable,
+    augment,
+    find_firings,
+    project,
+    project_rotated,
+)
 from headgraph.ingest.core.svd import QKDecomposition
 
 if TYPE_CHECKING:
@@ -173,6 +184,23 @@ def seed_mask(firings: FiringTable, prompts: Sequence[Prompt], seeds: Iterable[S
     return same.all(dim=-1).any(dim=-1)
 
 
+def projections(acts: Activations, qk: QKDecomposition) -> tuple[Tensor, Tensor]:
+    """Every layer's attention inputs projected on its heads' singular vectors.
+
+    Returns:
+        ``proj_u, proj_v [batch, layer, head, pos, rank]``: ``x~ . u_k`` and ``x~ . v_k``
+        (in the rotated frame for a rotary model).
+    """
+    x_tilde = augment(acts.normalized)  # [batch, layer, pos, d_model+1]
+    if acts.rotary is None:
+        return project(x_tilde, qk.U), project(x_tilde, qk.V)
+    rotary = acts.rotary.to(x_tilde.dtype)
+    return (
+        project_rotated(x_tilde, qk.query_factor, qk.query_readout, rotary),
+        project_rotated(x_tilde, qk.key_factor, qk.key_readout, rotary),
+    )
+
+
 def trace_batch(
     acts: Activations,
     qk: QKDecomposition,
@@ -191,9 +219,8 @@ def trace_batch(
         seeds: Where tracing starts.
         params: Thresholds.
     """
-    x_tilde = augment(acts.normalized)  # [batch, layer, pos, d_model+1]
-    proj_u = project(x_tilde, qk.U)  # [batch, layer, head, pos, rank]
-    proj_v = project(x_tilde, qk.V)
+    proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
+    rotary = None if acts.rotary is None else acts.rotary.to(acts.normalized.dtype)
     firings = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=params)
     f_b, f_l, f_h, f_d, f_s = (
         firings.batch,
@@ -223,16 +250,25 @@ def trace_batch(
         sigma = qk.S[layer, h]  # [firing, rank]
         weights = signal_weights(proj_u[b, layer, h, f_d[rows]], firings.selected[rows], sigma)
         n_up = layout.n_upstream(layer)
-        for side, (vectors, token) in enumerate(((qk.U, f_d[rows]), (qk.V, f_s[rows]))):
+        sides = (
+            (qk.U, qk.query_factor, qk.query_readout, f_d[rows]),
+            (qk.V, qk.key_factor, qk.key_readout, f_s[rows]),
+        )
+        for side, (vectors, factor, readout, token) in enumerate(sides):
+            rotated = None if rotary is None else (factor[layer], readout[layer], rotary, layer)
+            direction = signal_directions(
+                weights, vectors[layer], head=h, token=token, rotated=rotated
+            )
             upstream, bias = side_contributions(
                 acts.components,
                 acts.scale[:, layer],
-                vectors[layer],
-                weights,
+                direction,
                 batch=b,
-                head=h,
                 token=token,
                 n_upstream=n_up,
+                ln_weight=None if acts.ln_weight is None else acts.ln_weight[layer],
+                ln_bias=None if acts.ln_bias is None else acts.ln_bias[layer],
+                positions_after_norm=acts.positions_after_norm,
             )
             contributions = torch.cat([upstream, bias.unsqueeze(-1)], dim=-1)  # [firing, n_up+1]
             kept = select_edges(contributions, frac=params.edge_frac)
@@ -308,7 +344,7 @@ def trace(
             a prompt longer than the model's context. Checked before any work.
     """
     check_inputs(model, prompts, seeds, batch_size)
-    qk = model.qk.to(model.device, torch.float32)
+    qk = model.qk.to(model.device, model.dtype)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
         tokens, lengths = pad_tokens(batch)

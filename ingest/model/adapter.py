@@ -25,7 +25,9 @@ from torch import Tensor
 from headgraph.errors import ModelError
 from headgraph.ingest.core.activations import Activations
 from headgraph.ingest.core.components import ComponentLayout
+from headgraph.ingest.core.rotary import Rotary
 from headgraph.ingest.core.svd import QKDecomposition, decompose_qk
+from headgraph.ingest.model.families import check_supported, process, processing_steps
 from headgraph.ingest.model.tokenizer import Tokenizer
 
 
@@ -117,6 +119,7 @@ class Model:
     d_head = property(lambda self: self.hooked.cfg.d_head)
     n_ctx = property(lambda self: self.hooked.cfg.n_ctx)
     device = property(lambda self: self.hooked.cfg.device)
+    dtype = property(lambda self: self.hooked.cfg.dtype)
 
     def qk_weights(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``W_Q, W_K [layer, head, d_model, d_head]`` and ``b_Q, b_K [layer, head, d_head]``."""
@@ -126,9 +129,11 @@ class Model:
     @property
     def token_embeddings(self) -> Tensor:
         """``[vocab, d_model]`` token embeddings as layer 0's attention reads them (ln1's
-        centring and scaling; its weights are folded into W_Q and W_K)."""
+        centring and scaling; its weights are folded into W_Q and W_K). Rotary heads
+        read them at offset 0."""
         x = self.hooked.W_E.detach()
-        x = x - x.mean(-1, keepdim=True)
+        if self.hooked.cfg.normalization_type in ("LN", "LNPre"):
+            x = x - x.mean(-1, keepdim=True)
         return x / (x.pow(2).mean(-1, keepdim=True) + self.hooked.cfg.eps).sqrt()
 
     @cached_property
@@ -150,9 +155,16 @@ class Model:
                 f"blocks.{l}.attn.hook_pattern",
                 f"blocks.{l}.attn.hook_z",
             ]
+            if self.hooked.cfg.use_normalization_before_and_after:
+                names.append(f"blocks.{l}.ln1_post.hook_scale")
             if self.layout.has_mlp:
                 names.append(f"blocks.{l}.hook_mlp_out")
         return names
+
+    @property
+    def shortformer(self) -> bool:
+        """Positions reach only the queries and keys, after ln1 (TransformerLens's Attn_Only)."""
+        return self.hooked.cfg.positional_embedding_type == "shortformer"
 
     @torch.inference_mode()
     def run(self, tokens: Tensor, lengths: Tensor | None = None) -> Activations:
@@ -162,7 +174,7 @@ class Model:
             tokens: ``[batch, pos]`` right-padded token ids.
             lengths: ``[batch]`` real lengths (default: all of ``pos``).
         """
-        m = self.hooked
+        m, cfg = self.hooked, self.hooked.cfg
         tokens = tokens.to(self.device)
         names = set(self._hook_names())
         _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names, return_type=None)
@@ -172,20 +184,52 @@ class Model:
             z = cache[f"blocks.{l}.attn.hook_z"]  # [batch, pos, head, d_head]
             heads = torch.einsum("bphe,hed->bphd", z, m.W_O[l])  # [batch, pos, head, d_model]
             parts = [heads, m.b_O[l].expand(batch, pos, 1, -1)]
+            if cfg.use_normalization_before_and_after:  # Gemma 2: RMSNorm of the heads' sum
+                post = m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"]
+                parts = [part * post.unsqueeze(2) for part in parts]  # frozen scale: linear
             if self.layout.has_mlp:
                 parts.append(cache[f"blocks.{l}.hook_mlp_out"].unsqueeze(2))
             per_layer.append(torch.cat(parts, dim=2))
-        embeddings = [
-            cache["hook_embed"].unsqueeze(2),
-            cache["hook_pos_embed"].expand(batch, pos, -1).unsqueeze(2),
-        ]
+        embed = cache["hook_embed"]  # [batch, pos, d_model]
+        positions = cache["hook_pos_embed"] if "hook_pos_embed" in cache else 0 * embed
+        components = torch.cat(
+            [embed.unsqueeze(2), positions.expand(batch, pos, -1).unsqueeze(2), *per_layer], dim=2
+        )
         layers = range(self.n_layers)
+        normalized = torch.stack([cache[f"blocks.{l}.ln1.hook_normalized"] for l in layers], 1)
+        ln_weight = ln_bias = None
+        if self.shortformer:  # ln1 is not folded: x = ln1(resid) * w + b + positions
+            components = _centred_outputs(components, keep=1)
+            ln_weight, ln_bias = (
+                torch.stack([getattr(m.blocks[l].ln1, p).detach() for l in layers])
+                for p in ("w", "b")
+            )
+            normalized = normalized * ln_weight[:, None] + ln_bias[:, None]
+            normalized = normalized + positions.expand(batch, pos, -1).unsqueeze(1)
         return Activations(
-            normalized=torch.stack([cache[f"blocks.{l}.ln1.hook_normalized"] for l in layers], 1),
+            normalized=normalized,
             scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
             pattern=torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in layers], 1),
-            components=torch.cat(embeddings + per_layer, dim=2),
+            components=components,
             lengths=(lengths if lengths is not None else torch.full((batch,), pos)).to(self.device),
+            rotary=self._rotary(pos),
+            ln_weight=ln_weight,
+            ln_bias=ln_bias,
+            positions_after_norm=self.shortformer,
+        )
+
+    def _rotary(self, n_pos: int) -> Rotary | None:
+        """Each layer's rotary tables for ``n_pos`` positions (None without rotary positions)."""
+        cfg = self.hooked.cfg
+        if cfg.positional_embedding_type != "rotary":
+            return None
+        attns = [block.attn for block in self.hooked.blocks]
+        if any(a.rotary_cos.shape[0] < n_pos for a in attns):
+            raise ModelError(f"{self.name}: prompts of {n_pos} tokens exceed its rotary tables")
+        return Rotary(
+            cos=torch.stack([a.rotary_cos[:n_pos] for a in attns]),
+            sin=torch.stack([a.rotary_sin[:n_pos] for a in attns]),
+            adjacent=bool(cfg.rotary_adjacent_pairs),
         )
 
     @torch.inference_mode()
@@ -198,10 +242,13 @@ class Model:
         return torch.stack([cache[n] for n in names], dim=1)
 
     def attention_scores(self, tokens: Tensor) -> Tensor:
-        """TransformerLens's unscaled scores q.k ``[batch, layer, head, dest, src]`` (checks)."""
-        return (
-            self.per_layer(tokens, "attn.hook_attn_scores") * self.hooked.blocks[0].attn.attn_scale
-        )
+        """TransformerLens's own unscaled scores ``q . k`` ``[batch, layer, head, dest, src]``,
+        from its (rotated) query and key vectors, before any scale, cap or mask (checks)."""
+        rotary = self.hooked.cfg.positional_embedding_type == "rotary"
+        q = self.per_layer(tokens, "attn.hook_rot_q" if rotary else "attn.hook_q")
+        k = self.per_layer(tokens, "attn.hook_rot_k" if rotary else "attn.hook_k")
+        k = k.repeat_interleave(q.shape[3] // k.shape[3], dim=3)  # grouped-query: share keys
+        return torch.einsum("blqhe,blkhe->blhqk", q, k)
 
     def residuals(self, tokens: Tensor) -> Tensor:
         """``[batch, layer, pos, d_model]`` each layer's ``resid_pre`` (for checks)."""
@@ -289,62 +336,12 @@ class Model:
         return hooks
 
 
-def check_supported(cfg: Any, name: str) -> None:
-    """Refuse, naming the feature, a model whose architecture the method does not cover.
-
-    Raises:
-        ModelError: rotary or other non-learned positions, parallel attention and MLP,
-            grouped-query attention, or a normalisation other than LayerNorm.
-    """
-    if cfg.positional_embedding_type != "standard":
-        raise ModelError(
-            f"{name} uses {cfg.positional_embedding_type} positions: the augmented QK "
-            "decomposition needs learned absolute positional embeddings (GPT-2 style)"
-        )
-    if getattr(cfg, "parallel_attn_mlp", False) or getattr(cfg, "n_key_value_heads", None):
-        raise ModelError(
-            f"{name}: parallel attention/MLP and grouped-query attention are not supported"
-        )
-    if cfg.normalization_type not in ("LN", "LNPre"):
-        raise ModelError(f"{name}: needs LayerNorm before attention, got {cfg.normalization_type}")
-
-
-def _centred(weights, dim: int = -1) -> bool:
-    """Whether ``weights`` has (numerically) zero mean along ``dim``."""
-    scale = float(weights.abs().max()) or 1.0
-    return float(weights.mean(dim).abs().max()) <= 1e-5 * scale
-
-
-def processing_steps(hooked) -> list[str]:
-    """The standard processing steps a ``HookedTransformer`` still lacks (empty when done)."""
-    m, cfg = hooked, hooked.cfg
-    missing = []
-    if cfg.normalization_type == "LN":
-        missing.append("fold_ln")
-    writers = [m.W_E, m.W_O, m.b_O]
-    if cfg.positional_embedding_type == "standard":
-        writers.append(m.W_pos)
-    if not cfg.attn_only:
-        writers += [m.W_out, m.b_out]
-    if not all(_centred(w.detach()) for w in writers):
-        missing.append("center_writing_weights")
-    if not _centred(m.W_U.detach()):
-        missing.append("center_unembed")
-    if bool(m.b_V.detach().any()):
-        missing.append("fold_value_biases")
-    return missing
-
-
-def process(hooked):
-    """Process a ``HookedTransformer``'s weights in place, the standard way; returns it."""
-    hooked.load_and_process_state_dict(
-        hooked.state_dict(),
-        fold_ln=hooked.cfg.normalization_type == "LN",
-        center_writing_weights=True,
-        center_unembed=True,
-        fold_value_biases=True,
-    )
-    return hooked
+def _centred_outputs(components: Tensor, *, keep: int) -> Tensor:
+    """Each component's output less its mean over ``d_model`` (what LayerNorm sees),
+    except component ``keep`` (shortformer positions, added after the normalisation)."""
+    centred = components - components.mean(-1, keepdim=True)
+    centred[:, :, keep] = components[:, :, keep]
+    return centred
 
 
 def new_hooked(*, tokenizer=None, **config: Any):
@@ -370,15 +367,11 @@ def pretrained_hooked(name: str, *, device: str):
     """
     from transformer_lens import HookedTransformer
 
-    return HookedTransformer.from_pretrained(
-        name,
-        fold_ln=True,
-        center_writing_weights=True,
-        center_unembed=True,
-        fold_value_biases=True,
-        device=device,
-        default_prepend_bos=False,
+    hooked = HookedTransformer.from_pretrained_no_processing(
+        name, device=device, default_prepend_bos=False
     )
+    check_supported(hooked.cfg, name)
+    return process(hooked)
 
 
 def gpt2_weights(hf_model, hooked) -> dict[str, Tensor]:

@@ -32,11 +32,13 @@ from headgraph.ingest.model.tokenizer import HFTokenizer, Tokenizer
 
 @dataclass(frozen=True)
 class Architecture:
-    """Shape of a GPT-2-style model built from scratch.
+    """Shape of a model built from scratch: GPT-2-style unless ``options`` say otherwise.
 
     ``d_mlp=None`` builds an attention-only model. ``init_range`` is the standard
     deviation of the random weights (TransformerLens's ``0.8 / sqrt(d_model)``
     when None, which leaves attention nearly uniform: no head fires).
+    ``options`` are further TransformerLens config fields, as ``(name, value)``
+    pairs: rotary positions, RMSNorm, grouped-query attention, parallel blocks...
     """
 
     n_layers: int
@@ -48,14 +50,41 @@ class Architecture:
     d_mlp: int | None = None
     act_fn: str = "gelu_new"
     init_range: float | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 # Random weights scaled so that attention is peaked as in trained models: about
 # half of all (head, destination) pairs fire, a busy case for the tracer.
+_ROTARY = (("positional_embedding_type", "rotary"), ("rotary_base", 10000))
+_LLAMA = (
+    *_ROTARY, ("normalization_type", "RMS"), ("final_rms", True), ("gated_mlp", True),
+    ("n_key_value_heads", 2),
+)  # fmt: skip
 PRESETS = {
     "gpt2-small": Architecture(12, 12, 768, 64, 50257, 1024, 3072, init_range=0.07),
     "tiny": Architecture(2, 4, 64, 16, 512, 64, None, init_range=0.3),
-}
+    # One small random model per family (see families.FAMILIES): same width, so their
+    # costs compare; rotary_dim below d_head where the family rotates part of each head.
+    "pythia": Architecture(
+        3, 4, 64, 16, 512, 64, 256, "gelu", 0.3,
+        (*_ROTARY, ("rotary_dim", 4), ("parallel_attn_mlp", True)),
+    ),
+    "gptj": Architecture(
+        3, 4, 64, 16, 512, 64, 256, "gelu_new", 0.3,
+        (*_ROTARY, ("rotary_dim", 8), ("rotary_adjacent_pairs", True),
+         ("parallel_attn_mlp", True)),
+    ),
+    "llama": Architecture(3, 4, 64, 16, 512, 64, 128, "silu", 0.3, (*_LLAMA, ("rotary_dim", 16))),
+    "gemma2": Architecture(
+        3, 4, 64, 16, 512, 64, 128, "gelu_pytorch_tanh", 0.3,
+        (*_LLAMA, ("rotary_dim", 16), ("use_normalization_before_and_after", True),
+         ("attn_scores_soft_cap", 50.0), ("output_logits_soft_cap", 30.0)),
+    ),
+    "attn-only": Architecture(
+        2, 4, 64, 16, 512, 64, None, init_range=0.3,
+        options=(("positional_embedding_type", "shortformer"),),
+    ),
+}  # fmt: skip
 
 
 def build_hooked(
@@ -71,11 +100,12 @@ def build_hooked(
     """
     fields = asdict(arch)
     d_mlp, init_range = fields.pop("d_mlp"), fields.pop("init_range")
+    options = {"normalization_type": "LN", **dict(fields.pop("options"))}
     hooked = new_hooked(
         **fields,
+        **options,
         d_mlp=d_mlp,
         attn_only=d_mlp is None,
-        normalization_type="LN",
         seed=seed,
         initializer_range=init_range if init_range is not None else -1.0,
         device=device,

@@ -1,6 +1,11 @@
 import torch
 
-from headgraph.ingest.core.contributions import select_edges, side_contributions, signal_weights
+from headgraph.ingest.core.contributions import (
+    select_edges,
+    side_contributions,
+    signal_directions,
+    signal_weights,
+)
 from headgraph.ingest.core.records import TraceParams
 from headgraph.ingest.core.signals import find_firings
 
@@ -16,13 +21,12 @@ def test_contributions_plus_bias_node_sum_exactly_to_the_signal_on_both_sides(mo
         at_dest = proj_u[b, layer, h, d]
         weights = signal_weights(at_dest, f.selected[rows], sigma)
         for vectors, token, proj in ((qk.U, d, at_dest), (qk.V, s, proj_v[b, layer, h, s])):
+            direction = signal_directions(weights, vectors[layer], head=h, token=token)
             upstream, bias = side_contributions(
                 acts.components,
                 acts.scale[:, layer],
-                vectors[layer],
-                weights,
+                direction,
                 batch=b,
-                head=h,
                 token=token,
                 n_upstream=model.layout.n_upstream(layer),
             )

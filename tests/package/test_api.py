@@ -43,10 +43,10 @@ def test_a_processed_model_is_used_as_it_is():
 
 
 def test_models_the_method_cannot_trace_are_refused_with_the_reason():
-    rms = new_hooked(n_layers=1, d_model=16, n_heads=2, d_head=8, d_vocab=20, n_ctx=8,
-                     attn_only=True, normalization_type="RMS")  # fmt: skip
-    with pytest.raises(hg.ModelError, match="needs LayerNorm before attention, got RMS"):
-        hg.load_model(rms, tokenizer=word_tokenizer())
+    alibi = new_hooked(n_layers=1, d_model=16, n_heads=2, d_head=8, d_vocab=20, n_ctx=8,
+                       attn_only=True, positional_embedding_type="alibi")  # fmt: skip
+    with pytest.raises(hg.ModelError, match="uses alibi positions.*Supported: GPT-2"):
+        hg.load_model(alibi, tokenizer=word_tokenizer())
     with pytest.raises(hg.ModelError, match="has no tokenizer: pass tokenizer="):
         hg.load_model(small_hooked())
     with pytest.raises(hg.ModelError, match="cannot trace a dict"):
