@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import decimal
 import io
 import json
 import math
@@ -59,4 +60,6 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, decimal.Decimal):  # LadybugDB sums integers into 128-bit decimals
+        return int(value) if value == value.to_integral_value() else float(value)
     return value

@@ -8,6 +8,7 @@ keyword-only options and the same defaults as the command line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,11 +38,13 @@ def _inputs(
     prompt_seed: int,
     seeds: str | Sequence[Seed] | None,
     seed_roles: str | None,
+    seed_from: str | None,
+    params: TraceParams | None,
     device: str,
     tokenizer: Tokenizer | None,
-) -> tuple[Model, list[Prompt], tuple[Seed, ...]]:
-    """The model, prompts and seeds, with the command line's defaults."""
-    from headgraph.ingest.core.records import parse_seeds
+) -> tuple[Model, list[Prompt], tuple[Seed, ...], TraceParams]:
+    """The model, prompts, seeds and parameters, with the command line's defaults."""
+    from headgraph.ingest.core.records import TraceParams, choose_seeding, parse_seeds
     from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
     from headgraph.ingest.model.loading import load_model
 
@@ -52,7 +55,15 @@ def _inputs(
         from headgraph.ingest.tasks.prompts_file import read_prompts
 
         prompts = read_prompts(prompts, model.tokenizer)
-    if seeds is None:
+    params = params or TraceParams()
+    if seed_from is None and params.seeding == "linear":
+        seed_from = "linear"
+    given = seeds is not None or seed_roles is not None
+    seeding = choose_seeding(seed_from, list(prompts), given=given)
+    params = dataclasses.replace(params, seeding=seeding)
+    if seeding == "linear":
+        chosen: tuple[Seed, ...] = ()
+    elif seeds is None:
         chosen = default_seeds(model, roles=seed_roles)
     elif isinstance(seeds, str):
         chosen = parse_seeds(seeds, seed_roles or "END:IO", n_heads=model.n_heads)
@@ -60,7 +71,7 @@ def _inputs(
         if seed_roles is not None:
             raise InputError("seed_roles goes with seeds given as text ('9.9,10.0'), not Seeds")
         chosen = tuple(seeds)
-    return model, list(prompts), chosen
+    return model, list(prompts), chosen, params
 
 
 @contextlib.contextmanager
@@ -83,6 +94,7 @@ def trace(
     prompt_seed: int = 0,
     seeds: str | Sequence[Seed] | None = None,
     seed_roles: str | None = None,
+    seed_from: str | None = None,
     params: TraceParams | None = None,
     batch_size: int = 32,
     device: str = "cpu",
@@ -98,6 +110,9 @@ def trace(
         seeds: Seed heads as text (``"9.6,9.9,10.0"``, ``"11.*"``), Seed objects, or
             None for the model's own.
         seed_roles: ``DEST:SOURCE`` roles of the seed firings (``END:IO``).
+        seed_from: ``linear`` (from each prompt's prediction: its answer, and wrong
+            answer if any) or ``heads`` (the seeds). Default: ``linear`` when every
+            prompt has an answer and neither ``seeds`` nor ``seed_roles`` is given.
         params: The method's thresholds (default: the paper's).
         batch_size: Prompts per forward pass.
         device: ``cpu`` or ``cuda``.
@@ -107,17 +122,15 @@ def trace(
         A :class:`~headgraph.Trace`: iterate its batches, or call ``to_pandas()``
         (``"edges"`` or ``"firings"``) and ``to_networkx()``.
     """
-    from headgraph.ingest.core.records import TraceParams
     from headgraph.ingest.core.tables import Trace
     from headgraph.ingest.core.trace import trace as trace_batches
 
-    model, prompts, chosen = _inputs(
+    model, prompts, chosen, params = _inputs(
         model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
-        seed_roles=seed_roles, device=device, tokenizer=tokenizer,
+        seed_roles=seed_roles, seed_from=seed_from, params=params, device=device,
+        tokenizer=tokenizer,
     )  # fmt: skip
-    batches = trace_batches(
-        model, prompts, seeds=chosen, params=params or TraceParams(), batch_size=batch_size
-    )
+    batches = trace_batches(model, prompts, seeds=chosen, params=params, batch_size=batch_size)
     return Trace(tuple(batches), model.name)
 
 
@@ -131,6 +144,7 @@ def ingest(
     prompt_seed: int = 0,
     seeds: str | Sequence[Seed] | None = None,
     seed_roles: str | None = None,
+    seed_from: str | None = None,
     params: TraceParams | None = None,
     batch_size: int = 32,
     task: str = "ioi",
@@ -141,8 +155,8 @@ def ingest(
     """Trace prompts and write the circuit graph to a store (resumable, as the CLI's ingest).
 
     Args:
-        model, prompts, n_prompts, prompt_seed, seeds, seed_roles, params, batch_size,
-            device, tokenizer: As for :func:`trace`.
+        model, prompts, n_prompts, prompt_seed, seeds, seed_roles, seed_from, params,
+            batch_size, device, tokenizer: As for :func:`trace`.
         store: A folder (created if missing), ``neo4j://HOST:PORT``, or an open store.
         run: The run's name (default: ``MODEL-TASK-N``); the same name resumes it.
         task: Recorded on the run.
@@ -152,19 +166,19 @@ def ingest(
         What was written: run name, counts, seconds. Read it with
         :func:`~headgraph.open_run`.
     """
-    from headgraph.ingest.core.records import TraceParams
     from headgraph.ingest.jobs.ingest_job import check_ingest
     from headgraph.ingest.jobs.ingest_job import ingest as ingest_job
 
-    model, prompts, chosen = _inputs(
+    model, prompts, chosen, params = _inputs(
         model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
-        seed_roles=seed_roles, device=device, tokenizer=tokenizer,
+        seed_roles=seed_roles, seed_from=seed_from, params=params, device=device,
+        tokenizer=tokenizer,
     )  # fmt: skip
     name = run or f"{Path(model.name).name}-{task}-{len(prompts)}"
-    check_ingest(model, prompts, run=name, seeds=chosen, batch_size=batch_size)
+    check_ingest(model, prompts, run=name, seeds=chosen, batch_size=batch_size, params=params)
     with _opened(store, create=True) as opened:
         return ingest_job(
-            model, prompts, store=opened, run=name, seeds=chosen, params=params or TraceParams(),
+            model, prompts, store=opened, run=name, seeds=chosen, params=params,
             batch_size=batch_size, task=task, progress=progress,
         )  # fmt: skip
 

@@ -6,6 +6,7 @@ file answers at once, not after the model has loaded.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -13,7 +14,7 @@ import click
 from headgraph.errors import InputError
 from headgraph.explorer.cli.common import SETTINGS, add_options, progress_bar, store_option
 from headgraph.explorer.output import aligned
-from headgraph.ingest.core.records import TraceParams, parse_seeds
+from headgraph.ingest.core.records import TraceParams, choose_seeding, parse_seeds
 
 TRACING_OPTIONS = [
     click.option(
@@ -52,6 +53,20 @@ TRACING_OPTIONS = [
         "to the model's own seed heads [default: the model's own, else END:IO].",
     ),
     click.option(
+        "--seed-from",
+        type=click.Choice(["linear", "heads"]),
+        default=None,
+        help="Where tracing starts: linear (from each prompt's prediction, split into "
+        "heads by source token) or heads (--seeds) [default: linear when the prompts "
+        "have answers and no --seeds or --seed-roles are given, else heads].",
+    ),
+    click.option(
+        "--seed-frac",
+        type=float,
+        default=TraceParams.seed_frac,
+        help="Linear seeding: share of the prediction the cutoff's running sum must exceed.",
+    ),
+    click.option(
         "--attention-threshold",
         type=float,
         default=TraceParams.attention_threshold,
@@ -88,6 +103,8 @@ def prepare(
     prompts_file,
     seed_heads,
     seed_roles,
+    seed_from,
+    seed_frac,
     attention_threshold,
     signal_frac,
     edge_frac,
@@ -99,7 +116,12 @@ def prepare(
     Everything that can be checked without the model is checked first.
     """
     try:
-        params = TraceParams(attention_threshold, signal_frac, edge_frac)
+        if seed_from == "linear" and (seed_heads or seed_roles):
+            raise InputError(
+                "--seed-from linear starts from the prediction: leave out --seeds and "
+                "--seed-roles (or use --seed-from heads)"
+            )
+        params = TraceParams(attention_threshold, signal_frac, edge_frac, seed_frac=seed_frac)
         if seed_heads is not None:  # the syntax now; the heads against the model below
             parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=1)
         elif seed_roles is not None:
@@ -115,16 +137,20 @@ def prepare(
         if not torch.cuda.is_available():
             raise click.UsageError("--device cuda: no CUDA device is visible; use --device cpu")
     model = load_model(model_spec, device=device)
-    if seed_heads is None:
-        seeds = default_seeds(model, roles=seed_roles)
-    else:
-        seeds = parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=model.n_heads)
     if prompts_file is not None:
         from headgraph.ingest.tasks.prompts_file import read_prompts
 
         prompts = read_prompts(prompts_file, model.tokenizer)
     else:
         prompts = task_prompts(model, n_prompts, seed=prompt_seed)
+    seeding = choose_seeding(seed_from, prompts, given=bool(seed_heads or seed_roles))
+    params = replace(params, seeding=seeding)
+    if seeding == "linear":
+        seeds = ()
+    elif seed_heads is None:
+        seeds = default_seeds(model, roles=seed_roles)
+    else:
+        seeds = parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=model.n_heads)
     options = {"seeds": seeds, "params": params, "batch_size": batch_size, "task": task}
     return model, prompts, options
 
@@ -182,7 +208,12 @@ def ingest_command(store_target, run_name, **shared):
     from headgraph.queries.store import open_store
 
     check_ingest(
-        model, prompts, run=run_name, seeds=options["seeds"], batch_size=options["batch_size"]
+        model,
+        prompts,
+        run=run_name,
+        seeds=options["seeds"],
+        batch_size=options["batch_size"],
+        params=options["params"],
     )  # before the store is opened: bad input leaves no store behind
     with open_store(store_target) as store, progress_bar(len(prompts), run_name) as progress:
         result = ingest(model, prompts, store=store, run=run_name, **options, progress=progress)

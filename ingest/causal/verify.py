@@ -32,7 +32,7 @@ from torch import Tensor
 from headgraph.errors import InputError
 from headgraph.ingest.causal.intervene import ablation_deltas
 from headgraph.ingest.core.records import Prompt, Seed, TraceParams
-from headgraph.ingest.core.trace import SIDES, check_inputs, pad_tokens, trace_batch
+from headgraph.ingest.core.trace import SIDES, check_inputs, pad_tokens, run_batch, trace_batch
 from headgraph.names import EdgeKey, parse_head
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def verify_edges(
     """
     if mode not in ("global", "local"):
         raise InputError(f"mode {mode!r}: use global or local")
-    check_inputs(model, prompts, seeds, batch_size)
+    check_inputs(model, prompts, seeds, batch_size, params)
     lacking = next((p.id for p in prompts if role not in p.roles), None)
     if lacking is not None:
         raise InputError(f"prompt {lacking!r} has no {role} role, where the metric is read")
@@ -131,7 +131,7 @@ def verify_edges(
     for start in range(0, len(prompts), batch_size):
         batch = list(prompts[start : start + batch_size])
         tokens, lengths = pad_tokens(batch)
-        acts = model.run(tokens, lengths)
+        acts = run_batch(model, batch, tokens, lengths, params)
         traced = trace_batch(acts, qk, model.layout, batch, seeds, params)
         at = torch.tensor([p.roles[role] for p in batch])
         clean = metric(model.log_probs(tokens, at=at), batch)  # [batch]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from headgraph.ingest.core.rotary import Rotary
+from headgraph.ingest.core.seeding import PredictionSplit
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class Activations:
             that are not folded into the query and key weights, else None.
         positions_after_norm: The positional embeddings reach the attention
             input after the normalisation (shortformer), not through the residual.
+        prediction: Each prompt's answer logit split into components, when the
+            forward pass was given answers (seeding from the prediction).
     """
 
     normalized: Tensor
@@ -49,3 +52,4 @@ class Activations:
     ln_weight: Tensor | None = None
     ln_bias: Tensor | None = None
     positions_after_norm: bool = False
+    prediction: PredictionSplit | None = None

@@ -32,12 +32,17 @@ class Prompt:
         text: The prompt text.
         tokens: Token ids as the model's tokenizer splits ``text`` (no BOS).
         roles: Role name -> token index, e.g. ``{"IO": 3, "S1": 1, "END": 13}``.
+        answer: The token the model should predict after the last one, or None.
+        wrong: The competing token (IOI: the subject), or None: the prediction is then
+            the answer's logit alone.
     """
 
     id: str
     text: str
     tokens: tuple[int, ...]
     roles: Mapping[str, int] = field(default_factory=dict)
+    answer: int | None = None
+    wrong: int | None = None
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -113,6 +118,32 @@ def parse_seeds(heads: str, roles: str, *, n_heads: int) -> tuple[Seed, ...]:
     return tuple(seeds)
 
 
+SEEDINGS = ("heads", "linear")
+
+
+def choose_seeding(seed_from: str | None, prompts: Sequence[Prompt], *, given: bool) -> str:
+    """``linear`` or ``heads``: asked for, or the default (linear when every prompt has an
+    answer and no seed heads or roles were ``given``).
+
+    Raises:
+        InputError: linear seeding asked for with seed heads, or with a prompt without answer.
+    """
+    if seed_from == "linear" and given:
+        raise InputError("seed from the prediction or from seed heads, not both")
+    if seed_from is None:
+        seed_from = (
+            "linear" if not given and all(p.answer is not None for p in prompts) else "heads"
+        )
+    if seed_from == "linear":
+        missing = next((p.id for p in prompts if p.answer is None), None)
+        if missing is not None:
+            raise InputError(
+                f"prompt {missing!r} has no answer: seeding from the prediction needs every "
+                "prompt's answer (an answer field in a prompts file), or give seed heads"
+            )
+    return seed_from
+
+
 @dataclass(frozen=True)
 class TraceParams:
     """Thresholds of the method (METHOD.md sections 3-4), recorded on every run.
@@ -123,11 +154,16 @@ class TraceParams:
             whose sum exceeds ``signal_frac`` times the score.
         edge_frac: On each side, the fewest upstream components whose positive
             contributions reach this share of the positive total become edges.
+        seeding: ``heads`` (the seeds name heads and roles) or ``linear`` (seeds
+            from each prompt's prediction, see :mod:`headgraph.ingest.core.seeding`).
+        seed_frac: Linear seeding's cutoff share.
     """
 
     attention_threshold: float = 0.5
     signal_frac: float = 1.0
     edge_frac: float = 0.7
+    seeding: str = "heads"
+    seed_frac: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.attention_threshold <= 1.0:
@@ -138,6 +174,10 @@ class TraceParams:
             raise InputError(f"signal_frac must be in (0, 1], got {self.signal_frac}")
         if not 0.0 < self.edge_frac <= 1.0:
             raise InputError(f"edge_frac must be in (0, 1], got {self.edge_frac}")
+        if self.seeding not in SEEDINGS:
+            raise InputError(f"seeding {self.seeding!r}: use one of {', '.join(SEEDINGS)}")
+        if not 0.0 < self.seed_frac <= 1.0:
+            raise InputError(f"seed_frac must be in (0, 1], got {self.seed_frac}")
 
 
 @dataclass(frozen=True)
@@ -166,14 +206,18 @@ class RunParams:
         """The parameters of a run over ``prompts``."""
         digest = hashlib.sha256()
         for p in prompts:
-            digest.update(json.dumps([p.id, list(p.tokens), dict(p.roles)]).encode())
+            answers = [p.answer, p.wrong] if p.answer is not None else []  # older runs: none
+            digest.update(json.dumps([p.id, list(p.tokens), dict(p.roles), *answers]).encode())
         return cls(params, tuple(seeds), batch_size, digest.hexdigest())
 
     def to_json(self) -> str:
         """The JSON recorded on the run (keys sorted, so equal runs give equal text)."""
+        params = asdict(self.params)
+        if self.params.seeding == "heads":  # as runs recorded before seeding existed
+            del params["seeding"], params["seed_frac"]
         return json.dumps(
             {
-                **asdict(self.params),
+                **params,
                 "seeds": [s.name for s in self.seeds],
                 "batch_size": self.batch_size,
                 "prompts_sha256": self.prompts_sha256,
@@ -191,8 +235,9 @@ class RunParams:
         try:
             data = json.loads(text)
             params = TraceParams(
-                data["attention_threshold"], data["signal_frac"], data["edge_frac"]
-            )
+                data["attention_threshold"], data["signal_frac"], data["edge_frac"],
+                data.get("seeding", "heads"), data.get("seed_frac", 1.0),
+            )  # fmt: skip
             seeds = tuple(Seed.from_name(s) for s in data["seeds"])
             return cls(params, seeds, int(data["batch_size"]), str(data["prompts_sha256"]))
         except (ValueError, KeyError, TypeError) as error:

@@ -42,9 +42,7 @@ def project(x_tilde: Tensor, vectors: Tensor) -> Tensor:
     return torch.einsum("blpd,lhdr->blhpr", x_tilde, vectors)
 
 
-def project_rotated(
-    x_tilde: Tensor, factor: Tensor, readout: Tensor, rotary: Rotary
-) -> Tensor:
+def project_rotated(x_tilde: Tensor, factor: Tensor, readout: Tensor, rotary: Rotary) -> Tensor:
     """:func:`project` for rotary heads, through the rotated frame.
 
     Args:
@@ -144,6 +142,7 @@ def find_firings(
     lengths: Tensor,
     *,
     params: TraceParams,
+    forced: Tensor | None = None,
 ) -> FiringTable:
     """Find every firing of a batch and its sparse signal.
 
@@ -153,6 +152,8 @@ def find_firings(
         sigma: ``[layer, head, rank]`` singular values.
         lengths: ``[batch]`` real (unpadded) prompt lengths.
         params: Thresholds.
+        forced: ``[batch, layer, head, dest, src]`` bool, pairs taken whatever their
+            attention (seeds from the prediction), or None.
 
     Returns:
         The firings, ordered by (batch, layer, head, dest, source).
@@ -160,7 +161,10 @@ def find_firings(
     n_pos = pattern.shape[-1]
     positions = torch.arange(n_pos, device=pattern.device)
     real = positions < lengths[:, None]  # [batch, pos]
-    candidate = (pattern >= params.attention_threshold) & real[:, None, None, :, None]
+    candidate = pattern >= params.attention_threshold
+    if forced is not None:
+        candidate |= forced
+    candidate &= real[:, None, None, :, None]
     candidate[..., 0] = False  # source 0 is where attention sinks park
     b, l, h, d, s = candidate.nonzero(as_tuple=True)
     terms = sigma[l, h] * proj_u[b, l, h, d] * proj_v[b, l, h, s]  # [firing, rank]

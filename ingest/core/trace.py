@@ -13,7 +13,6 @@ point to earlier layers, one top-down pass finishes the recursion.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -21,14 +20,16 @@ from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.activations import Activations
-from headgraph.ingest.core.components import Component, ComponentLayout
+from headgraph.ingest.core.batch_trace import SIDES, BatchTrace
+from headgraph.ingest.core.components import ComponentLayout
 from headgraph.ingest.core.contributions import (
     select_edges,
     side_contributions,
     signal_directions,
     signal_weights,
 )
-from headgraph.ingest.core.records import Edge, Firing, Prompt, Seed, TraceParams
+from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.core.seeding import linear_seeds
 from headgraph.ingest.core.signals import (
     FiringTable,
     augment,
@@ -41,122 +42,7 @@ from headgraph.ingest.core.svd import QKDecomposition
 if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
 
-SIDES = ("query", "key")
-
-
-@dataclass(frozen=True)
-class BatchTrace:
-    """The traced firings and edges of one batch, as columns.
-
-    Attributes:
-        prompts: The batch's prompts (row ``b`` of every tensor).
-        layout: The model's component axis.
-        firings: Every firing of the batch with its sparse set.
-        traced: ``[firing]`` bool, reached from the seeds.
-        edge_firing: ``[edge]`` the downstream firing (row of ``firings``).
-        edge_side: ``[edge]`` 0 query side, 1 key side.
-        edge_component: ``[edge]`` position on the component axis;
-            ``len(layout)`` stands for the downstream head's own QK bias.
-        edge_token: ``[edge]`` the token where the component writes.
-        edge_weight: ``[edge]`` its contribution to the side's signal.
-        edge_share: ``[edge]`` weight / the side's whole signal.
-    """
-
-    prompts: tuple[Prompt, ...]
-    layout: ComponentLayout
-    firings: FiringTable
-    traced: Tensor
-    edge_firing: Tensor
-    edge_side: Tensor
-    edge_component: Tensor
-    edge_token: Tensor
-    edge_weight: Tensor
-    edge_share: Tensor
-
-    def firing_records(self, *, traced_only: bool = False) -> list[Firing]:
-        """The firings as records (all of them, or only those tracing reached)."""
-        f = self.firings
-        columns = zip(
-            *(t.tolist() for t in (f.batch, f.layer, f.head, f.dest, f.source)),
-            f.attention.tolist(),
-            f.score.tolist(),
-            self.sparse_sets(),
-            self.traced.tolist(),
-            strict=True,
-        )
-        out = []
-        for b, l, h, d, s, attention, score, (svs, terms), traced in columns:
-            if traced_only and not traced:
-                continue
-            prompt = self.prompts[b]
-            out.append(
-                Firing(
-                    prompt.id,
-                    l,
-                    h,
-                    d,
-                    s,
-                    prompt.role_at(d),
-                    prompt.role_at(s),
-                    attention,
-                    score,
-                    svs,
-                    terms,
-                    traced,
-                )
-            )
-        return out
-
-    def edge_records(self) -> list[Edge]:
-        """The edges as records, each carrying its firing's sparse set and terms."""
-        f = self.firings
-        sparse = self.sparse_sets()
-        heads = f.head.tolist()
-        axis = (*self.layout.components, None)
-        rows = zip(
-            *(t.tolist() for t in (self.edge_firing, self.edge_side, self.edge_component)),
-            *(t.tolist() for t in (self.edge_token, self.edge_weight, self.edge_share)),
-            strict=True,
-        )
-        b_col, l_col, d_col, s_col = (t.tolist() for t in (f.batch, f.layer, f.dest, f.source))
-        out = []
-        for i, side, c, token, weight, share in rows:
-            prompt, l, h = self.prompts[b_col[i]], l_col[i], heads[i]
-            upstream = axis[c] or Component("qk_bias", l, h)
-            svs, terms = sparse[i]
-            out.append(
-                Edge(
-                    prompt.id,
-                    upstream,
-                    l,
-                    h,
-                    SIDES[side],
-                    token,
-                    prompt.role_at(token),
-                    d_col[i],
-                    s_col[i],
-                    weight,
-                    share,
-                    svs,
-                    terms,
-                )
-            )
-        return out
-
-    def to_pandas(self, what: str = "edges"):
-        """The batch's ``edges`` or ``firings`` as a pandas data frame, one row per record."""
-        from headgraph.ingest.core.tables import batch_frame
-
-        return batch_frame(self, what)
-
-    def sparse_sets(self) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
-        """Per firing: its sparse set S (strongest first) and the terms, same order."""
-        f = self.firings
-        sorted_terms = torch.gather(f.terms, -1, f.order).tolist()
-        return [
-            (tuple(order[:n]), tuple(terms[:n]))
-            for order, terms, n in zip(f.order.tolist(), sorted_terms, f.size.tolist(), strict=True)
-        ]
+__all__ = ["SIDES", "BatchTrace", "check_inputs", "pad_tokens", "trace", "trace_batch"]
 
 
 def seed_mask(firings: FiringTable, prompts: Sequence[Prompt], seeds: Iterable[Seed]) -> Tensor:
@@ -221,7 +107,19 @@ def trace_batch(
     """
     proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
     rotary = None if acts.rotary is None else acts.rotary.to(acts.normalized.dtype)
-    firings = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=params)
+    seeded = forced = None
+    if params.seeding == "linear":
+        if acts.prediction is None:
+            raise InputError("seeding from the prediction needs a forward pass given the answers")
+        seeded = linear_seeds(
+            acts.prediction, head_columns=head_columns(layout), frac=params.seed_frac
+        )
+        forced = torch.zeros_like(acts.pattern, dtype=torch.bool)
+        dest = acts.prediction.dest[seeded.batch]
+        forced[seeded.batch, seeded.layer, seeded.head, dest, seeded.source] = True
+    firings = find_firings(
+        acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=params, forced=forced
+    )
     f_b, f_l, f_h, f_d, f_s = (
         firings.batch,
         firings.layer,
@@ -237,6 +135,8 @@ def trace_batch(
         [c.head if c.kind == "head" else -1 for c in layout.components] + [-1], device=device
     )
     traced = seed_mask(firings, prompts, seeds)
+    if forced is not None:
+        traced |= forced[f_b, f_l, f_h, f_d, f_s]
     needed = torch.zeros(n_batch, n_layers, n_heads, n_pos, dtype=torch.bool, device=device)
     parts: list[tuple[Tensor, ...]] = []
 
@@ -303,7 +203,14 @@ def trace_batch(
             for dtype in (torch.long,) * 4 + (acts.scale.dtype,) * 2
         ]
     )
-    return BatchTrace(tuple(prompts), layout, firings, traced, *columns)
+    return BatchTrace(
+        tuple(prompts), layout, firings, traced, *columns, prediction=acts.prediction, seeded=seeded
+    )
+
+
+def head_columns(layout: ComponentLayout) -> Tensor:
+    """``[component]`` bool: which positions of the component axis are heads."""
+    return torch.tensor([c.kind == "head" for c in layout.components])
 
 
 def pad_tokens(prompts: Sequence[Prompt], *, pad_id: int = 0) -> tuple[Tensor, Tensor]:
@@ -343,22 +250,39 @@ def trace(
         ValueError: duplicate prompt ids, an unknown seed head, a missing role,
             a prompt longer than the model's context. Checked before any work.
     """
-    check_inputs(model, prompts, seeds, batch_size)
+    check_inputs(model, prompts, seeds, batch_size, params)
     qk = model.qk.to(model.device, model.dtype)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start : start + batch_size]
         tokens, lengths = pad_tokens(batch)
-        acts = model.run(tokens, lengths)
-        yield trace_batch(acts, qk, model.layout, batch, seeds, params)
+        yield trace_batch(run_batch(model, batch, tokens, lengths, params), qk,
+                          model.layout, batch, seeds, params)  # fmt: skip
+
+
+def run_batch(
+    model: Model, batch: Sequence[Prompt], tokens: Tensor, lengths: Tensor, params: TraceParams
+) -> Activations:
+    """The batch's forward pass, given the answers when seeding from the prediction."""
+    if params.seeding != "linear":
+        return model.run(tokens, lengths)
+    answers = torch.tensor([p.answer for p in batch])
+    wrong = torch.tensor([-1 if p.wrong is None else p.wrong for p in batch])
+    return model.run(tokens, lengths, answers=answers, wrong=wrong)
 
 
 def check_inputs(
-    model: Model, prompts: Sequence[Prompt], seeds: Sequence[Seed], batch_size: int
+    model: Model,
+    prompts: Sequence[Prompt],
+    seeds: Sequence[Seed],
+    batch_size: int,
+    params: TraceParams = TraceParams(),
 ) -> None:
     """Reject bad input before any forward pass (see :func:`trace`)."""
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
-    if not seeds:
+    if params.seeding == "linear":
+        _check_answers(model, prompts, seeds)
+    elif not seeds:
         raise InputError("no seeds: tracing needs at least one seed head")
     for seed in seeds:
         model.layout.check_head(seed.layer, seed.head)
@@ -379,3 +303,22 @@ def check_inputs(
                         f"prompt {prompt.id!r} has no role {role!r}, which seed {seed.name} "
                         f"needs; its roles are {sorted(prompt.roles)}"
                     )
+
+
+def _check_answers(model: Model, prompts: Sequence[Prompt], seeds: Sequence[Seed]) -> None:
+    """Seeding from the prediction: no seed heads, and every prompt has an answer."""
+    if seeds:
+        raise InputError("give seed heads or seed from the prediction, not both")
+    vocab = model.hooked.cfg.d_vocab
+    for prompt in prompts:
+        if prompt.answer is None:
+            raise InputError(
+                f"prompt {prompt.id!r} has no answer: seeding from the prediction needs "
+                "each prompt's answer token (or give seed heads)"
+            )
+        for what, token in (("answer", prompt.answer), ("wrong answer", prompt.wrong)):
+            if token is not None and not 0 <= token < vocab:
+                raise InputError(
+                    f"prompt {prompt.id!r}: {what} token {token} is outside the "
+                    f"vocabulary (0..{vocab - 1})"
+                )

@@ -93,6 +93,12 @@ def model_rows(model: Model) -> dict[str, Rows]:
     }
 
 
+def logits_component(model: str) -> Rows:
+    """The ``logits`` node: where a run seeded from the prediction ends (its seeds' target)."""
+    return {"key": [f"{model}|logits"], "model": [model], "name": ["logits"],
+            "kind": ["logits"], "layer": [-1], "head": [-1]}  # fmt: skip
+
+
 def _decoder(tokenizer) -> Callable[[int], str]:
     """One token id as text, memoised (a vocabulary has few tokens, prompts repeat them)."""
     return functools.lru_cache(maxsize=None)(lambda i: tokenizer.decode([i]))
@@ -179,6 +185,7 @@ def batch_rows(trace: BatchTrace, *, run: str, batch: int, tokenizer: Tokenizer)
             ):
                 table[column].append(value)
 
+    predictions, predicts = _prediction_rows(trace, run, batch, firing_key, decode, sites)
     prompt_rows: Rows = {
         "key": [f"{run}|{p.id}" for p in prompts],
         "run": [run] * len(prompts),
@@ -202,4 +209,60 @@ def batch_rows(trace: BatchTrace, *, run: str, batch: int, tokenizer: Tokenizer)
         "Site": site_rows,
         "SIGNAL:Firing": dict(from_firing),
         "SIGNAL:Site": dict(from_site),
+        "Prediction": predictions,
+        "PREDICTS:Firing": dict(predicts["Firing"]),
+        "PREDICTS:Site": dict(predicts["Site"]),
     }
+
+
+def _prediction_rows(trace: BatchTrace, run: str, batch: int, firing_key, decode, sites):
+    """Prediction nodes and PREDICTS rows of a batch seeded from the prediction (else empty).
+
+    A seed's PREDICTS relationship starts at its firing (answer position -> source); a
+    seed whose score there is negative has no firing, and starts at the head's site.
+    """
+    predicts: dict[str, Rows] = {"Firing": defaultdict(list), "Site": defaultdict(list)}
+    split, seeded, prompts = trace.prediction, trace.seeded, trace.prompts
+    if split is None or seeded is None:
+        return {}, predicts
+    f = trace.firings
+    index = {
+        key: i
+        for i, key in enumerate(
+            zip(*(t.tolist() for t in (f.batch, f.layer, f.head, f.dest, f.source)), strict=True)
+        )
+    }
+    dest = split.dest.tolist()
+    seeds = seeded.batch.bincount(minlength=len(prompts)).tolist()
+    logit = (split.total + split.bias).tolist()
+    rows: Rows = {
+        "key": [f"{run}|{p.id}" for p in prompts],
+        "run": [run] * len(prompts),
+        "prompt": [p.id for p in prompts],
+        "dest": dest,
+        "answer": [p.answer for p in prompts],
+        "wrong": [-1 if p.wrong is None else p.wrong for p in prompts],
+        "answer_word": [decode(p.answer) for p in prompts],
+        "wrong_word": ["" if p.wrong is None else decode(p.wrong) for p in prompts],
+        "logit_diff": logit,
+        "bias": split.bias.tolist(),
+        "correct": split.correct.tolist(),
+        "seeds": seeds,
+        "batch": [batch] * len(prompts),
+    }
+    columns = (seeded.batch, seeded.layer, seeded.head, seeded.source, seeded.weight, seeded.share)
+    for b, l, h, s, weight, share in zip(*(t.tolist() for t in columns), strict=True):
+        prompt, at = prompts[b], dest[b]
+        i = index.get((b, l, h, at, s))
+        if i is not None:
+            table, source = predicts["Firing"], firing_key[i]
+        else:
+            source = f"{run}|{prompt.id}|{l}.{h}|{at}"
+            sites[source] = (prompt.id, f"{l}.{h}", "head", l, h, at, prompt.role_at(at))
+            table = predicts["Site"]
+        for column, value in (
+            ("from", source), ("to", f"{run}|{prompt.id}"), ("upstream", f"{l}.{h}"),
+            ("token", s), ("weight", weight), ("share", share), ("batch", batch),
+        ):  # fmt: skip
+            table[column].append(value)
+    return rows, predicts

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING
 
 from headgraph.ingest.core.records import Prompt, RunParams, Seed, TraceParams
 from headgraph.ingest.core.trace import check_inputs, trace
-from headgraph.ingest.jobs.graph_rows import batch_rows, check_name, edge_count, model_rows
+from headgraph.ingest.jobs.graph_rows import (
+    batch_rows,
+    check_name,
+    edge_count,
+    logits_component,
+    model_rows,
+)
 from headgraph.queries.store import GraphStore, Rows, StoreError
 
 if TYPE_CHECKING:
@@ -41,7 +47,13 @@ class IngestRun:
 
 
 def check_ingest(
-    model: Model, prompts: Sequence[Prompt], *, run: str, seeds: Sequence[Seed], batch_size: int
+    model: Model,
+    prompts: Sequence[Prompt],
+    *,
+    run: str,
+    seeds: Sequence[Seed],
+    batch_size: int,
+    params: TraceParams = TraceParams(),
 ) -> None:
     """Everything :func:`ingest` checks before it writes; call it before opening a store, so
     that bad input leaves no store behind.
@@ -52,7 +64,7 @@ def check_ingest(
     check_name("run name", run)
     for p in prompts:
         check_name("prompt id", p.id)
-    check_inputs(model, prompts, seeds, batch_size)
+    check_inputs(model, prompts, seeds, batch_size, params)
 
 
 def ingest(
@@ -74,7 +86,7 @@ def ingest(
         StoreError: the run exists with another model or other parameters.
     """
     started = time.perf_counter()
-    check_ingest(model, prompts, run=run, seeds=seeds, batch_size=batch_size)
+    check_ingest(model, prompts, run=run, seeds=seeds, batch_size=batch_size, params=params)
     recorded = RunParams.of(prompts, seeds, params, batch_size).to_json()
     n_batches = -(-len(prompts) // batch_size)
     writer = uuid.uuid4().hex  # this ingest, as the run's claim records it
@@ -131,10 +143,12 @@ def ingest(
         "firings": store.query(
             "MATCH (f:Firing) WHERE f.run = $run RETURN count(f) AS n", {"run": run}
         )[0]["n"],
-        "edges": len(signals),
+        "edges": len(signals),  # into heads; the seeds' edges into the logits come beside
         "status": "complete",
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if params.seeding == "linear":  # the seeds, as edges from heads into the logits
+        signals += prediction_signals(store, run, prompts, model=model.key)
     store.finish_run(
         run, carries_rows(signals, model=model.key, run=run, n_prompts=len(prompts)), counts
     )
@@ -148,6 +162,23 @@ def ingest(
         counts["edges"],
         round(time.perf_counter() - started, 3),
     )
+
+
+def prediction_signals(
+    store: GraphStore, run: str, prompts: Sequence[Prompt], *, model: str
+) -> list[dict]:
+    """The run's seeds as per-prompt edges ``head -> logits`` (side ``logit``, role: the
+    source token's), for :func:`carries_rows`; writes the ``logits`` node if missing."""
+    roles = {p.id: p for p in prompts}
+    if not store.query(
+        "MATCH (c:Component) WHERE c.key = $key RETURN c.key AS k", {"key": f"{model}|logits"}
+    ):
+        store.write({"Component": logits_component(model)})
+    return [
+        {"upstream": r["upstream"], "head": "logits", "side": "logit", "weight": r["weight"],
+         "role": roles[r["prompt"]].role_at(r["token"]), "prompt": r["prompt"], "svs": []}
+        for r in store.predicts_rows(run)
+    ]  # fmt: skip
 
 
 def carries_rows(signals: list[dict], *, model: str, run: str, n_prompts: int) -> Rows:

@@ -74,8 +74,16 @@ def verify_run(
     if not chosen:
         chosen = [EdgeKey(u, h, s) for u, h, s, _ in strongest_edges(store, ref.key, top)]
     model = load_run_model(store, ref.model, model_spec, device=device)
+    answers = {  # a run seeded from the prediction recorded each prompt's answer
+        r["prompt"]: (r["answer"], None if r["wrong"] < 0 else r["wrong"])
+        for r in store.query_if_present(
+            "MATCH (r:Prediction) WHERE r.run = $run RETURN r.prompt AS prompt, "
+            "r.answer AS answer, r.wrong AS wrong",
+            {"run": ref.key},
+        )
+    }
     prompts = [
-        Prompt(p["id"], p["text"], tuple(p["tokens"]), p["roles"])
+        Prompt(p["id"], p["text"], tuple(p["tokens"]), p["roles"], *answers.get(p["id"], ()))
         for p in stored_prompts(store, ref.key)
     ][:max_prompts]
     effects = verify_edges(

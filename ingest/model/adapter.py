@@ -26,12 +26,14 @@ from headgraph.errors import ModelError
 from headgraph.ingest.core.activations import Activations
 from headgraph.ingest.core.components import ComponentLayout
 from headgraph.ingest.core.rotary import Rotary
+from headgraph.ingest.core.seeding import PredictionSplit, split_prediction
 from headgraph.ingest.core.svd import QKDecomposition, decompose_qk
 from headgraph.ingest.model.families import check_supported, process, processing_steps
+from headgraph.ingest.model.hooks import Interventions
 from headgraph.ingest.model.tokenizer import Tokenizer
 
 
-class Model:
+class Model(Interventions):
     """A processed TransformerLens model, as the method needs it.
 
     Build one with :func:`headgraph.load_model` (a name, a folder, ``tiny-ioi``)
@@ -167,16 +169,29 @@ class Model:
         return self.hooked.cfg.positional_embedding_type == "shortformer"
 
     @torch.inference_mode()
-    def run(self, tokens: Tensor, lengths: Tensor | None = None) -> Activations:
+    def run(
+        self,
+        tokens: Tensor,
+        lengths: Tensor | None = None,
+        *,
+        answers: Tensor | None = None,
+        wrong: Tensor | None = None,
+    ) -> Activations:
         """One forward pass, caching only what the method reads.
 
         Args:
             tokens: ``[batch, pos]`` right-padded token ids.
             lengths: ``[batch]`` real lengths (default: all of ``pos``).
+            answers: ``[batch]`` the answer token of each prompt, predicted at its last
+                token: the prediction is then split into components (seeding).
+            wrong: ``[batch]`` the competing token (-1: none, the answer's logit alone).
         """
         m, cfg = self.hooked, self.hooked.cfg
         tokens = tokens.to(self.device)
         names = set(self._hook_names())
+        if answers is not None:
+            names |= {f"blocks.{l}.attn.hook_v" for l in range(self.n_layers)}
+            names |= {"ln_final.hook_scale", "ln_final.hook_normalized"}
         _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names, return_type=None)
         batch, pos = tokens.shape
         per_layer = []
@@ -206,17 +221,70 @@ class Model:
             )
             normalized = normalized * ln_weight[:, None] + ln_bias[:, None]
             normalized = normalized + positions.expand(batch, pos, -1).unsqueeze(1)
+        lengths = (lengths if lengths is not None else torch.full((batch,), pos)).to(self.device)
+        pattern = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in layers], 1)
+        prediction = None
+        if answers is not None:
+            prediction = self._prediction(cache, components, pattern, lengths - 1, answers, wrong)
         return Activations(
             normalized=normalized,
             scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
-            pattern=torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in layers], 1),
+            pattern=pattern,
             components=components,
-            lengths=(lengths if lengths is not None else torch.full((batch,), pos)).to(self.device),
+            lengths=lengths,
             rotary=self._rotary(pos),
             ln_weight=ln_weight,
             ln_bias=ln_bias,
             positions_after_norm=self.shortformer,
+            prediction=prediction,
         )
+
+    def _prediction(self, cache, components, pattern, at, answers, wrong) -> PredictionSplit:
+        """The logit difference at ``at`` split into components (see core.seeding)."""
+        m, cfg = self.hooked, self.hooked.cfg
+        rows = torch.arange(len(at), device=self.device)
+        answers = answers.to(self.device)
+        wrong = (torch.full_like(answers, -1) if wrong is None else wrong).to(self.device)
+        has_wrong = wrong >= 0
+        W_U, b_U = m.W_U.detach(), m.b_U.detach()  # [d_model, vocab], [vocab]
+        direction = W_U[:, answers].T - has_wrong[:, None] * W_U[:, wrong.clamp_min(0)].T
+        bias = b_U[answers] - has_wrong * b_U[wrong.clamp_min(0)]
+        final = m.ln_final
+        if hasattr(final, "w"):  # an unfolded final LayerNorm (shortformer)
+            bias = bias + direction @ final.b.detach()
+            direction = direction * final.w.detach()
+        if self.shortformer:  # outputs were centred as LayerNorm sees them: centre the reading
+            direction = direction - direction.mean(-1, keepdim=True)
+        layers = range(self.n_layers)
+        values = torch.stack([cache[f"blocks.{l}.attn.hook_v"] for l in layers], 1)
+        values = values.repeat_interleave(self.n_heads // values.shape[3], dim=3)  # grouped
+        gain = None
+        if cfg.use_normalization_before_and_after:
+            gain = torch.stack(
+                [m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"][rows, at]
+                 for l in layers], 1,
+            )  # fmt: skip
+        components_at = components[rows, at].clone()  # [batch, component, d_model]
+        if self.shortformer:
+            components_at[:, 1] = 0.0  # positions are not in the residual stream
+        heads, shares = split_prediction(
+            pattern_at=pattern[rows, :, :, at],
+            values=values,
+            output_weights=m.W_O.detach(),
+            components_at=components_at,
+            direction=direction,
+            scale=cache["ln_final.hook_scale"][rows, at, 0],
+            head_gain=gain,
+        )
+        x = cache["ln_final.hook_normalized"][rows, at]  # [batch, d_model]
+        if hasattr(final, "w"):
+            x = x * final.w + final.b
+        logits = m.unembed(x[:, None])[:, 0]  # [batch, vocab], after any soft cap
+        answer_logit = logits[rows, answers]
+        correct = torch.where(
+            has_wrong, answer_logit > logits[rows, wrong.clamp_min(0)], logits.argmax(-1) == answers
+        )
+        return PredictionSplit(at, heads, shares, bias, correct)
 
     def _rotary(self, n_pos: int) -> Rotary | None:
         """Each layer's rotary tables for ``n_pos`` positions (None without rotary positions)."""
@@ -254,87 +322,6 @@ class Model:
         """``[batch, layer, pos, d_model]`` each layer's ``resid_pre`` (for checks)."""
         return self.per_layer(tokens, "hook_resid_pre")
 
-    @torch.inference_mode()
-    def log_probs(
-        self, tokens: Tensor, deltas: Tensor | dict | None = None, *, at: Tensor | None = None
-    ) -> Tensor:
-        """Next-token log-probabilities, ``[batch, pos, vocab]`` (``[batch, vocab]`` with ``at``).
-
-        Args:
-            tokens: ``[batch, pos]``.
-            deltas: ``[batch, pos, component, d_model]`` added to each component's
-                output where it writes (see :mod:`headgraph.ingest.causal.intervene`), or the same
-                sparsely, ``{component index: [batch, pos, d_model]}``, or None.
-            at: ``[batch]`` one position per prompt: unembed only there (much faster).
-        """
-        hooks = []
-        if deltas is None:
-            return self._final(tokens, hooks, at)
-        for hook, axis in self._write_hooks().items():
-            if isinstance(deltas, dict):
-                parts = [deltas[c] for c in axis if c in deltas]
-                added = sum(parts[1:], parts[0]).to(self.device) if parts else None
-            else:
-                added = deltas[:, :, axis].sum(dim=2).to(self.device)
-            if added is not None and added.any():
-                hooks.append((hook, lambda act, hook, added=added: act + added))
-        return self._final(tokens, hooks, at)
-
-    @torch.inference_mode()
-    def log_probs_at_heads(
-        self,
-        tokens: Tensor,
-        deltas: dict[tuple[int, int, str], Tensor],
-        *,
-        at: Tensor | None = None,
-    ) -> Tensor:
-        """Like :meth:`log_probs`, with changes that only one head's query or key sees:
-        ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``, added to that head's
-        input before ln1 (``side`` ``query`` or ``key``)."""
-        m = self.hooked
-        hooks = []
-        for (layer, head, side), change in deltas.items():
-            moved = change.to(self.device)
-
-            def add(act, hook, head=head, delta=moved):  # act: [batch, pos, head, d_model]
-                act = act.clone()
-                act[:, :, head] += delta
-                return act
-
-            hooks.append((f"blocks.{layer}.hook_{'q' if side == 'query' else 'k'}_input", add))
-        previous = m.cfg.use_split_qkv_input
-        m.set_use_split_qkv_input(True)
-        try:
-            return self._final(tokens, hooks, at)
-        finally:
-            m.set_use_split_qkv_input(previous)
-
-    def _final(self, tokens: Tensor, hooks: list, at: Tensor | None) -> Tensor:
-        """Run with ``hooks``; log-softmax of the logits everywhere, or only at ``at``."""
-        m, tokens = self.hooked, tokens.to(self.device)
-        if at is None:
-            return m.run_with_hooks(tokens, fwd_hooks=hooks).log_softmax(-1)
-        rows, kept = torch.arange(len(tokens), device=self.device), {}
-
-        def keep(act, hook):  # [batch, pos, d_model], after ln_final
-            kept["x"] = act[rows, at.to(self.device)]
-
-        m.run_with_hooks(
-            tokens, return_type=None, fwd_hooks=[*hooks, ("ln_final.hook_normalized", keep)]
-        )
-        return m.unembed(kept["x"][:, None])[:, 0].log_softmax(-1)  # [batch, vocab]
-
-    def _write_hooks(self) -> dict[str, list[int]]:
-        """Where each component's output enters the residual stream: hook -> axis positions."""
-        hooks: dict[str, list[int]] = {"hook_embed": [], "hook_pos_embed": []}
-        for index, c in enumerate(self.layout.components):
-            if c.kind in ("embed", "pos_embed"):
-                name = f"hook_{c.kind}"
-            else:
-                name = f"blocks.{c.layer}.hook_{'mlp' if c.kind == 'mlp' else 'attn'}_out"
-            hooks.setdefault(name, []).append(index)
-        return hooks
-
 
 def _centred_outputs(components: Tensor, *, keep: int) -> Tensor:
     """Each component's output less its mean over ``d_model`` (what LayerNorm sees),
@@ -366,11 +353,12 @@ def pretrained_hooked(name: str, *, device: str):
         OSError: it is neither cached nor reachable. ValueError: an unknown name.
     """
     from transformer_lens import HookedTransformer
+    from transformer_lens.loading_from_pretrained import get_pretrained_model_config
 
+    check_supported(get_pretrained_model_config(name), name)  # the config only: no weights yet
     hooked = HookedTransformer.from_pretrained_no_processing(
         name, device=device, default_prepend_bos=False
     )
-    check_supported(hooked.cfg, name)
     return process(hooked)
 
 

@@ -197,7 +197,7 @@ def load_model(spec: Any, *, device: str = "cpu", tokenizer: Tokenizer | None = 
         from headgraph.ingest.tiny_ioi.training import load
 
         return load(path, device=device)
-    if spec.startswith((".", "/", "~")) or path.suffix:
+    if spec.startswith((".", "/", "~")) or path.suffix in (".pt", ".json", ".safetensors", ".bin"):
         raise ModelError(
             f"no model folder at {spec}: give a folder holding config.json, "
             "the weights and the tokenizer files"

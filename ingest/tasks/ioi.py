@@ -66,7 +66,7 @@ _SLOT = re.compile(r"\{(\w+)\}")
 
 @dataclass(frozen=True)
 class IOIPrompt(Prompt):
-    """An IOI prompt: a :class:`Prompt` with its answer.
+    """An IOI prompt: a :class:`Prompt` whose answer is IO and wrong answer S.
 
     Attributes:
         io_token, s_token: Token ids of the right answer (IO) and of the subject (S).
@@ -214,6 +214,8 @@ def ioi_prompts(
                 text=text,
                 tokens=tuple(tokens),
                 roles=roles,
+                answer=tokenizer.encode(" " + io)[0],
+                wrong=tokenizer.encode(" " + s)[0],
                 io_token=tokenizer.encode(" " + io)[0],
                 s_token=tokenizer.encode(" " + s)[0],
                 template=t,

@@ -6,8 +6,12 @@ One object per line::
      "roles": {"IO": 1, "S1": 3, "S2": 9, "END": 13}}
 
 Role values are token indices of the text as the model's tokenizer splits it,
-without a BOS token. Blank lines are skipped. Every problem is reported with
-its line number.
+without a BOS token. Optional ``answer`` and ``wrong`` give the token the
+model should predict after the text and a competing one (IOI: the subject),
+each as text that is one token for the model's tokenizer (mind the leading
+space: ``" Mary"``) or as a token id; prompts with answers are traced from
+the model's own prediction. Blank lines are skipped. Every problem is reported
+with its line number.
 """
 
 from __future__ import annotations
@@ -81,8 +85,38 @@ def read_prompts(path: str | Path, tokenizer: Tokenizer) -> list[Prompt]:
                     f"{where}: role {role} is at token {index}, but the text has {len(tokens)} "
                     f"tokens (0..{len(tokens) - 1}) as the model's tokenizer splits it"
                 )
+        answer, wrong = (
+            _token(item.get(key), key, where, tokenizer) for key in ("answer", "wrong")
+        )
+        if wrong is not None and answer is None:
+            raise PromptsFileError(f"{where}: wrong needs an answer beside it")
         first_seen[pid] = number
-        prompts.append(Prompt(pid, text, tuple(tokens), dict(roles)))
+        prompts.append(Prompt(pid, text, tuple(tokens), dict(roles), answer, wrong))
     if not prompts:
         raise PromptsFileError(f"{path}: no prompts in the file")
     return prompts
+
+
+def _token(value, key: str, where: str, tokenizer: Tokenizer) -> int | None:
+    """An answer given as one token's text or as a token id (None when absent)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise PromptsFileError(f"{where}: {key} token id {value} is negative")
+        return value
+    if not isinstance(value, str) or not value:
+        raise PromptsFileError(f"{where}: {key} must be a token's text or a token id")
+    try:
+        ids = tokenizer.encode(value)
+    except ValueError as error:
+        raise PromptsFileError(
+            f"{where}: {key} {value!r}: the tokenizer cannot encode it: {error}"
+        ) from None
+    if len(ids) != 1:
+        pieces = [tokenizer.decode([i]) for i in ids]
+        raise PromptsFileError(
+            f"{where}: {key} {value!r} is {len(ids)} tokens for this tokenizer {pieces}: give "
+            "one token (mind the leading space) or a token id"
+        )
+    return ids[0]

@@ -16,7 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 Rows = dict[str, list]
-PER_BATCH = ("Firing", "Site", "Prompt")  # node types written per batch (with a `batch` property)
+PER_BATCH = (
+    "Firing",
+    "Site",
+    "Prompt",
+    "Prediction",
+)  # node types written per batch (with a `batch` property)
 
 
 class GraphStore:
@@ -122,6 +127,14 @@ class GraphStore:
             "f.head_name AS head, s.side AS side, CASE WHEN s.side = 'query' THEN f.dest_role "
             "ELSE f.source_role END AS role, f.prompt AS prompt, s.weight AS weight, "
             "f.svs AS svs",
+            {"run": run},
+        )
+
+    def predicts_rows(self, run: str) -> list[dict[str, Any]]:
+        """Every seed of a run seeded from the prediction (for the aggregates)."""
+        return self.query(
+            "MATCH ()-[p:PREDICTS]->(r:Prediction) WHERE r.run = $run RETURN p.upstream AS "
+            "upstream, p.token AS token, r.prompt AS prompt, p.weight AS weight",
             {"run": run},
         )
 

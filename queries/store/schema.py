@@ -69,6 +69,13 @@ NODES = (
                         ("source", INT), ("dest_role", STRING), ("source_role", STRING),
                         ("attention", FLOAT), ("score", FLOAT), ("svs", INTS),
                         ("terms", FLOATS), ("traced", BOOL), ("batch", INT))),
+    # Seeding from the prediction: what the model predicts at a prompt's answer position,
+    # and (PREDICTS) the seed firings that carry it, each with its share of the logit.
+    NodeType("Prediction", (("key", STRING), ("run", STRING), ("prompt", STRING),
+                            ("dest", INT), ("answer", INT), ("wrong", INT),
+                            ("answer_word", STRING), ("wrong_word", STRING),
+                            ("logit_diff", FLOAT), ("bias", FLOAT), ("correct", BOOL),
+                            ("seeds", INT), ("batch", INT))),
     NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
                         ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),
                         ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),
@@ -89,6 +96,9 @@ RELS = (
             # run, prompt, head, role, S and its terms: on the target Firing
             (("upstream", STRING), ("side", STRING), ("token", INT), ("weight", FLOAT),
              ("share", FLOAT), ("batch", INT))),
+    RelType("PREDICTS", (("Firing", "Prediction"), ("Site", "Prediction")),
+            (("upstream", STRING), ("token", INT), ("weight", FLOAT), ("share", FLOAT),
+             ("batch", INT))),
     RelType("HAS_SV", (("Component", "SingularVector"),), ()),
     RelType("CARRIES", (("Component", "Component"),),
             (("run", STRING), ("side", STRING), ("role", STRING), ("prompts", INT),

@@ -32,7 +32,10 @@ def test_trace_writes_firings_edges_and_a_run_line_last(traced):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     run = lines[-1]
     assert run["type"] == "run" and run["model"] == "random:tiny" and run["prompts"] == 24
-    assert run["params"] == {"attention_threshold": 0.5, "signal_frac": 1.0, "edge_frac": 0.7}
+    assert run["params"] == {  # IOI prompts have answers: seeded from the prediction
+        "attention_threshold": 0.5, "signal_frac": 1.0, "edge_frac": 0.7,
+        "seeding": "linear", "seed_frac": 1.0,
+    }  # fmt: skip
     kinds = [line["type"] for line in lines[:-1]]
     assert kinds.count("firing") == run["firings"] and kinds.count("edge") == run["edges"] > 0
     edge = next(line for line in lines if line["type"] == "edge")

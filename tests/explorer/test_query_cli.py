@@ -10,7 +10,7 @@ from tests.explorer.commands import ingested, run
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    return ingested(tmp_path_factory, "--prompts", "48", "--run", "cli")
+    return ingested(tmp_path_factory, "--prompts", "48", "--run", "cli", "--seed-from", "heads")
 
 
 def test_paths_as_table_json_and_csv(store):

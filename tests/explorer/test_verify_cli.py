@@ -54,7 +54,14 @@ def test_compare_against_the_models_card(store):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("run tiny-ioi-ioi-64 against tiny-ioi")
     heads = next(line for line in result.output.splitlines() if line.startswith("heads"))
-    assert heads.split()[1:3] == ["1", "1"]  # every head of the card, and no other
+    precision, recall = (float(x) for x in heads.split()[1:3])
+    assert recall == 1 and precision > 0.5  # seeded from the prediction, no heads named
+    seeded = run("ingest", "--store", store, "--prompts", "64", "--seed-from", "heads",
+                 "--run", "by-heads")  # fmt: skip
+    assert seeded.exit_code == 0, seeded.output
+    result = run("compare", "--store", store, "--run", "by-heads")
+    heads = next(line for line in result.output.splitlines() if line.startswith("heads"))
+    assert heads.split()[1:3] == ["1", "1"]  # the card's seed heads: every head, no other
     args = ("compare", "--store", store, "--reference", "ioi-gpt2", "--format", "json")
     data = json.loads(run(*args).output)
     assert data["reference"] == "ioi-gpt2" and data["heads"]["true_positives"] >= 0

@@ -142,3 +142,23 @@ def test_an_unsupported_architecture_is_refused_by_name(field, value, named):
     with pytest.raises(ModelError, match=named) as error:
         check_supported(cfg, "m")
     assert "Supported: GPT-2" in str(error.value)
+
+
+def test_the_prediction_splits_exactly_into_components_and_heads_by_source(family):
+    name, _, model, prompts, tokens, lengths, _ = family
+    answers = torch.tensor([p.tokens[p.roles["IO"]] for p in prompts])
+    wrong = torch.tensor([p.tokens[p.roles["S1"]] for p in prompts])
+    acts = model.run(tokens, lengths, answers=answers, wrong=wrong)
+    split = acts.prediction
+    heads = model.layout.head_index(0, 0) + torch.arange(model.n_heads)
+    for layer in range(model.n_layers):
+        columns = [model.layout.head_index(layer, h) for h in range(model.n_heads)]
+        torch.testing.assert_close(split.heads[:, layer].sum(-1), split.components[:, columns])
+    rows = torch.arange(len(prompts))
+    with torch.no_grad():
+        logits = model.hooked(tokens)[rows, lengths - 1]
+    if name != "gemma2":  # soft-capped logits: the split is of the logit before the cap
+        expected = logits[rows, answers] - logits[rows, wrong]
+        torch.testing.assert_close(split.total + split.bias, expected, rtol=1e-6, atol=1e-6)
+    assert split.correct.tolist() == (logits[rows, answers] > logits[rows, wrong]).tolist()
+    assert heads.numel() and split.heads.abs().max() > 0

@@ -1,0 +1,60 @@
+"""Tracing from the prediction from the command line: every family, no seed heads named."""
+
+import json
+
+import pytest
+
+from tests.explorer.commands import run
+
+LINE = {
+    "text": "When Mary and John went to the store, John gave a drink to",
+    "roles": {"IO": 1, "S1": 3, "S2": 9, "END": 13},
+    "answer": " Mary",
+    "wrong": " John",
+}
+
+
+@pytest.fixture(scope="module")
+def prompts_file(tmp_path_factory):
+    file = tmp_path_factory.mktemp("prompts") / "answers.jsonl"
+    names = [("Mary", "John"), ("Jessica", "Michael"), ("Ashley", "Daniel"), ("Amanda", "David")]
+    lines = [
+        {**LINE, "id": f"p{i}", "text": LINE["text"].replace("Mary", a).replace("John", b),
+         "answer": f" {a}", "wrong": f" {b}"}
+        for i, (a, b) in enumerate(names)
+    ]  # fmt: skip
+    file.write_text("\n".join(json.dumps(line) for line in lines))
+    return str(file)
+
+
+@pytest.mark.parametrize("family", ["pythia", "gptj", "llama", "gemma2", "attn-only", "tiny"])
+def test_a_prompts_file_with_answers_traces_every_family_with_no_seeds(
+    family, prompts_file, tmp_path
+):
+    store = str(tmp_path / "db")
+    result = run("ingest", "--model", f"random:{family}", "--prompts-file", prompts_file,
+                 "--store", store, "--run", "r")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = run("cypher", "MATCH (p:Prediction) RETURN count(*) AS n, sum(p.seeds) AS seeds",
+               "--store", store, "--format", "json")  # fmt: skip
+    (counts,) = json.loads(rows.output)
+    assert counts["n"] == 4
+    params = json.loads(
+        json.loads(run("cypher", "MATCH (r:Run) RETURN r.params AS p", "--store", store,
+                       "--format", "json").output)[0]["p"]
+    )  # fmt: skip
+    assert params["seeding"] == "linear" and params["seeds"] == []
+
+
+def test_tiny_ioi_traced_from_its_prediction_ends_in_the_name_movers(tmp_path):
+    store = str(tmp_path / "db")
+    assert run("ingest", "--store", store, "--prompts", "48").exit_code == 0
+    query = ("MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE b.name = 'logits' "
+             "AND c.role = 'IO+1' AND c.prompts >= 24 RETURN a.name AS head")  # fmt: skip
+    rows = json.loads(run("cypher", query, "--store", store, "--format", "json").output)
+    assert {r["head"] for r in rows} == {"1.0", "1.1", "1.2", "1.3"}  # the card's name movers
+
+
+def test_seed_heads_and_seeding_from_the_prediction_are_refused_together():
+    result = run("ingest", "--seeds", "1.0", "--seed-from", "linear", "--store", "/nonexistent")
+    assert result.exit_code == 2 and "leave out --seeds" in result.output
