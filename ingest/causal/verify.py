@@ -113,6 +113,12 @@ def verify_edges(
     """
     if mode not in ("global", "local"):
         raise InputError(f"mode {mode!r}: use global or local")
+    if model.hooked.cfg.positional_embedding_type != "standard":
+        raise InputError(
+            f"{model.name}: verify ablates along the unrotated singular vectors, which is "
+            "exact only for learned positions; rotary and shortformer models are not "
+            "supported by verify yet"
+        )
     check_inputs(model, prompts, seeds, batch_size, params)
     lacking = next((p.id for p in prompts if role not in p.roles), None)
     if lacking is not None:
