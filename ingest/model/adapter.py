@@ -26,10 +26,10 @@ from headgraph.errors import ModelError
 from headgraph.ingest.core.activations import Activations
 from headgraph.ingest.core.components import ComponentLayout
 from headgraph.ingest.core.rotary import Rotary
-from headgraph.ingest.core.seeding import PredictionSplit, split_prediction
 from headgraph.ingest.core.svd import QKDecomposition, decompose_qk
 from headgraph.ingest.model.families import check_supported, process, processing_steps
 from headgraph.ingest.model.hooks import Interventions
+from headgraph.ingest.model.readout import split_at_answers
 from headgraph.ingest.model.tokenizer import Tokenizer
 
 
@@ -225,7 +225,9 @@ class Model(Interventions):
         pattern = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in layers], 1)
         prediction = None
         if answers is not None:
-            prediction = self._prediction(cache, components, pattern, lengths - 1, answers, wrong)
+            prediction = split_at_answers(
+                self, cache, components, pattern, lengths - 1, answers, wrong
+            )
         return Activations(
             normalized=normalized,
             scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
@@ -238,53 +240,6 @@ class Model(Interventions):
             positions_after_norm=self.shortformer,
             prediction=prediction,
         )
-
-    def _prediction(self, cache, components, pattern, at, answers, wrong) -> PredictionSplit:
-        """The logit difference at ``at`` split into components (see core.seeding)."""
-        m, cfg = self.hooked, self.hooked.cfg
-        rows = torch.arange(len(at), device=self.device)
-        answers = answers.to(self.device)
-        wrong = (torch.full_like(answers, -1) if wrong is None else wrong).to(self.device)
-        has_wrong = wrong >= 0
-        W_U, b_U = m.W_U.detach(), m.b_U.detach()  # [d_model, vocab], [vocab]
-        direction = W_U[:, answers].T - has_wrong[:, None] * W_U[:, wrong.clamp_min(0)].T
-        bias = b_U[answers] - has_wrong * b_U[wrong.clamp_min(0)]
-        final = m.ln_final
-        if hasattr(final, "w"):  # an unfolded final LayerNorm (shortformer)
-            bias = bias + direction @ final.b.detach()
-            direction = direction * final.w.detach()
-        if self.shortformer:  # outputs were centred as LayerNorm sees them: centre the reading
-            direction = direction - direction.mean(-1, keepdim=True)
-        layers = range(self.n_layers)
-        values = torch.stack([cache[f"blocks.{l}.attn.hook_v"] for l in layers], 1)
-        values = values.repeat_interleave(self.n_heads // values.shape[3], dim=3)  # grouped
-        gain = None
-        if cfg.use_normalization_before_and_after:
-            gain = torch.stack(
-                [m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"][rows, at]
-                 for l in layers], 1,
-            )  # fmt: skip
-        components_at = components[rows, at].clone()  # [batch, component, d_model]
-        if self.shortformer:
-            components_at[:, 1] = 0.0  # positions are not in the residual stream
-        heads, shares = split_prediction(
-            pattern_at=pattern[rows, :, :, at],
-            values=values,
-            output_weights=m.W_O.detach(),
-            components_at=components_at,
-            direction=direction,
-            scale=cache["ln_final.hook_scale"][rows, at, 0],
-            head_gain=gain,
-        )
-        x = cache["ln_final.hook_normalized"][rows, at]  # [batch, d_model]
-        if hasattr(final, "w"):
-            x = x * final.w + final.b
-        logits = m.unembed(x[:, None])[:, 0]  # [batch, vocab], after any soft cap
-        answer_logit = logits[rows, answers]
-        correct = torch.where(
-            has_wrong, answer_logit > logits[rows, wrong.clamp_min(0)], logits.argmax(-1) == answers
-        )
-        return PredictionSplit(at, heads, shares, bias, correct)
 
     def _rotary(self, n_pos: int) -> Rotary | None:
         """Each layer's rotary tables for ``n_pos`` positions (None without rotary positions)."""
@@ -367,3 +322,47 @@ def gpt2_weights(hf_model, hooked) -> dict[str, Tensor]:
     from transformer_lens.pretrained.weight_conversions.gpt2 import convert_gpt2_weights
 
     return convert_gpt2_weights(hf_model, hooked.cfg)
+
+
+def folder_config(path: str):
+    """The TransformerLens config of a local Hugging Face folder, from its config.json alone.
+
+    TransformerLens picks some architectures by the name (``llama``, ``gemma`` in a path
+    selects hard-coded shapes), so the folder is read through a neutral link.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens.loading_from_pretrained import convert_hf_model_config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        neutral = Path(tmp) / "model"
+        neutral.symlink_to(Path(path).resolve(), target_is_directory=True)
+        try:
+            config = convert_hf_model_config(str(neutral))
+        except Exception as error:  # noqa: BLE001 - each architecture fails its own way
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            raise ModelError(
+                f"{path}: config.json does not describe a model TransformerLens can "
+                f"convert ({first})"
+            ) from None
+    fields = HookedTransformerConfig.__dataclass_fields__
+    skip = ("tokenizer_name", "default_prepend_bos")
+    config = {k: v for k, v in config.items() if k in fields and k not in skip}
+    return HookedTransformerConfig(**config, default_prepend_bos=False)
+
+
+def folder_hooked(path: str, cfg, *, hf_model, tokenizer, device: str):
+    """A ``HookedTransformer`` with a Hugging Face model's weights, converted by TransformerLens
+    for its architecture and processed the standard way."""
+    from transformer_lens import HookedTransformer
+    from transformer_lens.loading_from_pretrained import get_pretrained_state_dict
+
+    state = get_pretrained_state_dict(path, cfg, hf_model=hf_model)
+    hooked = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    hooked.load_and_process_state_dict(
+        state, fold_ln=False, center_writing_weights=False, center_unembed=False,
+        fold_value_biases=False,
+    )  # fmt: skip
+    return process(hooked.to(device))

@@ -27,6 +27,7 @@ from headgraph.ingest.model.adapter import (
     pretrained_hooked,
     process,
 )
+from headgraph.ingest.model.families import check_supported
 from headgraph.ingest.model.tokenizer import HFTokenizer, Tokenizer
 
 
@@ -294,15 +295,42 @@ def read_config(path: Path) -> dict[str, Any]:
     return config
 
 
+# model_type of the local folders TransformerLens converts and the method covers
+FOLDER_TYPES = ("gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "opt")
+
+
 def _load_folder(path: Path, device: str) -> Model:
-    """A local Hugging Face GPT-2-architecture folder, through TransformerLens's converter."""
+    """A local Hugging Face folder, through TransformerLens's converter for its architecture.
+
+    The architecture is checked from config.json before the weights are read.
+    """
     config = read_config(path)
     model_type = config.get("model_type")
-    if model_type != "gpt2":
+    if model_type not in FOLDER_TYPES:
         raise ModelError(
-            f"{path}: model_type {model_type!r}; local folders must hold a GPT-2 "
-            "architecture model (model_type gpt2)"
+            f"{path}: model_type {model_type!r} cannot be loaded from a folder; local "
+            f"folders may hold: {', '.join(FOLDER_TYPES)}"
         )
+    cfg = None
+    if model_type != "gpt2":
+        from headgraph.ingest.model.adapter import folder_config
+
+        with _offline(True):
+            cfg = folder_config(str(path))
+        check_supported(cfg, str(path))
+    hf_model, tokenizer = _folder_weights(path)
+    if cfg is not None:
+        from headgraph.ingest.model.adapter import folder_hooked
+
+        hooked = folder_hooked(
+            str(path), cfg, hf_model=hf_model, tokenizer=tokenizer, device=device
+        )
+        return Model(hooked, HFTokenizer(tokenizer), str(path))
+    return _gpt2_folder(path, hf_model, tokenizer, device)
+
+
+def _folder_weights(path: Path):
+    """A folder's Hugging Face model and tokenizer, read with no network."""
     with _offline(True):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -323,6 +351,11 @@ def _load_folder(path: Path, device: str) -> Model:
                 f"{path}: its tokenizer has no vocabulary: put the tokenizer files "
                 "(vocab.json and merges.txt, or tokenizer.json) beside config.json"
             )
+    return hf_model, tokenizer
+
+
+def _gpt2_folder(path: Path, hf_model, tokenizer, device: str) -> Model:
+    """A GPT-2 folder: the config mapped here (transformers 5 configs lack n_ctx)."""
     c = hf_model.config  # transformers 5 configs lack n_ctx: n_positions is the context
     hooked = new_hooked(
         tokenizer=tokenizer,

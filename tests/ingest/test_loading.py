@@ -86,11 +86,21 @@ def test_a_local_hugging_face_folder_loads_offline_and_traces(gpt2_folder):
 def test_folders_that_are_not_models_are_refused(tmp_path):
     with pytest.raises(ModelError, match="has no config.json"):
         load_model(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ModelError, match="model_type 'bert' cannot be loaded.*gpt_neox, gptj"):
+        load_model(str(tmp_path))
     (tmp_path / "config.json").write_text('{"model_type": "llama"}')
-    with pytest.raises(ModelError, match="model_type 'llama'"):
+    with pytest.raises(ModelError, match="config.json does not describe a model"):
         load_model(str(tmp_path))
     with pytest.raises(ModelError, match="no model folder at ./missing"):
         load_model("./missing")
+
+
+def test_hub_names_with_a_dot_are_names_not_folders(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name in ("EleutherAI/gpt-neo-1.3B", "facebook/opt-1.3b"):
+        with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
+            load_model(name)
 
 
 def test_a_model_missing_from_the_cache_fails_at_once_when_offline(monkeypatch):
