@@ -40,6 +40,7 @@ def _inputs(
     seed_roles: str | None,
     seed_from: str | None,
     params: TraceParams | None,
+    task: str,
     device: str,
     tokenizer: Tokenizer | None,
 ) -> tuple[Model, list[Prompt], tuple[Seed, ...], TraceParams]:
@@ -50,7 +51,7 @@ def _inputs(
 
     model = load_model(model, device=device, tokenizer=tokenizer)
     if prompts is None:
-        prompts = task_prompts(model, n_prompts, seed=prompt_seed)
+        prompts = task_prompts(model, n_prompts, seed=prompt_seed, task=task)
     elif isinstance(prompts, (str, Path)):
         from headgraph.ingest.tasks.prompts_file import read_prompts
 
@@ -97,6 +98,7 @@ def trace(
     seed_from: str | None = None,
     params: TraceParams | None = None,
     batch_size: int = 32,
+    task: str = "ioi",
     device: str = "cpu",
     tokenizer: Tokenizer | None = None,
 ) -> Trace:
@@ -106,7 +108,7 @@ def trace(
         model: A name (``tiny-ioi``, ``gpt2``, ``random:tiny``), a folder, a
             :class:`~headgraph.Model`, or your own ``HookedTransformer``.
         prompts: :class:`~headgraph.Prompt` objects, a prompts file, or None for
-            ``n_prompts`` generated IOI prompts (seeded by ``prompt_seed``).
+            ``n_prompts`` generated prompts of ``task`` (seeded by ``prompt_seed``).
         seeds: Seed heads as text (``"9.6,9.9,10.0"``, ``"11.*"``), Seed objects, or
             None for the model's own.
         seed_roles: ``DEST:SOURCE`` roles of the seed firings (``END:IO``).
@@ -115,6 +117,7 @@ def trace(
             prompt has an answer and neither ``seeds`` nor ``seed_roles`` is given.
         params: The method's thresholds (default: the paper's).
         batch_size: Prompts per forward pass.
+        task: ``ioi`` or ``induction``, for generated prompts.
         device: ``cpu`` or ``cuda``.
         tokenizer: For a ``HookedTransformer`` that has none of its own.
 
@@ -127,7 +130,7 @@ def trace(
 
     model, prompts, chosen, params = _inputs(
         model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
-        seed_roles=seed_roles, seed_from=seed_from, params=params, device=device,
+        seed_roles=seed_roles, seed_from=seed_from, params=params, task=task, device=device,
         tokenizer=tokenizer,
     )  # fmt: skip
     batches = trace_batches(model, prompts, seeds=chosen, params=params, batch_size=batch_size)
@@ -159,7 +162,7 @@ def ingest(
             batch_size, device, tokenizer: As for :func:`trace`.
         store: A folder (created if missing), ``neo4j://HOST:PORT``, or an open store.
         run: The run's name (default: ``MODEL-TASK-N``); the same name resumes it.
-        task: Recorded on the run.
+        task: The generated prompts' task, recorded on the run.
         progress: Called after each batch with (its prompt count, edges so far).
 
     Returns:
@@ -171,7 +174,7 @@ def ingest(
 
     model, prompts, chosen, params = _inputs(
         model, prompts, n_prompts=n_prompts, prompt_seed=prompt_seed, seeds=seeds,
-        seed_roles=seed_roles, seed_from=seed_from, params=params, device=device,
+        seed_roles=seed_roles, seed_from=seed_from, params=params, task=task, device=device,
         tokenizer=tokenizer,
     )  # fmt: skip
     name = run or f"{Path(model.name).name}-{task}-{len(prompts)}"
@@ -191,7 +194,7 @@ def verify(
     top: int = 10,
     mode: str = "global",
     boost: bool = False,
-    metric: Metric | None = None,
+    metric: Metric | str | None = None,
     max_prompts: int | None = None,
     model: str | None = None,
     seed: int = 0,
@@ -206,8 +209,10 @@ def verify(
         edges: Edges such as ``"0.2-1.0:query"``; default: the ``top`` strongest.
         mode: ``global`` (where the upstream writes) or ``local`` (the head's input only).
         boost: Add the edge's part again instead of removing it.
-        metric: ``f(log_probs [batch, vocab], prompts) -> [batch]`` (default: IOI's
-            logit difference IO - S at END).
+        metric: ``f(log_probs [batch, vocab], prompts) -> [batch]``, or a built-in by
+            name: ``ioi`` (logit difference IO - S at END), ``answer`` (the answer's
+            log-prob less the wrong answer's), ``task`` (the default: ``ioi`` for IOI
+            runs, else ``answer``).
         max_prompts: Use the run's first N prompts.
         model: Load this instead of the run's model name (checked against the store).
         seed: Seed of the controls (each edge's control depends on it and the edge alone).
@@ -220,7 +225,6 @@ def verify(
     with _opened(store, create=False) as opened:
         return verify_run(
             opened, run=run, edges=edges, top=top, mode=mode, boost=boost, metric=metric,
-            metric_name="ioi" if metric is None else getattr(metric, "__name__", "custom"),
             max_prompts=max_prompts, batch_size=batch_size, model_spec=model, device=device,
             seed=seed,
         )  # fmt: skip

@@ -24,7 +24,13 @@ TRACING_OPTIONS = [
         help="tiny-ioi, a TransformerLens name (gpt2), a local Hugging Face "
         "folder, a tiny-ioi checkpoint FILE.pt, or random:PRESET (gpt2-small, tiny).",
     ),
-    click.option("--task", type=click.Choice(["ioi"]), default="ioi", help="Prompt task."),
+    click.option(
+        "--task",
+        type=click.Choice(["ioi", "induction"]),
+        default="ioi",
+        help="Prompt task: IOI (answer IO, wrong S) or induction (a repeated random "
+        "word sequence; answer: the word that followed the first occurrence).",
+    ),
     click.option(
         "--prompts",
         "n_prompts",
@@ -142,7 +148,7 @@ def prepare(
 
         prompts = read_prompts(prompts_file, model.tokenizer)
     else:
-        prompts = task_prompts(model, n_prompts, seed=prompt_seed)
+        prompts = task_prompts(model, n_prompts, seed=prompt_seed, task=task)
     seeding = choose_seeding(seed_from, prompts, given=bool(seed_heads or seed_roles))
     params = replace(params, seeding=seeding)
     if seeding == "linear":

@@ -33,7 +33,11 @@ from headgraph.names import parse_edge
 @click.option("--mode", type=click.Choice(["global", "local"]), default="global", help="Where.")
 @click.option("--boost", is_flag=True, help="Add the edge's part again instead of removing it.")
 @click.option(
-    "--metric", default="ioi", help="ioi (logit difference IO - S at END), or FILE.py:FUNCTION."
+    "--metric",
+    default="task",
+    help="task (the run's task's: ioi for IOI runs, else answer), ioi (logit difference "
+    "IO - S at END), answer (the answer's log-prob, less the wrong answer's), or "
+    "FILE.py:FUNCTION.",
 )
 @click.option("--prompts", "max_prompts", type=click.IntRange(min=1), default=None,
               help="Use the run's first N prompts [default: all].")  # fmt: skip
@@ -81,20 +85,22 @@ def verify_command(store_target, run, top, edges, mode, boost, metric, max_promp
     ]
     if out_format == "table":
         verb = "boosting" if boost else "ablating"
-        click.echo(f"run {done.run}: {metric} metric, {mode} {verb}, {done.prompts} prompts")
+        click.echo(f"run {done.run}: {done.metric} metric, {mode} {verb}, {done.prompts} prompts")
     click.echo(render(table, out_format) if table else "(no edge occurred in these prompts)")
     if absent and out_format == "table":
         click.echo(f"not in these prompts: {', '.join(absent)}")
 
 
 def _metric(spec: str):
-    """``FILE.py:FUNCTION`` as a metric function (log-probs, prompts) -> [batch]; None for
-    ``ioi`` (the job's default, IOI's logit difference)."""
-    if spec == "ioi":
-        return None
+    """``FILE.py:FUNCTION`` as a metric function (log-probs, prompts) -> [batch]; a built-in
+    metric's name (``task``, ``ioi``, ``answer``) as it is, for the job to resolve."""
+    if spec in ("task", "ioi", "answer"):
+        return spec
     path, _, name = spec.rpartition(":")
     if not path or not Path(path).is_file():
-        raise InputError(f"--metric {spec!r}: use ioi or FILE.py:FUNCTION (an existing file)")
+        raise InputError(
+            f"--metric {spec!r}: use task, ioi, answer or FILE.py:FUNCTION (an existing file)"
+        )
     module_spec = importlib.util.spec_from_file_location("headgraph_user_metric", path)
     if module_spec is None or module_spec.loader is None:
         raise InputError(f"--metric {spec!r}: {path} is not a Python file")

@@ -91,6 +91,27 @@ def ioi_logit_difference(log_probs: Tensor, prompts: Sequence[Prompt]) -> Tensor
     return (log_probs[rows, io] - log_probs[rows, s]).float()
 
 
+def answer_metric(log_probs: Tensor, prompts: Sequence[Prompt]) -> Tensor:
+    """``[batch]`` the answer's log-probability, less the wrong answer's where there is one
+    (then a logit difference), at the position read.
+
+    Raises:
+        InputError: a prompt has no answer.
+    """
+    missing = next((p.id for p in prompts if p.answer is None), None)
+    if missing is not None:
+        raise InputError(f"prompt {missing!r} has no answer: the answer metric needs one")
+    rows = torch.arange(len(prompts))
+    log_probs = log_probs.cpu()
+    answer = log_probs[rows, torch.tensor([p.answer for p in prompts])]
+    wrong = torch.tensor([p.wrong if p.wrong is not None else -1 for p in prompts])
+    against = torch.where(wrong >= 0, log_probs[rows, wrong.clamp_min(0)], 0.0)
+    return (answer - against).float()
+
+
+METRICS = {"ioi": ioi_logit_difference, "answer": answer_metric}
+
+
 def verify_edges(
     model: Model,
     prompts: Sequence[Prompt],

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from headgraph.errors import InputError
 from headgraph.ingest.causal.verify import EdgeEffect, Metric, verify_edges
 from headgraph.ingest.core.records import Prompt, RunParams
 from headgraph.ingest.jobs.run_model import load_run_model
@@ -29,12 +30,14 @@ class Verification:
         prompts: Prompts measured on.
         effects: One per edge asked for, in the order asked (``prompts`` 0: absent).
         rows: The stored Effect rows of the edges present, most negative difference first.
+        metric: The metric's name (``ioi``, ``answer``, a function's name).
     """
 
     run: str
     prompts: int
     effects: tuple[EdgeEffect, ...]
     rows: tuple[dict, ...]
+    metric: str = "ioi"
 
     @property
     def absent(self) -> list[str]:
@@ -50,8 +53,8 @@ def verify_run(
     top: int = 10,
     mode: str = "global",
     boost: bool = False,
-    metric: Metric | None = None,
-    metric_name: str = "ioi",
+    metric: Metric | str | None = None,
+    metric_name: str | None = None,
     max_prompts: int | None = None,
     batch_size: int = 32,
     model_spec: str | None = None,
@@ -66,9 +69,18 @@ def verify_run(
         QueryError: unknown run. ModelError: the run's model cannot be loaded or differs.
         InputError: a malformed edge, or prompts without the metric's role.
     """
-    from headgraph.ingest.causal.verify import ioi_logit_difference
+    from headgraph.ingest.causal.verify import METRICS
 
     ref = resolve_run(store, run)
+    if metric is None or isinstance(metric, str):  # a built-in one, by name
+        metric_name = metric or "task"
+        if metric_name == "task":
+            task = (store.run_info(ref.key) or {}).get("task")
+            metric_name = "ioi" if task == "ioi" else "answer"
+        if metric_name not in METRICS:
+            raise InputError(f"metric {metric_name!r}: use task, {', '.join(METRICS)}")
+        metric = METRICS[metric_name]
+    metric_name = metric_name or getattr(metric, "__name__", "custom")
     recorded = RunParams.from_json((store.run_info(ref.key) or {})["params"])
     chosen = [e if isinstance(e, EdgeKey) else parse_edge(e) for e in edges]
     if not chosen:
@@ -88,7 +100,7 @@ def verify_run(
     ][:max_prompts]
     effects = verify_edges(
         model, prompts, chosen, seeds=recorded.seeds, params=recorded.params, mode=mode,
-        boost=boost, metric=metric or ioi_logit_difference, batch_size=batch_size, seed=seed,
+        boost=boost, metric=metric, batch_size=batch_size, seed=seed,
         progress=progress,
     )  # fmt: skip
     measured = datetime.now(UTC).isoformat(timespec="seconds")
@@ -103,4 +115,4 @@ def verify_run(
     if write:
         write_effects(store, ref.key, rows)
     rows.sort(key=lambda r: (r["difference"], r["upstream"], r["head"]))
-    return Verification(ref.key, len(prompts), tuple(effects), tuple(rows))
+    return Verification(ref.key, len(prompts), tuple(effects), tuple(rows), metric_name)

@@ -63,6 +63,9 @@ class HFTokenizer:
     def __init__(self, tokenizer: Any):
         self.hf = tokenizer
 
+    def __len__(self) -> int:
+        return len(self.hf)
+
     def encode(self, text: str) -> list[int]:
         return list(self.hf.encode(text, add_special_tokens=False))
 

@@ -58,3 +58,14 @@ def test_tiny_ioi_traced_from_its_prediction_ends_in_the_name_movers(tmp_path):
 def test_seed_heads_and_seeding_from_the_prediction_are_refused_together():
     result = run("ingest", "--seeds", "1.0", "--seed-from", "linear", "--store", "/nonexistent")
     assert result.exit_code == 2 and "leave out --seeds" in result.output
+
+
+def test_the_induction_task_traces_from_the_prediction_and_verifies_by_the_answer(tmp_path):
+    store = str(tmp_path / "db")
+    done = run("ingest", "--model", "random:tiny", "--task", "induction", "--prompts", "16",
+               "--store", store)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert "random:tiny-induction-16" in done.output
+    checked = run("verify", "--store", store, "--top", "1", "--prompts", "8")
+    assert checked.exit_code == 0, checked.output
+    assert checked.stdout.startswith("run random:tiny-induction-16: answer metric")
