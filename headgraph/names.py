@@ -55,7 +55,8 @@ class Component:
     Attributes:
         kind: One of ``embed``, ``pos_embed``, ``head``, ``attn_bias`` (the
             attention-output bias of a layer), ``mlp``, ``qk_bias`` (the
-            homogeneous coordinate of a head's augmented QK matrix).
+            homogeneous coordinate of a head's augmented QK matrix), or ``logits``
+            (the unembedding: what a run seeded from the prediction ends in).
         layer: Layer index, ``-1`` for the embeddings.
         head: Head index for ``head`` and ``qk_bias``, else ``-1``.
     """
@@ -72,7 +73,7 @@ class Component:
             InputError: not a component name.
         """
         text = text.strip()
-        if text in ("embed", "pos_embed"):
+        if text in ("embed", "pos_embed", "logits"):
             return cls(text)
         if text.endswith(":qk_bias"):
             h = Head.parse(text.removesuffix(":qk_bias"))

@@ -12,8 +12,9 @@ documentation: matching is over ``(upstream head, downstream head, side)``.
 The run's circuit is its ``CARRIES`` aggregates: an edge ``(a, b, side)``
 between two heads is in it when a ``CARRIES`` row for it has at least
 ``min_prompts`` prompts and a share of the prompts of at least ``min_share``.
-Its heads are the heads at either end of such an edge. ``ioi-gpt2`` (Wang et
-al.'s IOI circuit in GPT-2 small) and ``tiny-ioi`` (the bundled model's card)
+Its heads are the heads at either end of such an edge, and the heads that a run
+seeded from the prediction feeds into the logits (``head -> logits``, as often).
+``ioi-gpt2`` (Wang et al.'s IOI circuit in GPT-2 small) and ``tiny-ioi`` (the bundled model's card)
 ship with the package; any other reference is a file. With no reference named,
 the run's model's own is used (``gpt2`` -> ``ioi-gpt2``, ``tiny-ioi`` ->
 ``tiny-ioi``); a model with none must be given one.
@@ -32,7 +33,12 @@ from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore
 
 REFERENCES = Path(__file__).parent / "references"
-MODEL_REFERENCES = {"gpt2": "ioi-gpt2", "gpt2-small": "ioi-gpt2", "tiny-ioi": "tiny-ioi"}
+MODEL_REFERENCES = {
+    "gpt2": "ioi-gpt2",
+    "gpt2-small": "ioi-gpt2",
+    "tiny-ioi": "tiny-ioi",
+    "tiny-ioi-rope": "tiny-ioi-rope",
+}
 _HEAD = re.compile(r"^\d+\.\d+$")
 
 
@@ -176,12 +182,13 @@ def compare(
         "c.share_of_prompts AS share",
         {"run": ref.key},
     )
-    edges = {
-        (r["up"], r["down"], r["side"])
-        for r in rows
+    counted = [
+        r for r in rows
         if _HEAD.match(r["up"]) and r["prompts"] >= min_prompts and r["share"] >= min_share
-    }
-    heads = {h for up, down, _ in edges for h in (up, down)}
+    ]  # fmt: skip
+    edges = {(r["up"], r["down"], r["side"]) for r in counted if _HEAD.match(r["down"])}
+    seeds = {r["up"] for r in counted if r["down"] == "logits"}  # seeded from the prediction
+    heads = {h for up, down, _ in edges for h in (up, down)} | seeds
     return Comparison(
         run=ref.key,
         reference=circuit.name,

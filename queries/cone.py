@@ -35,6 +35,14 @@ EDGES = (
     "s.share AS share, s.weight AS weight, f.head_name AS down, f.dest AS dest, "
     "f.source AS source, f.dest_role AS dest_role, f.source_role AS source_role"
 )
+PREDICTS = (  # a run seeded from the prediction: each seed head at the answer position
+    "MATCH (a:{source})-[p:PREDICTS]->(r:Prediction) WHERE r.run = $run{where} "
+    "RETURN r.prompt AS prompt, p.upstream AS up, r.dest AS token, 'logit' AS side, "
+    "p.share AS share, p.weight AS weight, 'logits' AS down, r.dest AS dest, "
+    "r.dest AS source"
+)
+LOGITS = "logits"
+LOGITS_ORDER = 1e6  # layer_order of the logits: above any layer (and finite, for JSON)
 FIRINGS = (  # the sparse sets, read apart: lists are slow to read, and firings are few
     "MATCH (f:Firing) WHERE f.run = $run{where} "
     "RETURN f.prompt AS prompt, f.head_name AS head, f.dest AS dest, f.source AS source, "
@@ -44,7 +52,7 @@ BELOW = " AND (f.layer < $layer OR f.head_name = $head)"  # a head's firings and
 COLUMNS = ("prompt", "up", "token", "side", "share", "weight", "down", "dest")
 COLUMNS += ("source", "dest_role", "source_role")
 FIRING_COLUMNS = ("prompt", "head", "dest", "source", "svs")
-SIDES = ("query", "key")
+SIDES = ("query", "key", "logit")  # logit: a seed head into the logits
 
 
 def is_constant(component: str) -> bool:
@@ -57,6 +65,8 @@ def layer_order(component: str) -> float:
     if component in ("embed", "pos_embed"):
         return -1.0
     c = Component.parse(component)
+    if c.kind == "logits":  # the unembedding reads the last residual, above every layer
+        return LOGITS_ORDER
     if c.kind == "qk_bias":  # the head's own bias comes before the head
         return c.layer - 0.5
     if c.kind in ("mlp", "attn_bias"):  # after the layer's heads
@@ -88,7 +98,7 @@ class Cone:
         n_prompts: The denominator of prompt shares: the run's prompts (1 with a prompt filter).
         nodes: Every node, by node id.
         targets: Node ids of the target's firings (after the role filter).
-        edge_up, edge_down, edge_side: Per edge id (``side`` 0 query, 1 key).
+        edge_up, edge_down, edge_side: Per edge id (``side`` 0 query, 1 key, 2 logit).
         rows: One row per (edge, prompt), sorted by edge then prompt: ``edge``,
             ``prompt`` (index), ``share``, ``weight``, and the target firing's
             ``dest`` and ``source`` tokens.
@@ -135,6 +145,8 @@ class Cone:
         wanted = set(prompts)
         counts: dict[int, list[int]] = {}  # k -> [times in S, sum of its positions]
         head = self.nodes[int(self.edge_down[edge])].component
+        if head == LOGITS:  # the unembedding reads no singular vectors
+            return ()
         for p, dest, source in zip(
             self.rows["prompt"].to_numpy()[a:b].tolist(),
             self.rows["dest"].to_numpy()[a:b].tolist(),
@@ -172,7 +184,7 @@ def load_cone(
         QueryError: ``prompt`` is not one of the run's.
     """
     params, where = {"run": run.key}, ""
-    if target is not None:
+    if target is not None and target != LOGITS:
         params |= {"layer": Head.parse(target).layer, "head": target}
         where = BELOW
     if prompt is not None:
@@ -182,6 +194,8 @@ def load_cone(
         cypher = EDGES.format(source=source, where=where)
         frame = store.frame(cypher, params, columns=COLUMNS)
         frames.append(frame.assign(site=source == "Site"))
+    if target in (LOGITS, None):  # routes into the logits, or the whole run
+        frames += _prediction_edges(store, run, prompt)
     df = pd.concat(frames, ignore_index=True)
     if role is not None:
         df = df[(df["down"] != target) | (df["dest_role"] == role)]
@@ -205,8 +219,8 @@ def load_cone(
         label = roles[rc] if rc < len(roles) else f"#{rc - len(roles)}"
         nodes.append(Node(comps[component], label, bool(code % 2)))
     up_id, down_id = node_ids[:n], node_ids[n:]
-    side = (~query).astype(np.int64)
-    edge_code = (up_id.astype(np.int64) * len(nodes) + down_id) * 2 + side
+    side = np.where(query, 0, np.where((df["side"] == "logit").to_numpy(), 2, 1)).astype(np.int64)
+    edge_code = (up_id.astype(np.int64) * len(nodes) + down_id) * 3 + side
     edge_id, codes = pd.factorize(edge_code, sort=True)
     prompt_index, prompt_ids = pd.factorize(df["prompt"], sort=True)
     share = np.clip(df["share"].to_numpy(dtype=float), 0.0, 1.0)
@@ -240,9 +254,9 @@ def load_cone(
         n_prompts=1 if prompt is not None else max(run.prompts, 1),
         nodes=nodes,
         targets=targets,
-        edge_up=codes // 2 // len(nodes) if len(nodes) else codes,
-        edge_down=codes // 2 % len(nodes) if len(nodes) else codes,
-        edge_side=codes % 2,
+        edge_up=codes // 3 // len(nodes) if len(nodes) else codes,
+        edge_down=codes // 3 % len(nodes) if len(nodes) else codes,
+        edge_side=codes % 3,
         rows=rows,
         sparse_sets=sparse_sets,
     )
@@ -257,3 +271,28 @@ def _first_of_runs(*keys: np.ndarray) -> np.ndarray:
     for key in keys:
         changed[1:] |= key[1:] != key[:-1]
     return np.flatnonzero(changed)
+
+
+def _prediction_edges(store: GraphStore, run: RunRef, prompt: str | None) -> list[pd.DataFrame]:
+    """The seeds' edges into the logits, as cone rows (roles added from the prompts)."""
+    import json
+
+    params: dict = {"run": run.key}
+    where = ""
+    if prompt is not None:
+        where, params["prompt"] = " AND r.prompt = $prompt", prompt
+    roles = {
+        r["id"]: {int(v): k for k, v in reversed(list(json.loads(r["roles"]).items()))}
+        for r in store.query(
+            "MATCH (p:Prompt) WHERE p.run = $run RETURN p.id AS id, p.roles AS roles",
+            {"run": run.key},
+        )
+    }
+    frames = []
+    for source in ("Firing", "Site"):
+        rows = store.query_if_present(PREDICTS.format(source=source, where=where), params)
+        for row in rows:
+            row["dest_role"] = row["source_role"] = roles.get(row["prompt"], {}).get(row["dest"])
+        frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        frames.append(frame.assign(site=source == "Site"))
+    return frames

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headgraph.queries.cone import SIDES, Cone, is_constant, layer_order, load_cone
+from headgraph.queries.cone import LOGITS, SIDES, Cone, is_constant, layer_order, load_cone
 from headgraph.queries.selection import check_side, resolve_run
 from headgraph.queries.store import GraphStore
 
@@ -301,6 +301,8 @@ def _greedy_flow(first, head, capacity, source: int, sink: int) -> int:
 def _substitutes(cone: Cone, into_target: np.ndarray) -> tuple[SubstituteGroup, ...]:
     """Upstream (component, role) feeding the target on one side, grouped by their main
     singular vector: the one most often in the target's S when they feed it."""
+    if cone.target == LOGITS:  # the unembedding reads no singular vectors to group by
+        return ()
     units: dict[tuple[str, str, str], dict[int, list]] = defaultdict(dict)
     rows = cone.rows[into_target[cone.rows["edge"].to_numpy()]]
     columns = (rows[c].tolist() for c in ("edge", "prompt", "dest", "source"))

@@ -44,6 +44,8 @@ class RunRef:
         Raises:
             QueryError: not a head name, or not one of the model's heads.
         """
+        if text.strip() == "logits":  # where a run seeded from the prediction ends
+            return "logits"
         try:
             layer, head = parse_head(text)
         except InputError as error:

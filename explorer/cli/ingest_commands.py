@@ -242,22 +242,26 @@ def ingest_command(store_target, run_name, **shared):
     help="Checkpoint to write (its card goes beside it); trace it with --model FILE.pt.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing checkpoint.")
-def train_tiny_ioi_command(seed, steps, out, force):
+@click.option(
+    "--rope", is_flag=True, help="Train tiny-ioi-rope (rotary, RMSNorm, grouped-query) instead."
+)
+def train_tiny_ioi_command(seed, steps, out, force, rope):
     """Train the tiny-ioi model and write its checkpoint and model card (the bundled one
     is never overwritten)."""
     import time
 
     from headgraph.ingest import tiny_ioi
 
-    if out.resolve() == tiny_ioi.CHECKPOINT.resolve():
+    if out.resolve() in (tiny_ioi.CHECKPOINT.resolve(), tiny_ioi.ROPE_CHECKPOINT.resolve()):
         raise click.UsageError("--out: that is the bundled checkpoint; write a new file")
     if out.exists() and not force:
         raise click.UsageError(f"--out {out} exists: choose another file, or pass --force")
     start = time.perf_counter()
-    state = tiny_ioi.train(seed=seed, steps=steps, log=click.echo)
+    variant = "tiny-ioi-rope" if rope else "tiny-ioi"
+    state = tiny_ioi.train(seed=seed, steps=steps, log=click.echo, variant=variant)
     seconds = time.perf_counter() - start
-    card = tiny_ioi.make_card(state, seed=seed, steps=steps, seconds=seconds)
-    tiny_ioi.save(state, card, out)
+    card = tiny_ioi.make_card(state, seed=seed, steps=steps, seconds=seconds, variant=variant)
+    tiny_ioi.save(state, card, out, variant=variant)
     held = card["held_out"]
     click.echo(
         f"trained in {seconds:.0f} s; held-out accuracy {held['accuracy']:.3f}, "

@@ -27,7 +27,12 @@ query_options = add_options([store_option(), RUN_OPTION, FORMAT_OPTION])
 
 
 @click.command("paths", context_settings=SETTINGS)
-@click.option("--to", "target", required=True, help="The head routes lead into (9.9, L9H9).")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    help="The head routes lead into (9.9, L9H9), or logits (a run seeded from the prediction).",
+)
 @click.option("--from", "source", default=None, help="Only routes starting at this component.")
 @click.option("--role", default=None, help="Only the target's firings at this destination role.")
 @click.option("--side", type=SIDES, default="any", help="Side of the hop into the target.")

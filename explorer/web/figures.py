@@ -14,7 +14,7 @@ from headgraph.errors import InputError
 from headgraph.explorer.web.layout import layout
 from headgraph.queries.export import write_staged
 
-SIDE_COLOURS = {"query": "#1f6fd1", "key": "#e07b00"}
+SIDE_COLOURS = {"query": "#1f6fd1", "key": "#e07b00", "logit": "#2a9d4b"}
 FORMATS = (".svg", ".png", ".html")
 
 
@@ -107,7 +107,7 @@ def _draw(circuit, path: Path, kind: str) -> None:
         ax.text(x, y, short_name(n.component), ha="center", va="center", fontsize=6.5, zorder=3)
     scope = f"prompt {circuit.prompt}" if circuit.prompt else f"{circuit.n_prompts} prompts"
     ax.text(6, 16, f"run {circuit.run} ({circuit.model}), {scope}: blue query side, "
-            "orange key side, width = prompts", fontsize=9)  # fmt: skip
+            "orange key side, green into the logits, width = prompts", fontsize=9)  # fmt: skip
     fig.savefig(path, format=kind, dpi=150)
     plt.close(fig)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from headgraph.queries.cone import LOGITS_ORDER
+
 NODE_GAP = 56  # between nodes sharing a cell
 ROW_HEIGHT = 96
 MARGIN = 80
@@ -33,9 +35,12 @@ class Layout:
 
 
 def row_label(order: float) -> str:
-    """``embeddings``, ``layer 3``, or ``after layer 3`` (MLPs, biases) for a layer order."""
+    """``embeddings``, ``layer 3``, ``after layer 3`` (MLPs, biases) or ``logits`` for a
+    layer order."""
     if order < 0:
         return "embeddings"
+    if order >= LOGITS_ORDER:
+        return "logits"
     if order == int(order):
         return f"layer {int(order)}"
     return f"after layer {int(order - 0.5)}"

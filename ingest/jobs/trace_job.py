@@ -86,7 +86,7 @@ def task_prompts(model: Model, n: int, *, seed: int = 0, task: str = "ioi") -> l
         return induction_prompts(n, tokenizer=model.tokenizer, seed=seed)
     if task != "ioi":
         raise InputError(f"task {task!r}: choose one of {', '.join(TASKS)}")
-    if model.card is not None and model.card.get("model") == "tiny-ioi":
+    if model.card is not None and model.card.get("model") in ("tiny-ioi", "tiny-ioi-rope"):
         from headgraph.ingest import tiny_ioi
 
         return list[Prompt](tiny_ioi.prompts(n, held_out=True, seed=seed))

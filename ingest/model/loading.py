@@ -148,7 +148,8 @@ HUB_HELP = (
 def load_model(spec: Any, *, device: str = "cpu", tokenizer: Tokenizer | None = None) -> Model:
     """Load a model by name or folder, or take a ``HookedTransformer`` of your own.
 
-    - ``tiny-ioi``: the bundled attention-only model trained on IOI (offline).
+    - ``tiny-ioi``, ``tiny-ioi-rope``: the bundled attention-only models trained on IOI
+      (GPT-2 style; Llama style: rotary, RMSNorm, grouped-query), offline.
     - ``random:PRESET``: random weights of a preset shape (``gpt2-small``,
       ``tiny``) with a word-level IOI tokenizer, for benchmarks and smoke
       tests; it has no circuit.
@@ -180,10 +181,10 @@ def load_model(spec: Any, *, device: str = "cpu", tokenizer: Tokenizer | None = 
             "or a TransformerLens HookedTransformer"
         )
     spec = str(spec)
-    if spec == "tiny-ioi":
-        from headgraph.ingest.tiny_ioi.training import load
+    if spec in ("tiny-ioi", "tiny-ioi-rope"):
+        from headgraph.ingest.tiny_ioi.training import CHECKPOINT, ROPE_CHECKPOINT, load
 
-        return load(device=device)
+        return load(CHECKPOINT if spec == "tiny-ioi" else ROPE_CHECKPOINT, device=device)
     if spec.startswith("random:"):
         preset = spec.removeprefix("random:")
         if preset not in PRESETS:

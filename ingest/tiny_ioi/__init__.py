@@ -1,4 +1,5 @@
-"""``tiny-ioi``: the bundled attention-only model, trained here on a synthetic IOI task.
+"""``tiny-ioi`` and ``tiny-ioi-rope``: the bundled attention-only models, trained here on a
+synthetic IOI task (GPT-2 style, and Llama style: rotary, RMSNorm, grouped-query).
 
 :mod:`.task` builds its prompts (vocabulary, templates, the held-out split);
 :mod:`.training` trains, evaluates and loads it and writes its model card.
@@ -19,6 +20,7 @@ from headgraph.ingest.tiny_ioi.task import (
 from headgraph.ingest.tiny_ioi.training import (
     CARD,
     CHECKPOINT,
+    ROPE_CHECKPOINT,
     card,
     evaluate,
     load,
@@ -32,6 +34,7 @@ __all__ = [
     "CHECKPOINT",
     "FIRST",
     "HELD_OUT_FAMILIES",
+    "ROPE_CHECKPOINT",
     "VERBS",
     "architecture",
     "card",

@@ -36,7 +36,15 @@ MIDDLES = ("{D} was there too.", "{D} stayed at home.", "{D} came later.")  # be
 HELD_OUT_FAMILIES = frozenset({(0, 5), (1, 2), (2, 0), (3, 3)})
 
 
-def architecture():
+VARIANTS = ("tiny-ioi", "tiny-ioi-rope")
+# tiny-ioi-rope: the same task and size, Llama-style: rotary positions, RMSNorm and
+# grouped-query attention (two key/value heads for four query heads)
+ROPE = (("positional_embedding_type", "rotary"), ("rotary_dim", 16), ("rotary_base", 10000),
+        ("normalization_type", "RMS"), ("final_rms", True), ("n_key_value_heads", 2))  # fmt: skip
+
+
+def architecture(variant: str = "tiny-ioi"):
+    """The architecture of ``tiny-ioi`` (GPT-2 style) or ``tiny-ioi-rope`` (Llama style)."""
     from headgraph.ingest.model import Architecture
 
     return Architecture(
@@ -47,6 +55,7 @@ def architecture():
         d_vocab=len(vocabulary()),
         n_ctx=48,
         d_mlp=None,
+        options=ROPE if variant == "tiny-ioi-rope" else (),
     )
 
 

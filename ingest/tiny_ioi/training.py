@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 CHECKPOINT = Path(__file__).parent / "models" / "tiny-ioi.pt"
 CARD = CHECKPOINT.with_suffix(".json")
+ROPE_CHECKPOINT = CHECKPOINT.with_name("tiny-ioi-rope.pt")
+BUNDLED = {CHECKPOINT: "tiny-ioi", ROPE_CHECKPOINT: "tiny-ioi-rope"}
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,9 @@ def train(
     batch_size: int = 64,
     lr: float = 2e-3,
     log: Callable[[str], None] | None = None,
+    variant: str = "tiny-ioi",
 ) -> dict[str, torch.Tensor]:
-    """Train tiny-ioi and return its (unprocessed) weights.
+    """Train tiny-ioi (or its Llama-style ``tiny-ioi-rope``) and return its unprocessed weights.
 
     Runs on one thread with fixed seeds, so the same seed gives the same
     weights bit for bit.
@@ -73,7 +76,7 @@ def train(
         data = prompts(20_000, held_out=False, seed=seed)
         tokens, lengths = pad_tokens(data)
         answers = torch.tensor([p.io_token for p in data])
-        net = build_hooked(architecture(), seed=seed).train()
+        net = build_hooked(architecture(variant), seed=seed).train()
         optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01)
         generator = torch.Generator().manual_seed(seed)
         for step in range(steps):
@@ -91,11 +94,17 @@ def train(
         torch.set_num_threads(threads)
 
 
-def save(state: dict[str, torch.Tensor], card: dict, path: Path = CHECKPOINT) -> None:
+def save(
+    state: dict[str, torch.Tensor],
+    card: dict,
+    path: Path = CHECKPOINT,
+    *,
+    variant: str = "tiny-ioi",
+) -> None:
     """Write the checkpoint and its model card (JSON beside it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
-        "architecture": asdict(architecture()),
+        "architecture": asdict(architecture(variant)),
         "vocabulary": vocabulary(),
         "state_dict": state,
     }
@@ -124,12 +133,15 @@ def load(path: Path = CHECKPOINT, *, device: str = "cpu"):
         ) from None
     if payload.get("vocabulary") != vocabulary():
         raise ModelError(f"{path} was trained on another vocabulary: retrain it")
+    shape = dict(payload["architecture"])
+    shape["options"] = tuple(tuple(pair) for pair in shape.get("options", ()))
+    bundled = {p.resolve(): name for p, name in BUNDLED.items()}
     model = build_model(
-        Architecture(**payload["architecture"]),
+        Architecture(**shape),
         tokenizer=tokenizer(),
         state_dict=payload["state_dict"],
         device=device,
-        name="tiny-ioi" if path.resolve() == CHECKPOINT.resolve() else str(path),
+        name=bundled.get(path.resolve(), str(path)),
     )
     card_file = path.with_suffix(".json")
     model.card = json.loads(card_file.read_text()) if card_file.exists() else None
@@ -152,10 +164,11 @@ ROLE_PAIRS = (
     ("IO+1", "IO"),
 )
 # A head takes a role when its mean attention between the two roles is at least 0.3
-# (previous token: 0.5, since many heads look back one token some of the time).
+# (previous token: 0.5, since many heads look back one token some of the time; moving
+# IO through IO+1: 0.15, since tiny-ioi-rope spreads it over four heads at 0.20-0.24).
 ROLE_RULES = {
     "name mover": ("END", "IO", 0.3),
-    "name mover via IO+1": ("END", "IO+1", 0.3),
+    "name mover via IO+1": ("END", "IO+1", 0.15),
     "S-inhibition": ("END", "S2", 0.3),
     "duplicate token": ("S2", "S1", 0.3),
     "induction": ("S2", "S1+1", 0.3),
@@ -204,11 +217,16 @@ def head_roles(report: dict[str, dict[str, float]]) -> dict[str, list[str]]:
     return roles
 
 
-def make_card(state: dict[str, torch.Tensor], *, seed: int, steps: int, seconds: float) -> dict:
+def make_card(
+    state: dict[str, torch.Tensor], *, seed: int, steps: int, seconds: float,
+    variant: str = "tiny-ioi",
+) -> dict:  # fmt: skip
     """Evaluate freshly trained weights and describe them: accuracy, heads, roles, seeds."""
     from headgraph.ingest.model import build_model
 
-    model = build_model(architecture(), tokenizer=tokenizer(), state_dict=state, name="tiny-ioi")
+    model = build_model(
+        architecture(variant), tokenizer=tokenizer(), state_dict=state, name=variant
+    )
     train_eval = evaluate(model, prompts(1000, held_out=False, seed=seed + 100))
     held_out = prompts(1000, held_out=True, seed=seed + 200)
     report = head_report(model, held_out[:300])
@@ -217,8 +235,8 @@ def make_card(state: dict[str, torch.Tensor], *, seed: int, steps: int, seconds:
     if not movers:  # the heads that move IO through the previous-token copy at IO+1
         movers, source = roles["name mover via IO+1"], "IO+1"
     return {
-        "model": "tiny-ioi",
-        "architecture": asdict(architecture()),
+        "model": variant,
+        "architecture": asdict(architecture(variant)),
         "parameters": sum(v.numel() for k, v in state.items() if v.is_floating_point()),
         "training": {"seed": seed, "steps": steps, "seconds": round(seconds, 1), "threads": 1},
         "train": asdict(train_eval),

@@ -53,6 +53,14 @@ def test_tiny_ioi_traced_from_its_prediction_ends_in_the_name_movers(tmp_path):
              "AND c.role = 'IO+1' AND c.prompts >= 24 RETURN a.name AS head")  # fmt: skip
     rows = json.loads(run("cypher", query, "--store", store, "--format", "json").output)
     assert {r["head"] for r in rows} == {"1.0", "1.1", "1.2", "1.3"}  # the card's name movers
+    routes = run("paths", "--to", "logits", "--store", store, "--top", "20", "--format", "json")
+    assert routes.exit_code == 0, routes.output
+    hops = [r["hops"] for r in json.loads(routes.output)["routes"]]
+    assert all(h[-1]["side"] == "logit" and h[-1]["downstream"] == "logits@END" for h in hops)
+    assert any(len(h) >= 2 and h[-1]["upstream"] in ("1.0", "1.1", "1.2", "1.3") for h in hops)
+    picture = tmp_path / "circuit.svg"
+    drawn = run("render", "--store", store, "--top", "40", "--out", str(picture))
+    assert drawn.exit_code == 0 and "<!-- logits -->" in picture.read_text()  # drawn on top
 
 
 def test_seed_heads_and_seeding_from_the_prediction_are_refused_together():
