@@ -2,8 +2,9 @@
 
 Ablating an edge c -> (l, h) removes, from the upstream component's output at
 the edge's token, the part lying in the span of the downstream firing's
-selected singular vectors (U_S on the query side, V_S on the key side),
-mean-centred over the prompts:
+selected singular vectors (U_S on the query side, V_S on the key side; in a
+rotary model, read in the rotated frame at the edge's token), mean-centred
+over the prompts:
 
     o_c' = o_c - P_S (o_c - mean(o_c))
 
@@ -22,6 +23,8 @@ import torch
 from torch import Tensor
 
 from headgraph.ingest.core.records import Prompt
+from headgraph.ingest.core.rotary import Rotary, rotate
+from headgraph.ingest.core.svd import QKDecomposition
 from headgraph.ingest.core.trace import BatchTrace
 
 
@@ -32,6 +35,7 @@ def edge_bases(
     *,
     control: bool,
     generator: torch.Generator | None = None,
+    rotated: tuple[QKDecomposition, Rotary] | None = None,
 ) -> Tensor:
     """The singular vectors each edge carries, ``[edge, d_model, rank]`` (zero columns off S).
 
@@ -41,6 +45,9 @@ def edge_bases(
         rows: ``[edge]`` which edges of ``trace``.
         control: Draw |S| singular vectors from outside S instead of S.
         generator: For the control's draw.
+        rotated: A rotary model's decomposition and rotary tables: each singular
+            vector is then read in the rotated frame at the edge's token,
+            ``A R_p^T (A^+ u_k)`` (see :mod:`headgraph.ingest.core.rotary`).
     """
     f = trace.firings
     firing = trace.edge_firing[rows]
@@ -53,7 +60,20 @@ def edge_bases(
     U, V = vectors
     layer, head = f.layer[firing], f.head[firing]
     side = trace.edge_side[rows]
-    chosen = torch.where(side[:, None, None] == 0, U[layer, head], V[layer, head])
+    if rotated is None:
+        chosen = torch.where(side[:, None, None] == 0, U[layer, head], V[layer, head])
+    else:
+        qk, rotary = rotated
+        query = side[:, None, None] == 0
+        readout = torch.where(query, qk.query_readout[layer, head], qk.key_readout[layer, head])
+        factor = torch.where(query, qk.query_factor[layer, head], qk.key_factor[layer, head])
+        where = trace.edge_token[rows]
+        small = rotate(
+            readout.transpose(1, 2),  # [edge, rank, d_head]
+            rotary.cos[layer, where][:, None], rotary.sin[layer, where][:, None],
+            adjacent=rotary.adjacent, inverse=True,
+        )  # fmt: skip
+        chosen = factor @ small.transpose(1, 2)  # [edge, d_model+1, rank]
     return chosen[:, :-1, :] * selected[:, None, :]  # drop the homogeneous coordinate
 
 
@@ -65,6 +85,7 @@ def ablation_deltas(
     rows: Tensor | None = None,
     control: bool = False,
     generator: torch.Generator | None = None,
+    rotated: tuple[QKDecomposition, Rotary] | None = None,
 ) -> Tensor:
     """What to add to each component's output to ablate the chosen edges.
 
@@ -76,6 +97,7 @@ def ablation_deltas(
             in the residual stream, i.e. all but the heads' own QK bias).
         control: Ablate random singular vectors from outside S instead.
         generator: For the control's draw.
+        rotated: For a rotary model, see :func:`edge_bases`.
 
     Returns:
         ``[batch, pos, component, d_model]`` deltas (zero where nothing is ablated).
@@ -88,7 +110,7 @@ def ablation_deltas(
         return deltas
     batch = trace.firings.batch[trace.edge_firing[rows]]
     token, component = trace.edge_token[rows], trace.edge_component[rows]
-    bases = edge_bases(trace, vectors, rows, control=control, generator=generator)
+    bases = edge_bases(trace, vectors, rows, control=control, generator=generator, rotated=rotated)
 
     # One span per (prompt, token, component): stack its edges' vectors, orthonormalise.
     n_pos = components.shape[1]

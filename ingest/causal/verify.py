@@ -134,11 +134,11 @@ def verify_edges(
     """
     if mode not in ("global", "local"):
         raise InputError(f"mode {mode!r}: use global or local")
-    if model.hooked.cfg.positional_embedding_type != "standard":
+    if model.hooked.cfg.positional_embedding_type == "shortformer":
         raise InputError(
-            f"{model.name}: verify ablates along the unrotated singular vectors, which is "
-            "exact only for learned positions; rotary and shortformer models are not "
-            "supported by verify yet"
+            f"{model.name}: its positions join the queries and keys after the unfolded ln1, "
+            "which verify's ablation does not weigh: shortformer models are not supported "
+            "by verify yet"
         )
     check_inputs(model, prompts, seeds, batch_size, params)
     lacking = next((p.id for p in prompts if role not in p.roles), None)
@@ -174,6 +174,7 @@ def verify_edges(
                 d = ablation_deltas(
                     traced, acts.components, vectors, rows=rows, control=control,
                     generator=control_generator(seed, edge, start),
+                    rotated=None if acts.rotary is None else (qk, acts.rotary.to(model.dtype)),
                 )  # fmt: skip
                 changes.append((-1 if boost else 1) * d[:, :, axis[edge.upstream]][on_device])
             items.append((edge, occurs, *changes))

@@ -80,7 +80,7 @@ def verify_run(
         if metric_name not in METRICS:
             raise InputError(f"metric {metric_name!r}: use task, {', '.join(METRICS)}")
         metric = METRICS[metric_name]
-    metric_name = metric_name or getattr(metric, "__name__", "custom")
+    name: str = metric_name or getattr(metric, "__name__", "custom")
     recorded = RunParams.from_json((store.run_info(ref.key) or {})["params"])
     chosen = [e if isinstance(e, EdgeKey) else parse_edge(e) for e in edges]
     if not chosen:
@@ -106,7 +106,7 @@ def verify_run(
     measured = datetime.now(UTC).isoformat(timespec="seconds")
     rows = [
         {"upstream": e.edge.upstream, "head": e.edge.head, "side": e.edge.side, "mode": e.mode,
-         "boost": e.boost, "metric": metric_name, "prompts": e.prompts, "clean": e.clean,
+         "boost": e.boost, "metric": name, "prompts": e.prompts, "clean": e.clean,
          "effect": e.effect, "control": e.control, "difference": e.difference,
          "stderr": e.stderr, "measured": measured}
         for e in effects
@@ -115,4 +115,4 @@ def verify_run(
     if write:
         write_effects(store, ref.key, rows)
     rows.sort(key=lambda r: (r["difference"], r["upstream"], r["head"]))
-    return Verification(ref.key, len(prompts), tuple(effects), tuple(rows), metric_name)
+    return Verification(ref.key, len(prompts), tuple(effects), tuple(rows), name)

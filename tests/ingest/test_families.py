@@ -164,12 +164,14 @@ def test_the_prediction_splits_exactly_into_components_and_heads_by_source(famil
     assert heads.numel() and split.heads.abs().max() > 0
 
 
-def test_verify_refuses_these_models_rather_than_ablate_the_wrong_span(family):
+def test_verify_refuses_shortformer_models_rather_than_ablate_the_wrong_span(family):
     from headgraph.errors import InputError
     from headgraph.ingest.causal.verify import verify_edges
     from headgraph.names import EdgeKey
 
-    _, _, model, prompts, *_ = family  # every family here has rotary or shortformer positions
+    name, _, model, prompts, *_ = family
+    if name != "attn-only":
+        pytest.skip("verify covers this family (tested on tiny-ioi-rope for rotary models)")
     edge = EdgeKey("0.0", "1.0", "query")
     with pytest.raises(InputError, match="not supported by verify yet"):
         verify_edges(model, prompts, [edge], seeds=_last_layer_seeds(model))

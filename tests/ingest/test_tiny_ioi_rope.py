@@ -34,6 +34,17 @@ def test_seeding_from_the_prediction_recovers_every_head_of_its_card(tmp_path):
     assert data["reference"] == "tiny-ioi-rope" and data["heads"]["recall"] == 1.0
 
 
+def test_verify_ablates_in_the_rotated_frame_and_beats_the_controls(tmp_path):
+    store = str(tmp_path / "db")
+    assert run("ingest", "--model", "tiny-ioi-rope", "--prompts", "48", "--store", store,
+               "--seed-from", "heads").exit_code == 0  # fmt: skip
+    result = run("verify", "--store", store, "--top", "4", "--format", "json")
+    assert result.exit_code == 0, result.output
+    effects = json.loads(result.stdout)["effects"]
+    assert len(effects) == 4
+    assert sum(e["effect"] for e in effects) < sum(e["control"] for e in effects) - 1.0
+
+
 @pytest.mark.slow
 def test_retraining_reproduces_the_shipped_rope_checkpoint():
     card = json.loads(tiny_ioi.ROPE_CHECKPOINT.with_suffix(".json").read_text())
