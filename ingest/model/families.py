@@ -70,6 +70,11 @@ def _centred(weights, dim: int = -1) -> bool:
     return float(weights.mean(dim).abs().max()) <= 1e-5 * scale
 
 
+def logit_cap(cfg: Any) -> float:
+    """The logits' soft cap, or 0 when they are not capped (TransformerLens writes -1)."""
+    return max(float(getattr(cfg, "output_logits_soft_cap", 0) or 0), 0.0)
+
+
 def _steps(cfg: Any) -> dict[str, bool]:
     """Which standard processing steps apply to this architecture.
 
@@ -82,7 +87,7 @@ def _steps(cfg: Any) -> dict[str, bool]:
     return {
         "fold_ln": cfg.normalization_type in ("LN", "RMS") and not shortformer,
         "center_writing_weights": cfg.normalization_type in ("LN", "LNPre") and not shortformer,
-        "center_unembed": not getattr(cfg, "output_logits_soft_cap", 0),
+        "center_unembed": not logit_cap(cfg),
         "fold_value_biases": True,
     }
 
