@@ -1,7 +1,8 @@
 """Cost of the families and of seeding from the prediction, as ratios in one run.
 
 Three models of the same size with random weights (6 layers x 8 heads, d_model
-512, d_head 64, MLP 2048, the word-level IOI vocabulary), over the same IOI
+512, d_head 64, MLP 2048, GPT-2's 50,257-token unembedding; prompts from the word-level
+IOI vocabulary), over the same IOI
 prompts, each ingested into a fresh embedded store:
 
   (a) GPT-2 shape (learned positions, LayerNorm), seeded by heads (every last-layer
@@ -13,7 +14,8 @@ prompts, each ingested into a fresh embedded store:
 (b) traces other firings than (a), so the seeding step is also timed alone: the
 forward pass on (a) with and without the answers' split and the cutoff rule;
 its extra cost is printed against the ingest (a). Target (issue 12): under 10%.
-(c)/(a) is printed. Usage::
+(c)/(a) is printed, and probability-aware seeding's cost as a ratio to the forward
+pass (issue 12). Usage::
 
     python benchmarks/bench_families.py [--prompts 256] [--repeat 3]
 """
@@ -25,7 +27,7 @@ import statistics
 import tempfile
 import time
 
-SHAPE = dict(n_layers=6, n_heads=8, d_model=512, d_head=64, d_vocab=512, n_ctx=64,
+SHAPE = dict(n_layers=6, n_heads=8, d_model=512, d_head=64, d_vocab=50257, n_ctx=64,
              d_mlp=2048, init_range=0.1)  # fmt: skip
 LLAMA = (("positional_embedding_type", "rotary"), ("rotary_dim", 64), ("normalization_type", "RMS"),
          ("final_rms", True), ("gated_mlp", True), ("n_key_value_heads", 2))  # fmt: skip
@@ -59,6 +61,7 @@ def main() -> None:
         for start in range(0, len(prompts), 32):
             gpt2.run(*pad_tokens(prompts[start : start + 32]))
 
+    from headgraph.ingest.core.prob_seeding import prob_prediction
     from headgraph.ingest.core.seeding import linear_seeds
     from headgraph.ingest.core.trace import head_columns, run_batch
 
@@ -71,6 +74,14 @@ def main() -> None:
             acts = run_batch(gpt2, batch, *pad_tokens(batch), linear)
             linear_seeds(acts.prediction, head_columns=columns)
 
+    prob = TraceParams(seeding="prob")
+
+    def forward_and_prob_seeds() -> None:
+        for start in range(0, len(prompts), 32):
+            batch = prompts[start : start + 32]
+            acts = run_batch(gpt2, batch, *pad_tokens(batch), prob)
+            prob_prediction(acts, batch, gpt2.layout, prob)
+
     def ingested(model, seeding: str):
         def go() -> None:
             with tempfile.TemporaryDirectory() as folder, open_store(f"{folder}/db") as store:
@@ -82,6 +93,7 @@ def main() -> None:
     cases = {
         "forward pass, GPT-2 shape": forward,
         "forward pass + prediction split + seeds": forward_and_seeds,
+        "forward pass + prob seeding (IG, 64 steps; greedy)": forward_and_prob_seeds,
         "(a) ingest, GPT-2 shape, seeded by heads": ingested(gpt2, "heads"),
         "(b) ingest, GPT-2 shape, seeded from the prediction": ingested(gpt2, "linear"),
         "(c) ingest, Llama shape, seeded by heads": ingested(llama, "heads"),
@@ -102,6 +114,9 @@ def main() -> None:
     extra = median["forward pass + prediction split + seeds"] - median["forward pass, GPT-2 shape"]
     print(f"seeding from the prediction adds {100 * extra / base:+.1f}% to an ingest "
           "(target: under +10%)")  # fmt: skip
+    forward = median["forward pass, GPT-2 shape"]
+    with_prob = median["forward pass + prob seeding (IG, 64 steps; greedy)"]
+    print(f"prob seeding costs {(with_prob - forward) / forward:.2f} x the forward pass")
 
 
 if __name__ == "__main__":

@@ -57,12 +57,13 @@ def _inputs(
 
         prompts = read_prompts(prompts, model.tokenizer)
     params = params or TraceParams()
-    if seed_from is None and params.seeding == "linear":
-        seed_from = "linear"
+    if seed_from is None and params.seeding != "heads":
+        seed_from = params.seeding
     given = seeds is not None or seed_roles is not None
-    seeding = choose_seeding(seed_from, list(prompts), given=given)
+    support = bool(params.top_k or params.top_p)
+    seeding = choose_seeding(seed_from, list(prompts), given=given, support=support)
     params = dataclasses.replace(params, seeding=seeding)
-    if seeding == "linear":
+    if seeding != "heads":
         chosen: tuple[Seed, ...] = ()
     elif seeds is None:
         chosen = default_seeds(model, roles=seed_roles)
@@ -112,9 +113,11 @@ def trace(
         seeds: Seed heads as text (``"9.6,9.9,10.0"``, ``"11.*"``), Seed objects, or
             None for the model's own.
         seed_roles: ``DEST:SOURCE`` roles of the seed firings (``END:IO``).
-        seed_from: ``linear`` (from each prompt's prediction: its answer, and wrong
-            answer if any) or ``heads`` (the seeds). Default: ``linear`` when every
-            prompt has an answer and neither ``seeds`` nor ``seed_roles`` is given.
+        seed_from: ``linear`` (from each prompt's logit difference: its answer, and
+            wrong answer if any), ``prob`` (from the probability of the answer, or of
+            ``params.top_k`` / ``top_p``'s support) or ``heads`` (the seeds). Default:
+            ``linear`` when every prompt has an answer and neither ``seeds`` nor
+            ``seed_roles`` is given.
         params: The method's thresholds (default: the paper's).
         batch_size: Prompts per forward pass.
         task: ``ioi`` or ``induction``, for generated prompts.

@@ -26,10 +26,11 @@ TRACING_OPTIONS = [
     ),
     click.option(
         "--task",
-        type=click.Choice(["ioi", "induction"]),
+        type=click.Choice(["ioi", "induction", "greater-than"]),
         default="ioi",
-        help="Prompt task: IOI (answer IO, wrong S) or induction (a repeated random "
-        "word sequence; answer: the word that followed the first occurrence).",
+        help="Prompt task: IOI (answer IO, wrong S), induction (a repeated random word "
+        "sequence; answer: the word that followed the first occurrence) or greater-than "
+        "(answers: every later year; needs GPT-2-style number tokens).",
     ),
     click.option(
         "--prompts",
@@ -60,17 +61,42 @@ TRACING_OPTIONS = [
     ),
     click.option(
         "--seed-from",
-        type=click.Choice(["linear", "heads"]),
+        type=click.Choice(["linear", "prob", "heads"]),
         default=None,
-        help="Where tracing starts: linear (from each prompt's prediction, split into "
-        "heads by source token) or heads (--seeds) [default: linear when the prompts "
-        "have answers and no --seeds or --seed-roles are given, else heads].",
+        help="Where tracing starts: linear (each prompt's logit difference, split into "
+        "heads by source token), prob (the answer support's probability: integrated "
+        "gradients, then greedy removal, as ACC++) or heads (--seeds) [default: linear "
+        "when the prompts have answers and no --seeds or --seed-roles are given, else heads].",
     ),
     click.option(
         "--seed-frac",
         type=float,
         default=TraceParams.seed_frac,
         help="Linear seeding: share of the prediction the cutoff's running sum must exceed.",
+    ),
+    click.option(
+        "--tau",
+        type=float,
+        default=TraceParams.tau,
+        help="Prob seeding: share of the support's log-probability the seeds' removal destroys.",
+    ),
+    click.option(
+        "--ig-steps",
+        type=int,
+        default=TraceParams.ig_steps,
+        help="Prob seeding: integrated-gradient steps.",
+    ),
+    click.option(
+        "--top-k",
+        type=int,
+        default=0,
+        help="Prob seeding: the support is the clean prediction's top K tokens (0: the answer).",
+    ),
+    click.option(
+        "--top-p",
+        type=float,
+        default=0.0,
+        help="Prob seeding: the support is the clean prediction's top-P mass (0: the answer).",
     ),
     click.option(
         "--attention-threshold",
@@ -111,6 +137,10 @@ def prepare(
     seed_roles,
     seed_from,
     seed_frac,
+    tau,
+    ig_steps,
+    top_k,
+    top_p,
     attention_threshold,
     signal_frac,
     edge_frac,
@@ -122,12 +152,17 @@ def prepare(
     Everything that can be checked without the model is checked first.
     """
     try:
-        if seed_from == "linear" and (seed_heads or seed_roles):
+        if seed_from in ("linear", "prob") and (seed_heads or seed_roles):
             raise InputError(
-                "--seed-from linear starts from the prediction: leave out --seeds and "
+                f"--seed-from {seed_from} starts from the prediction: leave out --seeds and "
                 "--seed-roles (or use --seed-from heads)"
             )
-        params = TraceParams(attention_threshold, signal_frac, edge_frac, seed_frac=seed_frac)
+        if (top_k or top_p) and seed_from != "prob":
+            raise InputError("--top-k and --top-p set prob seeding's support: add --seed-from prob")
+        params = TraceParams(
+            attention_threshold, signal_frac, edge_frac, seed_frac=seed_frac, tau=tau,
+            ig_steps=ig_steps, top_k=top_k, top_p=top_p,
+        )  # fmt: skip
         if seed_heads is not None:  # the syntax now; the heads against the model below
             parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=1)
         elif seed_roles is not None:
@@ -149,9 +184,11 @@ def prepare(
         prompts = read_prompts(prompts_file, model.tokenizer)
     else:
         prompts = task_prompts(model, n_prompts, seed=prompt_seed, task=task)
-    seeding = choose_seeding(seed_from, prompts, given=bool(seed_heads or seed_roles))
+    seeding = choose_seeding(
+        seed_from, prompts, given=bool(seed_heads or seed_roles), support=bool(top_k or top_p)
+    )
     params = replace(params, seeding=seeding)
-    if seeding == "linear":
+    if seeding != "heads":
         seeds = ()
     elif seed_heads is None:
         seeds = default_seeds(model, roles=seed_roles)

@@ -35,8 +35,9 @@ from headgraph.names import parse_edge
 @click.option(
     "--metric",
     default="task",
-    help="task (the run's task's: ioi for IOI runs, else answer), ioi (logit difference "
-    "IO - S at END), answer (the answer's log-prob, less the wrong answer's), or "
+    help="task (the run's task's: ioi for IOI, probability for greater-than, else answer), "
+    "ioi (logit difference IO - S at END), answer (the answer's log-prob, less the wrong "
+    "answer's), probability (the right tokens' probability less the wrong ones'), or "
     "FILE.py:FUNCTION.",
 )
 @click.option("--prompts", "max_prompts", type=click.IntRange(min=1), default=None,
@@ -94,12 +95,13 @@ def verify_command(store_target, run, top, edges, mode, boost, metric, max_promp
 def _metric(spec: str):
     """``FILE.py:FUNCTION`` as a metric function (log-probs, prompts) -> [batch]; a built-in
     metric's name (``task``, ``ioi``, ``answer``) as it is, for the job to resolve."""
-    if spec in ("task", "ioi", "answer"):
+    if spec in ("task", "ioi", "answer", "probability"):
         return spec
     path, _, name = spec.rpartition(":")
     if not path or not Path(path).is_file():
         raise InputError(
-            f"--metric {spec!r}: use task, ioi, answer or FILE.py:FUNCTION (an existing file)"
+            f"--metric {spec!r}: use task, ioi, answer, probability or FILE.py:FUNCTION "
+            "(an existing file)"
         )
     module_spec = importlib.util.spec_from_file_location("headgraph_user_metric", path)
     if module_spec is None or module_spec.loader is None:

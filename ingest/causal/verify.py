@@ -109,7 +109,29 @@ def answer_metric(log_probs: Tensor, prompts: Sequence[Prompt]) -> Tensor:
     return (answer - against).float()
 
 
-METRICS = {"ioi": ioi_logit_difference, "answer": answer_metric}
+def probability_difference(log_probs: Tensor, prompts: Sequence[Prompt]) -> Tensor:
+    """``[batch]`` the probability of the right tokens less that of the wrong ones
+    (greater-than: the mass above the first year less the mass below).
+
+    Raises:
+        InputError: a prompt has no answer.
+    """
+    missing = next((p.id for p in prompts if not p.answers), None)
+    if missing is not None:
+        raise InputError(f"prompt {missing!r} has no answer: the probability metric needs one")
+    probs = log_probs.cpu().exp()
+    return torch.stack(
+        [probs[b, list(p.answers)].sum() - probs[b, list(p.wrongs)].sum()
+         for b, p in enumerate(prompts)]
+    ).float()  # fmt: skip
+
+
+METRICS = {
+    "ioi": ioi_logit_difference,
+    "answer": answer_metric,
+    "probability": probability_difference,
+}
+TASK_METRICS = {"ioi": "ioi", "greater-than": "probability"}  # any other task: answer
 
 
 def verify_edges(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from headgraph.ingest.core.prob_seeding import Readout
 from headgraph.ingest.core.rotary import Rotary
 from headgraph.ingest.core.seeding import PredictionSplit
 
@@ -41,6 +42,8 @@ class Activations:
             input after the normalisation (shortformer), not through the residual.
         prediction: Each prompt's answer logit split into components, when the
             forward pass was given answers (seeding from the prediction).
+        readout: Every unit the unembedding reads at each prompt's last token, when
+            asked for (probability-aware seeding).
     """
 
     normalized: Tensor
@@ -53,3 +56,4 @@ class Activations:
     ln_bias: Tensor | None = None
     positions_after_norm: bool = False
     prediction: PredictionSplit | None = None
+    readout: Readout | None = None

@@ -35,6 +35,8 @@ class Prompt:
         answer: The token the model should predict after the last one, or None.
         wrong: The competing token (IOI: the subject), or None: the prediction is then
             the answer's logit alone.
+        answer_set, wrong_set: Several right (wrong) tokens instead, e.g. greater-than's
+            later (earlier) years; ``answer`` is then one of them, for display.
     """
 
     id: str
@@ -43,6 +45,18 @@ class Prompt:
     roles: Mapping[str, int] = field(default_factory=dict)
     answer: int | None = None
     wrong: int | None = None
+    answer_set: tuple[int, ...] = ()
+    wrong_set: tuple[int, ...] = ()
+
+    @property
+    def answers(self) -> tuple[int, ...]:
+        """The right tokens: ``answer_set``, else ``answer`` (empty when none)."""
+        return self.answer_set or (() if self.answer is None else (self.answer,))
+
+    @property
+    def wrongs(self) -> tuple[int, ...]:
+        """The competing tokens: ``wrong_set``, else ``wrong`` (empty when none)."""
+        return self.wrong_set or (() if self.wrong is None else (self.wrong,))
 
     def __post_init__(self) -> None:
         if not self.tokens:
@@ -118,28 +132,40 @@ def parse_seeds(heads: str, roles: str, *, n_heads: int) -> tuple[Seed, ...]:
     return tuple(seeds)
 
 
-SEEDINGS = ("heads", "linear")
+SEEDINGS = ("heads", "linear", "prob")
+SEEDING_FIELDS = ("seeding", "seed_frac", "tau", "ig_steps", "top_k", "top_p")
 
 
-def choose_seeding(seed_from: str | None, prompts: Sequence[Prompt], *, given: bool) -> str:
-    """``linear`` or ``heads``: asked for, or the default (linear when every prompt has an
-    answer and no seed heads or roles were ``given``).
+def choose_seeding(
+    seed_from: str | None, prompts: Sequence[Prompt], *, given: bool, support: bool = False
+) -> str:
+    """``heads``, ``linear`` or ``prob``: as asked, or the default (linear when every prompt
+    has an answer and no seed heads or roles were ``given``).
+
+    Args:
+        seed_from: What was asked for, or None.
+        prompts: The prompts.
+        given: Seed heads or roles were given.
+        support: Probability-aware seeding has a support of its own (top-k or top-p), so
+            the prompts need no answers.
 
     Raises:
-        InputError: linear seeding asked for with seed heads, or with a prompt without answer.
+        InputError: seeding from the prediction asked for with seed heads, or a prompt
+            without the answer it needs.
     """
-    if seed_from == "linear" and given:
+    if seed_from in ("linear", "prob") and given:
         raise InputError("seed from the prediction or from seed heads, not both")
     if seed_from is None:
         seed_from = (
             "linear" if not given and all(p.answer is not None for p in prompts) else "heads"
         )
-    if seed_from == "linear":
+    if seed_from == "linear" or (seed_from == "prob" and not support):
         missing = next((p.id for p in prompts if p.answer is None), None)
         if missing is not None:
             raise InputError(
                 f"prompt {missing!r} has no answer: seeding from the prediction needs every "
-                "prompt's answer (an answer field in a prompts file), or give seed heads"
+                "prompt's answer (an answer field in a prompts file), a support of its own "
+                "(--top-k, --top-p with --seed-from prob), or seed heads"
             )
     return seed_from
 
@@ -154,9 +180,16 @@ class TraceParams:
             whose sum exceeds ``signal_frac`` times the score.
         edge_frac: On each side, the fewest upstream components whose positive
             contributions reach this share of the positive total become edges.
-        seeding: ``heads`` (the seeds name heads and roles) or ``linear`` (seeds
-            from each prompt's prediction, see :mod:`headgraph.ingest.core.seeding`).
+        seeding: ``heads`` (the seeds name heads and roles), ``linear`` (seeds from
+            each prompt's logit difference, :mod:`headgraph.ingest.core.seeding`) or
+            ``prob`` (from the probability of the answer support,
+            :mod:`headgraph.ingest.core.prob_seeding`).
         seed_frac: Linear seeding's cutoff share.
+        tau: Probability-aware seeding: the share of the support's log-probability
+            (above the unembedding bias alone) that removing the seeds destroys.
+        ig_steps: Probability-aware seeding: integrated-gradient intervals.
+        top_k, top_p: Probability-aware seeding's support: the clean distribution's
+            top-k tokens, or its top-p mass, instead of the answer (0: unused).
     """
 
     attention_threshold: float = 0.5
@@ -164,6 +197,10 @@ class TraceParams:
     edge_frac: float = 0.7
     seeding: str = "heads"
     seed_frac: float = 1.0
+    tau: float = 0.8
+    ig_steps: int = 64
+    top_k: int = 0
+    top_p: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.attention_threshold <= 1.0:
@@ -178,6 +215,16 @@ class TraceParams:
             raise InputError(f"seeding {self.seeding!r}: use one of {', '.join(SEEDINGS)}")
         if not 0.0 < self.seed_frac <= 1.0:
             raise InputError(f"seed_frac must be in (0, 1], got {self.seed_frac}")
+        if not 0.0 < self.tau <= 1.0:
+            raise InputError(f"tau must be in (0, 1], got {self.tau}")
+        if self.ig_steps < 1:
+            raise InputError(f"ig_steps must be at least 1, got {self.ig_steps}")
+        if self.top_k < 0 or not 0.0 <= self.top_p <= 1.0:
+            raise InputError(
+                f"top_k must be >= 0 and top_p in [0, 1], got {self.top_k}, {self.top_p}"
+            )
+        if self.top_k and self.top_p:
+            raise InputError("give top_k or top_p for the support, not both")
 
 
 @dataclass(frozen=True)
@@ -207,6 +254,8 @@ class RunParams:
         digest = hashlib.sha256()
         for p in prompts:
             answers = [p.answer, p.wrong] if p.answer is not None else []  # older runs: none
+            if p.answer_set or p.wrong_set:
+                answers += [list(p.answer_set), list(p.wrong_set)]
             digest.update(json.dumps([p.id, list(p.tokens), dict(p.roles), *answers]).encode())
         return cls(params, tuple(seeds), batch_size, digest.hexdigest())
 
@@ -214,7 +263,8 @@ class RunParams:
         """The JSON recorded on the run (keys sorted, so equal runs give equal text)."""
         params = asdict(self.params)
         if self.params.seeding == "heads":  # as runs recorded before seeding existed
-            del params["seeding"], params["seed_frac"]
+            for name in SEEDING_FIELDS:
+                del params[name]
         return json.dumps(
             {
                 **params,
@@ -234,9 +284,10 @@ class RunParams:
         """
         try:
             data = json.loads(text)
+            defaults = TraceParams()
             params = TraceParams(
                 data["attention_threshold"], data["signal_frac"], data["edge_frac"],
-                data.get("seeding", "heads"), data.get("seed_frac", 1.0),
+                **{k: data.get(k, getattr(defaults, k)) for k in SEEDING_FIELDS},
             )  # fmt: skip
             seeds = tuple(Seed.from_name(s) for s in data["seeds"])
             return cls(params, seeds, int(data["batch_size"]), str(data["prompts_sha256"]))

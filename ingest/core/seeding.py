@@ -35,6 +35,9 @@ class PredictionSplit:
         bias: ``[batch]`` the unembedding bias's share.
         correct: ``[batch]`` bool, the model prefers the answer (to ``wrong``, or to
             every other token when no wrong answer is given).
+        measure: What is split: ``logit difference`` (shares exact; ``bias`` is the
+            unembedding bias's share) or ``log-probability`` (of the support; shares
+            are integrated-gradient attributions, ``bias`` the value with no unit).
     """
 
     dest: Tensor
@@ -42,6 +45,7 @@ class PredictionSplit:
     components: Tensor
     bias: Tensor
     correct: Tensor
+    measure: str = "logit difference"
 
     @property
     def total(self) -> Tensor:

@@ -28,6 +28,7 @@ from headgraph.ingest.core.contributions import (
     signal_directions,
     signal_weights,
 )
+from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed, TraceParams
 from headgraph.ingest.core.seeding import linear_seeds
 from headgraph.ingest.core.signals import (
@@ -108,14 +109,17 @@ def trace_batch(
     proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
     rotary = None if acts.rotary is None else acts.rotary.to(acts.normalized.dtype)
     seeded = forced = None
+    prediction = acts.prediction
     if params.seeding == "linear":
-        if acts.prediction is None:
+        if prediction is None:
             raise InputError("seeding from the prediction needs a forward pass given the answers")
-        seeded = linear_seeds(
-            acts.prediction, head_columns=head_columns(layout), frac=params.seed_frac
-        )
+        seeded = linear_seeds(prediction, head_columns=head_columns(layout), frac=params.seed_frac)
+    elif params.seeding == "prob":
+        prediction, seeded = prob_prediction(acts, prompts, layout, params)
+    if seeded is not None:
         forced = torch.zeros_like(acts.pattern, dtype=torch.bool)
-        dest = acts.prediction.dest[seeded.batch]
+        assert prediction is not None
+        dest = prediction.dest[seeded.batch]
         forced[seeded.batch, seeded.layer, seeded.head, dest, seeded.source] = True
     firings = find_firings(
         acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=params, forced=forced
@@ -204,7 +208,7 @@ def trace_batch(
         ]
     )
     return BatchTrace(
-        tuple(prompts), layout, firings, traced, *columns, prediction=acts.prediction, seeded=seeded
+        tuple(prompts), layout, firings, traced, *columns, prediction=prediction, seeded=seeded
     )
 
 
@@ -263,11 +267,18 @@ def run_batch(
     model: Model, batch: Sequence[Prompt], tokens: Tensor, lengths: Tensor, params: TraceParams
 ) -> Activations:
     """The batch's forward pass, given the answers when seeding from the prediction."""
-    if params.seeding != "linear":
+    if params.seeding == "heads":
         return model.run(tokens, lengths)
-    answers = torch.tensor([p.answer for p in batch])
-    wrong = torch.tensor([-1 if p.wrong is None else p.wrong for p in batch])
+    if params.seeding == "prob":
+        return model.run(tokens, lengths, readout=True)
+    answers, wrong = token_sets([p.answers for p in batch]), token_sets([p.wrongs for p in batch])
     return model.run(tokens, lengths, answers=answers, wrong=wrong)
+
+
+def token_sets(sets: Sequence[Sequence[int]]) -> Tensor:
+    """``[batch, n]`` token sets, right-padded with -1."""
+    width = max((len(s) for s in sets), default=1) or 1
+    return torch.tensor([[*s, *[-1] * (width - len(s))] for s in sets], dtype=torch.long)
 
 
 def check_inputs(
@@ -280,8 +291,8 @@ def check_inputs(
     """Reject bad input before any forward pass (see :func:`trace`)."""
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
-    if params.seeding == "linear":
-        _check_answers(model, prompts, seeds)
+    if params.seeding != "heads":
+        _check_answers(model, prompts, seeds, needed=not (params.top_k or params.top_p))
     elif not seeds:
         raise InputError("no seeds: tracing needs at least one seed head")
     for seed in seeds:
@@ -305,19 +316,25 @@ def check_inputs(
                     )
 
 
-def _check_answers(model: Model, prompts: Sequence[Prompt], seeds: Sequence[Seed]) -> None:
-    """Seeding from the prediction: no seed heads, and every prompt has an answer."""
+def _check_answers(
+    model: Model, prompts: Sequence[Prompt], seeds: Sequence[Seed], *, needed: bool
+) -> None:
+    """Seeding from the prediction: no seed heads, and every prompt has its answer (when
+    ``needed``: the support is not the top-k or top-p of the prediction)."""
     if seeds:
         raise InputError("give seed heads or seed from the prediction, not both")
     vocab = model.hooked.cfg.d_vocab
     for prompt in prompts:
-        if prompt.answer is None:
+        if prompt.answer is None and needed:
             raise InputError(
                 f"prompt {prompt.id!r} has no answer: seeding from the prediction needs "
                 "each prompt's answer token (or give seed heads)"
             )
-        for what, token in (("answer", prompt.answer), ("wrong answer", prompt.wrong)):
-            if token is not None and not 0 <= token < vocab:
+        tokens = [("answer", t) for t in prompt.answers] + [
+            ("wrong answer", t) for t in prompt.wrongs
+        ]
+        for what, token in tokens:
+            if not 0 <= token < vocab:
                 raise InputError(
                     f"prompt {prompt.id!r}: {what} token {token} is outside the "
                     f"vocabulary (0..{vocab - 1})"

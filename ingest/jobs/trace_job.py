@@ -73,17 +73,22 @@ def default_seeds(model: Model, *, roles: str | None = None) -> tuple[Seed, ...]
     return parse_seeds(heads, roles or own_roles, n_heads=model.n_heads)
 
 
-TASKS = ("ioi", "induction")
+TASKS = ("ioi", "induction", "greater-than")
 
 
 def task_prompts(model: Model, n: int, *, seed: int = 0, task: str = "ioi") -> list[Prompt]:
     """A task's prompts for a model. IOI: ``tiny-ioi`` (a model with its card) gets its own
     task's held-out prompts (its vocabulary is the task's); any other model the standard
-    IOI templates. Induction: random words of the model's tokenizer, repeated."""
+    IOI templates. Induction: random words of the model's tokenizer, repeated.
+    Greater-than: years, for tokenizers that write them as 17 + two digits."""
     if task == "induction":
         from headgraph.ingest.tasks.induction import induction_prompts
 
         return induction_prompts(n, tokenizer=model.tokenizer, seed=seed)
+    if task == "greater-than":
+        from headgraph.ingest.tasks.greater_than import greater_than_prompts
+
+        return greater_than_prompts(n, tokenizer=model.tokenizer, seed=seed)
     if task != "ioi":
         raise InputError(f"task {task!r}: choose one of {', '.join(TASKS)}")
     if model.card is not None and model.card.get("model") in ("tiny-ioi", "tiny-ioi-rope"):

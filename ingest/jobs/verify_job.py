@@ -69,14 +69,14 @@ def verify_run(
         QueryError: unknown run. ModelError: the run's model cannot be loaded or differs.
         InputError: a malformed edge, or prompts without the metric's role.
     """
-    from headgraph.ingest.causal.verify import METRICS
+    from headgraph.ingest.causal.verify import METRICS, TASK_METRICS
 
     ref = resolve_run(store, run)
     if metric is None or isinstance(metric, str):  # a built-in one, by name
         metric_name = metric or "task"
         if metric_name == "task":
             task = (store.run_info(ref.key) or {}).get("task")
-            metric_name = "ioi" if task == "ioi" else "answer"
+            metric_name = TASK_METRICS.get(str(task), "answer")
         if metric_name not in METRICS:
             raise InputError(f"metric {metric_name!r}: use task, {', '.join(METRICS)}")
         metric = METRICS[metric_name]
@@ -86,16 +86,22 @@ def verify_run(
     if not chosen:
         chosen = [EdgeKey(u, h, s) for u, h, s, _ in strongest_edges(store, ref.key, top)]
     model = load_run_model(store, ref.model, model_spec, device=device)
-    answers = {  # a run seeded from the prediction recorded each prompt's answer
-        r["prompt"]: (r["answer"], None if r["wrong"] < 0 else r["wrong"])
+    answers = {  # a run seeded from the prediction recorded each prompt's answers
+        r["prompt"]: {
+            "answer": None if r["answer"] < 0 else r["answer"],
+            "wrong": None if r["wrong"] < 0 else r["wrong"],
+            "answer_set": tuple(r["answer_set"] or ()),
+            "wrong_set": tuple(r["wrong_set"] or ()),
+        }
         for r in store.query_if_present(
             "MATCH (r:Prediction) WHERE r.run = $run RETURN r.prompt AS prompt, "
-            "r.answer AS answer, r.wrong AS wrong",
+            "r.answer AS answer, r.wrong AS wrong, r.answer_set AS answer_set, "
+            "r.wrong_set AS wrong_set",
             {"run": ref.key},
         )
     }
     prompts = [
-        Prompt(p["id"], p["text"], tuple(p["tokens"]), p["roles"], *answers.get(p["id"], ()))
+        Prompt(p["id"], p["text"], tuple(p["tokens"]), p["roles"], **answers.get(p["id"], {}))
         for p in stored_prompts(store, ref.key)
     ][:max_prompts]
     effects = verify_edges(

@@ -29,7 +29,7 @@ from headgraph.ingest.core.rotary import Rotary
 from headgraph.ingest.core.svd import QKDecomposition, decompose_qk
 from headgraph.ingest.model.families import check_supported, process, processing_steps
 from headgraph.ingest.model.hooks import Interventions
-from headgraph.ingest.model.readout import split_at_answers
+from headgraph.ingest.model.readout import readout_units, split_at_answers
 from headgraph.ingest.model.tokenizer import Tokenizer
 
 
@@ -176,6 +176,7 @@ class Model(Interventions):
         *,
         answers: Tensor | None = None,
         wrong: Tensor | None = None,
+        readout: bool = False,
     ) -> Activations:
         """One forward pass, caching only what the method reads.
 
@@ -185,11 +186,13 @@ class Model(Interventions):
             answers: ``[batch]`` the answer token of each prompt, predicted at its last
                 token: the prediction is then split into components (seeding).
             wrong: ``[batch]`` the competing token (-1: none, the answer's logit alone).
+            readout: Also read every unit the unembedding sees at the last token
+                (probability-aware seeding).
         """
         m, cfg = self.hooked, self.hooked.cfg
         tokens = tokens.to(self.device)
         names = set(self._hook_names())
-        if answers is not None:
+        if answers is not None or readout:
             names |= {f"blocks.{l}.attn.hook_v" for l in range(self.n_layers)}
             names |= {"ln_final.hook_scale", "ln_final.hook_normalized"}
         _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names, return_type=None)
@@ -228,6 +231,9 @@ class Model(Interventions):
             prediction = split_at_answers(
                 self, cache, components, pattern, lengths - 1, answers, wrong
             )
+        units = None
+        if readout:
+            units = readout_units(self, cache, components, pattern, lengths - 1)
         return Activations(
             normalized=normalized,
             scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
@@ -239,6 +245,7 @@ class Model(Interventions):
             ln_bias=ln_bias,
             positions_after_norm=self.shortformer,
             prediction=prediction,
+            readout=units,
         )
 
     def _rotary(self, n_pos: int) -> Rotary | None:

@@ -73,8 +73,10 @@ NODES = (
     # and (PREDICTS) the seed firings that carry it, each with its share of the logit.
     NodeType("Prediction", (("key", STRING), ("run", STRING), ("prompt", STRING),
                             ("dest", INT), ("answer", INT), ("wrong", INT),
+                            ("answer_set", INTS), ("wrong_set", INTS),
                             ("answer_word", STRING), ("wrong_word", STRING),
-                            ("logit_diff", FLOAT), ("bias", FLOAT), ("correct", BOOL),
+                            ("measure", STRING), ("value", FLOAT), ("baseline", FLOAT),
+                            ("correct", BOOL),
                             ("seeds", INT), ("batch", INT))),
     NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
                         ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),

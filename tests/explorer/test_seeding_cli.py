@@ -77,3 +77,18 @@ def test_the_induction_task_traces_from_the_prediction_and_verifies_by_the_answe
     checked = run("verify", "--store", store, "--top", "1", "--prompts", "8")
     assert checked.exit_code == 0, checked.output
     assert checked.stdout.startswith("run random:tiny-induction-16: answer metric")
+
+
+def test_prob_seeding_takes_a_support_of_its_own_for_prompts_without_answers(tmp_path):
+    file = tmp_path / "bare.jsonl"
+    file.write_text(json.dumps({"id": "a", "text": LINE["text"], "roles": LINE["roles"]}))
+    store = str(tmp_path / "db")
+    refused = run("ingest", "--model", "random:llama", "--prompts-file", str(file),
+                  "--seed-from", "prob", "--store", store)  # fmt: skip
+    assert refused.exit_code == 1 and "has no answer" in refused.output
+    done = run("ingest", "--model", "random:llama", "--prompts-file", str(file),
+               "--seed-from", "prob", "--top-k", "3", "--store", store)  # fmt: skip
+    assert done.exit_code == 0, done.output
+    (row,) = json.loads(run("cypher", "MATCH (p:Prediction) RETURN p.measure AS m, p.seeds AS n",
+                            "--store", store, "--format", "json").output)  # fmt: skip
+    assert row["m"] == "log-probability" and row["n"] > 0

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from headgraph.ingest.core.records import TraceParams
 from headgraph.ingest.jobs.ingest_job import ingest
-from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+from headgraph.ingest.jobs.trace_job import task_prompts
 from headgraph.ingest.model import load_model
 from headgraph.queries.notes import save_circuit, set_label
 from headgraph.queries.store import open_store
@@ -28,7 +29,8 @@ def store(request, tmp_path_factory):
         task_prompts(model, 24, seed=2),
         store=store,
         run="docs",
-        seeds=default_seeds(model),
+        seeds=(),
+        params=TraceParams(seeding="linear"),  # its Prediction nodes answer an example too
         batch_size=12,
     )
     set_label(store, target="1.0", text="name mover", run="docs")
