@@ -343,11 +343,13 @@ def folder_config(path: str):
     from transformer_lens import HookedTransformerConfig
     from transformer_lens.loading_from_pretrained import convert_hf_model_config
 
+    from headgraph.ingest.model.gemma import gemma_config
+
     with tempfile.TemporaryDirectory() as tmp:
         neutral = Path(tmp) / "model"
         neutral.symlink_to(Path(path).resolve(), target_is_directory=True)
         try:
-            config = convert_hf_model_config(str(neutral))
+            config = gemma_config(str(neutral)) or convert_hf_model_config(str(neutral))
         except Exception as error:  # noqa: BLE001 - each architecture fails its own way
             first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
             raise ModelError(

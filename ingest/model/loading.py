@@ -297,7 +297,10 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 # model_type of the local folders TransformerLens converts and the method covers
-FOLDER_TYPES = ("gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "opt")
+FOLDER_TYPES = (
+    *("gpt2", "gpt_neo", "gpt_neox", "gptj", "llama", "mistral", "qwen2", "opt"),
+    *("gemma", "gemma2"),
+)
 
 
 def _load_folder(path: Path, device: str) -> Model:

@@ -169,14 +169,13 @@ def test_the_prediction_splits_exactly_into_components_and_heads_by_source(famil
     assert heads.numel() and split.heads.abs().max() > 0
 
 
-def test_verify_refuses_shortformer_models_rather_than_ablate_the_wrong_span(family):
+def test_verify_refuses_shortformer_models_rather_than_ablate_the_wrong_span():
     from headgraph.errors import InputError
     from headgraph.ingest.causal.verify import verify_edges
     from headgraph.names import EdgeKey
 
-    name, _, model, prompts, *_ = family
-    if name != "attn-only":
-        pytest.skip("verify covers this family (tested on tiny-ioi-rope for rotary models)")
-    edge = EdgeKey("0.0", "1.0", "query")
+    model = Model.from_hooked(family_hooked("attn-only"), tokenizer=word_tokenizer())
+    prompts = ioi_prompts(2, tokenizer=word_tokenizer(), seed=2)
+    edge = EdgeKey("0.0", "1.0", "query")  # rotary families: tested on tiny-ioi-rope
     with pytest.raises(InputError, match="not supported by verify yet"):
         verify_edges(model, prompts, [edge], seeds=_last_layer_seeds(model))

@@ -23,6 +23,9 @@ def configs(vocab: int) -> dict:
         "llama": t.LlamaConfig(**small, num_key_value_heads=2),
         "mistral": t.MistralConfig(**small, num_key_value_heads=2),
         "qwen2": t.Qwen2Config(**small, num_key_value_heads=2),
+        "gemma": t.GemmaConfig(**small, num_key_value_heads=2, head_dim=16),
+        "gemma2": t.Gemma2Config(**small, num_key_value_heads=2, head_dim=16,
+                                 query_pre_attn_scalar=16),
         "gpt_neox": t.GPTNeoXConfig(**small, rotary_pct=0.25),
         "gptj": t.GPTJConfig(n_embd=64, n_head=4, n_layer=2, n_positions=64, rotary_dim=8,
                              vocab_size=vocab),
@@ -49,8 +52,8 @@ def word_level_tokenizer():
     return PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>")
 
 
-@pytest.fixture(scope="module", params=["llama", "mistral", "qwen2", "gpt_neox", "gptj",
-                                        "gpt_neo", "opt"])  # fmt: skip
+@pytest.fixture(scope="module", params=["llama", "mistral", "qwen2", "gemma", "gemma2",
+                                        "gpt_neox", "gptj", "gpt_neo", "opt"])  # fmt: skip
 def folder(request, tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
