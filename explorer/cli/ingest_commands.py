@@ -68,54 +68,52 @@ TRACING_OPTIONS = [
         "gradients, then greedy removal, as ACC++) or heads (--seeds) [default: linear "
         "when the prompts have answers and no --seeds or --seed-roles are given, else heads].",
     ),
-    click.option(
-        "--seed-frac",
-        type=float,
-        default=TraceParams.seed_frac,
-        help="Linear seeding: share of the prediction the cutoff's running sum must exceed.",
-    ),
-    click.option(
-        "--tau",
-        type=float,
-        default=TraceParams.tau,
-        help="Prob seeding: share of the support's log-probability the seeds' removal destroys.",
-    ),
-    click.option(
-        "--ig-steps",
-        type=int,
-        default=TraceParams.ig_steps,
-        help="Prob seeding: integrated-gradient steps.",
-    ),
-    click.option(
-        "--top-k",
-        type=int,
-        default=0,
-        help="Prob seeding: the support is the clean prediction's top K tokens (0: the answer).",
-    ),
-    click.option(
-        "--top-p",
-        type=float,
-        default=0.0,
-        help="Prob seeding: the support is the clean prediction's top-P mass (0: the answer).",
-    ),
-    click.option(
-        "--attention-threshold",
-        type=float,
-        default=TraceParams.attention_threshold,
-        help="A pair fires at this attention weight or more.",
-    ),
-    click.option(
-        "--signal-frac",
-        type=float,
-        default=TraceParams.signal_frac,
-        help="Share of the score that the sparse set S must exceed.",
-    ),
-    click.option(
-        "--edge-frac",
-        type=float,
-        default=TraceParams.edge_frac,
-        help="Share of the positive contributions that the edges must reach.",
-    ),
+    *(
+        click.option(
+            flag,
+            type=type(getattr(TraceParams, field)),
+            default=getattr(TraceParams, field),
+            help=text,
+        )
+        for flag, field, text in (
+            (
+                "--seed-frac",
+                "seed_frac",
+                "Linear seeding: share of the prediction the cutoff's running sum must exceed.",
+            ),
+            (
+                "--tau",
+                "tau",
+                "Prob seeding: share of the support's log-probability the seeds' removal destroys.",
+            ),
+            ("--ig-steps", "ig_steps", "Prob seeding: integrated-gradient steps."),
+            (
+                "--top-k",
+                "top_k",
+                "Prob seeding: the support is the clean prediction's top K tokens (0: the answer).",
+            ),
+            (
+                "--top-p",
+                "top_p",
+                "Prob seeding: the support is the clean prediction's top-P mass (0: the answer).",
+            ),
+            (
+                "--attention-threshold",
+                "attention_threshold",
+                "A pair fires at this attention weight or more.",
+            ),
+            (
+                "--signal-frac",
+                "signal_frac",
+                "Share of the score that the sparse set S must exceed.",
+            ),
+            (
+                "--edge-frac",
+                "edge_frac",
+                "Share of the positive contributions that the edges must reach.",
+            ),
+        )
+    ),  # fmt: skip
     click.option(
         "--batch-size",
         type=click.IntRange(min=1),
