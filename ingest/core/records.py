@@ -224,7 +224,7 @@ class TraceParams:
                 f"top_k must be >= 0 and top_p in [0, 1], got {self.top_k}, {self.top_p}"
             )
         if self.top_k and self.top_p:
-            raise InputError("give top_k or top_p for the support, not both")
+            raise InputError("give top_k (--top-k) or top_p (--top-p) for the support, not both")
 
 
 @dataclass(frozen=True)
