@@ -208,8 +208,10 @@ def edge_detail(
     up, _, up_role = source.partition("@")
     head, _, down_role = target.partition("@")
     if not up_role or not down_role or side not in SIDES:
-        raise QueryError("an edge is SOURCE@ROLE -> HEAD@ROLE on the query or key side")
+        raise QueryError("an edge is SOURCE@ROLE -> HEAD@ROLE on the query, key or logit side")
     head = ref.head(head)
+    if side == "logit":
+        return _seed_detail(store, ref.key, source, target, up, up_role)
     rows = store.query(
         "MATCH (a)-[s:SIGNAL]->(f:Firing) WHERE f.run = $run AND f.head_name = $head "
         "AND s.upstream = $up AND s.side = $side RETURN f.prompt AS prompt, f.dest AS dest, "
@@ -291,4 +293,32 @@ def component_detail(
         sources=tuple(sorted(sources.items(), key=lambda kv: (-kv[1], kv[0]))),
         mean_attention=sum(r["attention"] for r in here) / len(here) if here else 0.0,
         features=features(store, head=name, run=ref.key, top=top).features,
+    )
+
+
+def _seed_detail(store: GraphStore, run: str, source: str, target: str, up: str, role: str):
+    """A seed's edge into the logits: its prompts, weight and share (no singular vectors:
+    the unembedding reads the head's whole output)."""
+    rows = [
+        r
+        for kind, where in (("Firing", "a.dest_role"), ("Site", "a.role"))
+        for r in store.query(
+            f"MATCH (a:{kind})-[p:PREDICTS]->(r:Prediction) WHERE r.run = $run AND "
+            f"p.upstream = $up RETURN r.prompt AS prompt, r.dest AS dest, {where} AS role, "
+            "p.weight AS weight, p.share AS share",
+            {"run": run, "up": up},
+        )
+    ]
+    kept = [r for r in rows if (r["role"] or f"#{r['dest']}") == role]
+    if not kept:
+        raise QueryError(f"no edge {source} -> {target} (logit) in run {run}")
+    return EdgeDetail(
+        source=source,
+        target=target,
+        side="logit",
+        singular_vectors=(),
+        prompt_ids=tuple(sorted({r["prompt"] for r in kept})),
+        mean_weight=sum(r["weight"] for r in kept) / len(kept),
+        mean_share=sum(r["share"] for r in kept) / len(kept),
+        effect=None,
     )

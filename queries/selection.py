@@ -59,13 +59,13 @@ class RunRef:
 
     def component(self, text: str) -> str:
         """A component name checked against the model: a head (any form, as ``L.H``),
-        ``embed``, ``pos_embed``, ``mlpL``, ``attn_biasL`` or ``L.H:qk_bias``.
+        ``embed``, ``pos_embed``, ``mlpL``, ``attn_biasL``, ``L.H:qk_bias`` or ``logits``.
 
         Raises:
             QueryError: not a component of the model.
         """
         text = text.strip()
-        if text in ("embed", "pos_embed"):
+        if text in ("embed", "pos_embed", "logits"):
             return text
         if text.endswith(":qk_bias"):
             return self.head(text.removesuffix(":qk_bias")) + ":qk_bias"

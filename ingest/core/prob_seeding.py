@@ -20,13 +20,20 @@ distribution), the objective is ``J(z) = log sum_{t in T} softmax(z)_t``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.seeding import PredictionSeeds, PredictionSplit
+
+if TYPE_CHECKING:  # the activations hold a Readout: import them for types only
+    from headgraph.ingest.core.activations import Activations
+    from headgraph.ingest.core.components import ComponentLayout
+    from headgraph.ingest.core.records import Prompt, TraceParams
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,12 @@ def prob_seeds(
     return ProbSeeding(head_ig, components, clean, baseline, seeds)
 
 
-def prob_prediction(acts, prompts, layout, params) -> tuple[PredictionSplit, PredictionSeeds]:
+def prob_prediction(
+    acts: Activations,
+    prompts: Sequence[Prompt],
+    layout: ComponentLayout,
+    params: TraceParams,
+) -> tuple[PredictionSplit, PredictionSeeds]:
     """Probability-aware seeds of a batch, and its prediction recorded as a split: each
     unit's IG attribution, the baseline J as the bias (so shares plus bias ~ clean J)."""
     readout = acts.readout

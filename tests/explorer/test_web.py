@@ -270,3 +270,43 @@ def test_labels_are_edited_in_the_page_only_in_write_mode_with_its_token(browser
         server.shutdown()
         server.server_close()
         reader.close()
+
+
+def test_a_run_seeded_from_the_prediction_draws_the_logits_on_top(browser, tmp_path):
+    from headgraph.ingest.core.records import TraceParams
+
+    model = load_model("tiny-ioi")
+    with open_store(str(tmp_path / "db")) as store:
+        ingest(model, task_prompts(model, 32, seed=5), store=store, run="seeded", seeds=(),
+               params=TraceParams(seeding="linear"))  # fmt: skip
+        server = make_server(Explorer(store), port=0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        page = browser.new_page(viewport={"width": 1500, "height": 950})
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        try:
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+            page.wait_for_selector("body[data-ready='1']")
+            nodes, edges = drawn(page)
+            assert "logits@END" in nodes and any(side == "logit" for *_, side in edges)
+            heights = page.eval_on_selector_all(
+                "g.node", "els => els.map(e => [e.dataset.id, e.getBoundingClientRect().y])"
+            )
+            top = min(heights, key=lambda item: item[1])
+            assert top[0] == "logits@END"  # drawn above every layer
+            seed = next(e for e in edges if e[2] == "logit")
+            page.dispatch_event(
+                f'path.edge[data-source="{seed[0]}"][data-target="{seed[1]}"]'
+                '[data-side="logit"]', "click",
+            )  # fmt: skip
+            page.wait_for_function("document.querySelector('#panel').textContent.length > 0")
+            assert "prompts" in page.text_content("#panel")
+            page.click('g.node[data-id="logits@END"]')
+            assert "the prediction" in page.text_content("#panel")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "explorer-logits.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            page.close()
+            server.shutdown()
+            server.server_close()

@@ -160,7 +160,10 @@ async function selectNode(node, g) {
   html("h2", node.id, panel);
   labelBox(node.component, panel);
   if (STATIC || !node.component.includes(".") || node.component.includes(":")) {
-    html("p", node.fires ? "a head firing here" : "writes here without firing", panel);
+    const what = node.component === "logits"
+      ? "the prediction: the seeds feed it (green), each with its share of the answer"
+      : node.fires ? "a head firing here" : "writes here without firing";
+    html("p", what, panel);
     return;
   }
   try {
