@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import torch
+
 from headgraph.errors import InputError
 from headgraph.names import Component
 
@@ -57,6 +59,10 @@ class ComponentLayout:
     def n_upstream(self, layer: int) -> int:
         """Number of components (a prefix of the axis) upstream of layer ``layer``'s attention."""
         return 2 + layer * self.per_layer
+
+    def head_mask(self) -> torch.Tensor:
+        """``[component]`` bool: which positions of the axis are heads."""
+        return torch.tensor([c.kind == "head" for c in self.components])
 
     def head_index(self, layer: int, index: int) -> int:
         """Position of head ``layer.index`` on the axis."""

@@ -24,45 +24,73 @@ def split_at_answers(model, cache, components, pattern, at, answers, wrong) -> P
             answers (greater-than: every later year) are read by their mean logit, as
             are several wrong ones; no wrong answer: the answers' logit alone.
     """
-    m, cfg = model.hooked, model.hooked.cfg
+    m = model.hooked
     rows = torch.arange(len(at), device=model.device)
     answers = _sets(answers, model.device)
     wrong = _sets(torch.full_like(answers[:, :1], -1) if wrong is None else wrong, model.device)
-    W_U, b_U = m.W_U.detach(), m.b_U.detach()  # [d_model, vocab], [vocab]
-    direction = _mean_of(W_U.T, answers) - _mean_of(W_U.T, wrong)  # [batch, d_model]
-    bias = _mean_of(b_U[:, None], answers)[:, 0] - _mean_of(b_U[:, None], wrong)[:, 0]
-    final = m.ln_final
-    if hasattr(final, "w"):  # an unfolded final LayerNorm (shortformer)
-        bias = bias + direction @ final.b.detach()
-        direction = direction * final.w.detach()
-    if model.shortformer:  # outputs were centred as LayerNorm sees them: centre the reading
-        direction = direction - direction.mean(-1, keepdim=True)
-    layers = range(model.n_layers)
-    values = torch.stack([cache[f"blocks.{l}.attn.hook_v"] for l in layers], 1)
-    values = values.repeat_interleave(model.n_heads // values.shape[3], dim=3)  # grouped
-    gain = None
-    if cfg.use_normalization_before_and_after:
-        gain = torch.stack(
-            [m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"][rows, at]
-             for l in layers], 1,
-        )  # fmt: skip
-    components_at = components[rows, at].clone()  # [batch, component, d_model]
-    if model.shortformer:
-        components_at[:, 1] = 0.0  # positions are not in the residual stream
+    unembed, unembed_bias = _unembedding(model)  # [d_model, vocab], [vocab]
+    table = torch.cat([unembed.T, unembed_bias[:, None]], dim=1)  # [vocab, d_model+1]
+    reading = _mean_of(table, answers) - _mean_of(table, wrong)  # [batch, d_model+1]
+    direction, bias = reading[:, :-1], reading[:, -1]
     heads, shares = split_prediction(
         pattern_at=pattern[rows, :, :, at],
-        values=values,
+        values=_values(model, cache),
         output_weights=m.W_O.detach(),
-        components_at=components_at,
+        components_at=_residual_parts(model, components, rows, at),
         direction=direction,
         scale=cache["ln_final.hook_scale"][rows, at, 0],
-        head_gain=gain,
+        head_gain=_post_gain(model, cache, rows, at),
     )
     x = cache["ln_final.hook_normalized"][rows, at]  # [batch, d_model]
-    if hasattr(final, "w"):
-        x = x * final.w + final.b
+    if hasattr(m.ln_final, "w"):
+        x = x * m.ln_final.w + m.ln_final.b
     logits = m.unembed(x[:, None])[:, 0]  # [batch, vocab], after any soft cap
     return PredictionSplit(at, heads, shares, bias, prefers(logits, answers, wrong))
+
+
+def _values(model, cache) -> torch.Tensor:
+    """``[batch, layer, src, head, d_head]`` value vectors, grouped key/value heads expanded."""
+    values = torch.stack([cache[f"blocks.{l}.attn.hook_v"] for l in range(model.n_layers)], 1)
+    return values.repeat_interleave(model.n_heads // values.shape[3], dim=3)
+
+
+def _post_gain(model, cache, rows, at) -> torch.Tensor | None:
+    """``[batch, layer, d_model]`` the frozen RMSNorm after each attention block at ``at``
+    (Gemma 2), or None."""
+    m = model.hooked
+    if not m.cfg.use_normalization_before_and_after:
+        return None
+    return torch.stack(
+        [m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"][rows, at]
+         for l in range(model.n_layers)], 1,
+    )  # fmt: skip
+
+
+def _residual_parts(model, components, rows, at) -> torch.Tensor:
+    """``[batch, component, d_model]`` every output at ``at`` as the final residual holds it
+    (shortformer positions are not in it)."""
+    parts = components[rows, at].clone()
+    if model.shortformer:
+        parts[:, 1] = 0.0
+    return parts
+
+
+def _unembedding(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """``W_U [d_model, vocab]`` and ``b_U [vocab]`` as they read the normalised residual.
+
+    An unfolded final LayerNorm (shortformer) is folded in here, and the unembedding is
+    centred: its outputs are centred as LayerNorm sees them, while a head's output split
+    by source is not, and a centred reading gives both what the model computes.
+    """
+    m = model.hooked
+    unembed, bias = m.W_U.detach(), m.b_U.detach()
+    final = m.ln_final
+    if hasattr(final, "w"):
+        bias = bias + final.b.detach() @ unembed
+        unembed = final.w.detach()[:, None] * unembed
+    if model.shortformer:
+        unembed = unembed - unembed.mean(0, keepdim=True)
+    return unembed, bias
 
 
 def _sets(tokens, device) -> torch.Tensor:
@@ -89,28 +117,15 @@ def prefers(logits: torch.Tensor, answers: torch.Tensor, wrong: torch.Tensor) ->
 def readout_units(model, cache, components, pattern, at) -> Readout:
     """Every unit the unembedding reads at ``at``: heads by source token, other components,
     each divided by the final normalisation's scale (see ``core.prob_seeding``)."""
-    m, cfg = model.hooked, model.hooked.cfg
+    m = model.hooked
     rows = torch.arange(len(at), device=model.device)
-    layers = range(model.n_layers)
     scale = cache["ln_final.hook_scale"][rows, at, 0]  # [batch]
-    values = torch.stack([cache[f"blocks.{l}.attn.hook_v"] for l in layers], 1)
-    values = values.repeat_interleave(model.n_heads // values.shape[3], dim=3)
-    moved = torch.einsum("blshe,lhem->blhsm", values, m.W_O.detach())  # [b, l, h, src, d]
-    if cfg.use_normalization_before_and_after:
-        gain = torch.stack(
-            [m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"][rows, at]
-             for l in layers], 1,
-        )  # fmt: skip
+    moved = torch.einsum("blshe,lhem->blhsm", _values(model, cache), m.W_O.detach())
+    gain = _post_gain(model, cache, rows, at)  # [batch, layer, d_model] or None
+    if gain is not None:
         moved = moved * gain[:, :, None, None, :]
     heads = pattern[rows, :, :, at][..., None] * moved / scale[:, None, None, None, None]
-    others = components[rows, at] / scale[:, None, None]  # [batch, component, d_model]
-    is_head = torch.tensor([c.kind == "head" for c in model.layout.components])
-    others[:, is_head] = 0.0
-    if model.shortformer:
-        others[:, 1] = 0.0  # positions are not in the residual stream
-    unembed, bias = m.W_U.detach(), m.b_U.detach()
-    final = m.ln_final
-    if hasattr(final, "w"):  # an unfolded final LayerNorm (shortformer)
-        bias = bias + final.b.detach() @ unembed
-        unembed = final.w.detach()[:, None] * unembed
-    return Readout(heads, others, unembed, bias, logit_cap(cfg))
+    others = _residual_parts(model, components, rows, at) / scale[:, None, None]
+    others[:, model.layout.head_mask()] = 0.0  # heads come split by source, above
+    unembed, bias = _unembedding(model)
+    return Readout(heads, others, unembed, bias, logit_cap(m.cfg))

@@ -179,3 +179,13 @@ def test_verify_refuses_shortformer_models_rather_than_ablate_the_wrong_span():
     edge = EdgeKey("0.0", "1.0", "query")  # rotary families: tested on tiny-ioi-rope
     with pytest.raises(InputError, match="not supported by verify yet"):
         verify_edges(model, prompts, [edge], seeds=_last_layer_seeds(model))
+
+
+def test_the_units_the_unembedding_reads_give_the_models_logits(family):
+    name, _, model, _, tokens, lengths, _ = family
+    readout = model.run(tokens, lengths, readout=True).readout
+    residual = readout.heads.sum((1, 2, 3)) + readout.others.sum(1)  # heads split by source
+    rows = torch.arange(len(tokens))
+    with torch.no_grad():
+        expected = model.hooked(tokens)[rows, lengths - 1]
+    torch.testing.assert_close(readout.logits(residual), expected, rtol=1e-6, atol=1e-6)
