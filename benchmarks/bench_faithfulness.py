@@ -104,7 +104,7 @@ class Patcher:
 
 def identity_check(patcher: Patcher, sender: str, clean, corrupt) -> float:
     """|patching every reader of ``sender`` at once - patching the sender itself|, max."""
-    model, m = patcher.model, patcher.m
+    model = patcher.model
     change = corrupt[sender] - clean[sender]
     hooks = [
         patcher.input_hook(f"{l}.{h}", side, change)
@@ -115,13 +115,9 @@ def identity_check(patcher: Patcher, sender: str, clean, corrupt) -> float:
     last = model.n_layers - 1
     hooks.append((f"blocks.{last}.hook_resid_post", lambda act, hook: act + change))
     through_readers = patcher.logit_diff(hooks)
-    if "." in sender:
-        layer, head = (int(x) for x in sender.split("."))
-        hook = (f"blocks.{layer}.hook_attn_out", lambda act, hook: act + change)
-    else:
-        hook = (f"hook_{sender}", lambda act, hook: act + change)
+    where = f"blocks.{layer_of(sender)}.hook_attn_out" if "." in sender else f"hook_{sender}"
+    hook = (where, lambda act, hook: act + change)
     itself = patcher.logit_diff([hook])
-    del m
     return float((through_readers - itself).abs().max())
 
 

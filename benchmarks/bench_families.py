@@ -63,10 +63,10 @@ def main() -> None:
 
     from headgraph.ingest.core.prob_seeding import prob_prediction
     from headgraph.ingest.core.seeding import linear_seeds
-    from headgraph.ingest.core.trace import head_columns, run_batch
+    from headgraph.ingest.core.trace import run_batch
 
     linear = TraceParams(seeding="linear")
-    columns = head_columns(gpt2.layout)
+    columns = gpt2.layout.head_mask()
 
     def forward_and_seeds() -> None:
         for start in range(0, len(prompts), 32):

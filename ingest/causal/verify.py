@@ -185,6 +185,7 @@ def verify_edges(
         at = torch.tensor([p.roles[role] for p in batch])
         clean = metric(model.log_probs(tokens, at=at), batch)  # [batch]
         items = []
+        rotated = None if acts.rotary is None else (qk, acts.rotary)  # the model's dtype, as qk
         for edge in edges:
             rows = _rows(traced, edge, axis[edge.upstream])
             if rows.numel() == 0:
@@ -196,7 +197,7 @@ def verify_edges(
                 d = ablation_deltas(
                     traced, acts.components, vectors, rows=rows, control=control,
                     generator=control_generator(seed, edge, start),
-                    rotated=None if acts.rotary is None else (qk, acts.rotary.to(model.dtype)),
+                    rotated=rotated,
                 )  # fmt: skip
                 changes.append((-1 if boost else 1) * d[:, :, axis[edge.upstream]][on_device])
             items.append((edge, occurs, *changes))

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from headgraph.errors import InputError
-from headgraph.ingest.core.seeding import PredictionSeeds, PredictionSplit
+from headgraph.ingest.core.seeding import PredictionSeeds, PredictionSplit, token_sets
 
 if TYPE_CHECKING:  # the activations hold a Readout: import them for types only
     from headgraph.ingest.core.activations import Activations
@@ -200,13 +200,9 @@ def prob_prediction(
     dest = acts.lengths - 1
     residual = readout.heads.sum((1, 2, 3)) + readout.others.sum(1)
     logits = readout.logits(residual)  # [batch, vocab]
-    width = max((len(p.answers) for p in prompts), default=1) or 1
-    answers = torch.tensor(
-        [[*p.answers, *[-1] * (width - len(p.answers))] for p in prompts], device=logits.device
-    )
+    answers = token_sets([p.answers for p in prompts]).to(logits.device)
     support = support_mask(logits, answers, top_k=params.top_k, top_p=params.top_p)
-    columns = torch.tensor([c.kind == "head" for c in layout.components])
-    result = prob_seeds(readout, support, head_columns=columns, tau=params.tau,
+    result = prob_seeds(readout, support, head_columns=layout.head_mask(), tau=params.tau,
                         steps=params.ig_steps)  # fmt: skip
     correct = support.gather(1, logits.argmax(-1, keepdim=True))[:, 0]
     split = PredictionSplit(

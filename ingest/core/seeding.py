@@ -17,6 +17,7 @@ the answer comes from the unembedding bias alone: no seeds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -133,3 +134,10 @@ def linear_seeds(
     b, l, h, s = kept.nonzero(as_tuple=True)
     weight = split.heads[b, l, h, s]
     return PredictionSeeds(b, l, h, s, weight, weight / total[b, 0])
+
+
+def token_sets(sets: Sequence[Sequence[int]]) -> Tensor:
+    """``[batch, n]`` token sets (the answers, or the wrong ones, of each prompt), right-padded
+    with -1."""
+    width = max((len(s) for s in sets), default=1) or 1
+    return torch.tensor([[*s, *[-1] * (width - len(s))] for s in sets], dtype=torch.long)

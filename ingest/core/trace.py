@@ -30,7 +30,7 @@ from headgraph.ingest.core.contributions import (
 )
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed, TraceParams
-from headgraph.ingest.core.seeding import linear_seeds
+from headgraph.ingest.core.seeding import linear_seeds, token_sets
 from headgraph.ingest.core.signals import (
     FiringTable,
     augment,
@@ -113,7 +113,7 @@ def trace_batch(
     if params.seeding == "linear":
         if prediction is None:
             raise InputError("seeding from the prediction needs a forward pass given the answers")
-        seeded = linear_seeds(prediction, head_columns=head_columns(layout), frac=params.seed_frac)
+        seeded = linear_seeds(prediction, head_columns=layout.head_mask(), frac=params.seed_frac)
     elif params.seeding == "prob":
         prediction, seeded = prob_prediction(acts, prompts, layout, params)
     if seeded is not None:
@@ -212,11 +212,6 @@ def trace_batch(
     )
 
 
-def head_columns(layout: ComponentLayout) -> Tensor:
-    """``[component]`` bool: which positions of the component axis are heads."""
-    return torch.tensor([c.kind == "head" for c in layout.components])
-
-
 def pad_tokens(prompts: Sequence[Prompt], *, pad_id: int = 0) -> tuple[Tensor, Tensor]:
     """Right-pad a batch: ``tokens [batch, pos]`` and ``lengths [batch]``.
 
@@ -273,12 +268,6 @@ def run_batch(
         return model.run(tokens, lengths, readout=True)
     answers, wrong = token_sets([p.answers for p in batch]), token_sets([p.wrongs for p in batch])
     return model.run(tokens, lengths, answers=answers, wrong=wrong)
-
-
-def token_sets(sets: Sequence[Sequence[int]]) -> Tensor:
-    """``[batch, n]`` token sets, right-padded with -1."""
-    width = max((len(s) for s in sets), default=1) or 1
-    return torch.tensor([[*s, *[-1] * (width - len(s))] for s in sets], dtype=torch.long)
 
 
 def check_inputs(
