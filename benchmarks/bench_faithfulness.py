@@ -48,7 +48,9 @@ def sender_outputs(model, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
     }
     with torch.no_grad():
         _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names)
-    out = {"embed": cache["hook_embed"], "pos_embed": cache["hook_pos_embed"]}
+    out = {"embed": cache["hook_embed"]}
+    if "hook_pos_embed" in cache:  # not in a rotary model
+        out["pos_embed"] = cache["hook_pos_embed"]
     for l in range(model.n_layers):
         z = cache[f"blocks.{l}.attn.hook_z"]  # [batch, pos, head, d_head]
         for h in range(model.n_heads):
@@ -179,21 +181,26 @@ def eap_scores(patcher: Patcher, clean, corrupt, roles) -> dict[tuple, float]:
     return scores
 
 
-def traced_edges(model, prompts, params) -> Counter:
-    """headgraph's edges keyed (sender, receiver, side, role), counted over prompts."""
+def traced_edges(model, prompts, params) -> tuple[Counter, Counter]:
+    """headgraph's edges keyed (sender, receiver, side, role): the prompts each occurs in,
+    and its relevance summed over prompts (an inhibition edge is a key edge at its token)."""
     from headgraph.ingest.core.trace import trace
     from headgraph.ingest.jobs.trace_job import default_seeds
 
     seeds = () if params.seeding != "heads" else default_seeds(model)
     counts: Counter = Counter()
+    relevance: Counter = Counter()
     for batch in trace(model, prompts, seeds=seeds, params=params):
-        seen = set()
+        seen: Counter = Counter()
         for e in batch.edge_records():
             if e.upstream.kind not in ("head", "embed", "pos_embed") or e.role is None:
                 continue
-            seen.add((e.prompt_id, e.upstream.name, e.head_name, e.side[0], e.role))
+            side = "k" if e.side == "inhibit" else e.side[0]
+            seen[(e.prompt_id, e.upstream.name, e.head_name, side, e.role)] += e.relevance
         counts.update(key[1:] for key in seen)
-    return counts
+        for key, value in seen.items():
+            relevance[key[1:]] += value
+    return counts, relevance
 
 
 def average_precision(scores: dict, truth: set) -> float:
@@ -214,15 +221,49 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float((rx * ry).sum() / (rx.norm() * ry.norm()).clamp_min(1e-12))
 
 
+def score(name, params, scope, model, prompts, eap, args) -> dict:
+    """Print one trace's P/R/F1 (edges by prompts, and by relevance), AP and Spearman."""
+    counts, relevance = traced_edges(model, prompts, params)
+    n = len(prompts)
+    by_prompts = {k for k, c in counts.items() if c >= args.min_share * n}
+    by_relevance = {k for k, r in relevance.items() if r / n >= args.min_relevance}
+    where = "all sides" if any(k[2] == "v" for k in scope) else "query/key edges"
+    print(f"\n{name}: {len(by_prompts)} edges in >= {args.min_share:.0%} of prompts, "
+          f"{len(by_relevance)} with relevance >= {args.min_relevance:.0%} ({where})")  # fmt: skip
+    figures = {}
+    for kept, how in ((by_prompts, "prompts"), (by_relevance, "relevance")):
+        for threshold in (0.01, 0.02, 0.05):
+            truth = {k for k, v in scope.items() if v >= threshold}
+            tp = len(kept & truth)
+            p, r = tp / max(len(kept), 1), tp / max(len(truth), 1)
+            f1 = 2 * p * r / max(p + r, 1e-12)
+            figures[(how, threshold)] = f1
+            print(f"  by {how:9s} effect >= {threshold:.0%}: {len(truth):3d} true, "
+                  f"P {p:.2f} R {r:.2f} F1 {f1:.2f}")  # fmt: skip
+    truth = {k for k, v in scope.items() if v >= 0.02}
+    ap_count = average_precision({k: float(counts.get(k, 0)) for k in scope}, truth)
+    ap_relevance = average_precision({k: relevance.get(k, 0.0) for k in scope}, truth)
+    ap_eap = average_precision({k: abs(eap.get(k, 0.0)) for k in scope}, truth)
+    figures["ap"], figures["ap_eap"] = ap_relevance, ap_eap
+    print(f"  ranking AP at 2%: by prompts {ap_count:.2f}, by relevance {ap_relevance:.2f}, "
+          f"EAP {ap_eap:.2f}")  # fmt: skip
+    traced = [k for k in by_relevance if k in scope]
+    if len(traced) > 2:
+        rho = spearman([relevance[k] for k in traced], [scope[k] for k in traced])
+        print(f"  Spearman(relevance, effect) over its edges: {rho:+.2f}")
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="tiny-ioi")
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--min-share", type=float, default=0.05)
+    parser.add_argument("--min-relevance", type=float, default=0.02)
     args = parser.parse_args()
 
     from headgraph.ingest import tiny_ioi
-    from headgraph.ingest.core.records import TraceParams
+    from headgraph.ingest.core.params import TraceParams
     from headgraph.ingest.core.trace import pad_tokens
     from headgraph.ingest.model import load_model
     from headgraph.ingest.tasks.ioi import corrupt
@@ -241,7 +282,7 @@ def main() -> None:
     print(f"identity (every reader at once == the sender itself): max |diff| {worst:.2e}")
     assert worst < 1e-3, "path patching does not add up to node patching"
 
-    from headgraph.ingest.causal.intervene import role_means
+    from headgraph.ingest.core.baseline import role_means
 
     means = {}
     for name, out in clean.items():  # the role-aligned mean over the prompts, per sender
@@ -249,7 +290,10 @@ def main() -> None:
         means[name] = mean[role][:, :, 0]
     truth_abc = path_effects(patcher, clean, corrupted, roles)
     truth_mean = path_effects(patcher, clean, means, roles)
-    effect = {k: max(abs(truth_abc[k]), abs(truth_mean.get(k, 0.0))) for k in truth_abc}
+    effect = {  # positional edges: only the role mean changes them
+        k: max(abs(truth_abc.get(k, 0.0)), abs(truth_mean.get(k, 0.0)))
+        for k in truth_abc.keys() | truth_mean.keys()
+    }
     eap = eap_scores(patcher, clean, corrupted, roles)
     total = sum(effect.values())
     value_share = sum(v for k, v in effect.items() if k[2] == "v") / total
@@ -257,30 +301,23 @@ def main() -> None:
           "of the summed |effect| (ABC or role mean, the larger)")  # fmt: skip
 
     qk = {k: v for k, v in effect.items() if k[2] != "v"}
-    for name, params in (
-        ("QK trace, card seeds", TraceParams()),
-        ("QK trace, linear seeds", TraceParams(seeding="linear")),
-        ("QK trace, prob seeds", TraceParams(seeding="prob")),
-    ):
-        counts = traced_edges(model, prompts, params)
-        kept = {k for k, n in counts.items() if n >= args.min_share * len(prompts)}
-        print(f"\n{name}: {len(kept)} edges in >= {args.min_share:.0%} of prompts")
-        for threshold in (0.01, 0.02, 0.05):
-            truth = {k for k, v in qk.items() if v >= threshold}
-            tp = len(kept & truth)
-            p, r = tp / max(len(kept), 1), tp / max(len(truth), 1)
-            f1 = 2 * p * r / max(p + r, 1e-12)
-            print(f"  query/key edges, effect >= {threshold:.0%}: {len(truth):3d} true, "
-                  f"P {p:.2f} R {r:.2f} F1 {f1:.2f}")  # fmt: skip
-        truth = {k for k, v in qk.items() if v >= 0.02}
-        ranked = {k: float(counts.get(k, 0)) for k in qk}
-        eap_qk = {k: abs(eap[k]) for k in qk}
-        print(f"  ranking AP at 2%: headgraph {average_precision(ranked, truth):.2f}, "
-              f"EAP {average_precision(eap_qk, truth):.2f}")  # fmt: skip
-        traced = [k for k in kept if k in qk]
-        if len(traced) > 2:
-            rho = spearman([counts[k] for k in traced], [qk[k] for k in traced])
-            print(f"  Spearman(prompts, effect) over its edges: {rho:+.2f}")
+    every = ("query", "key", "value", "inhibit")
+    for name, params, scope in (
+        ("QK trace, card seeds (the paper)", TraceParams(), qk),
+        ("QK trace, linear seeds", TraceParams(seeding="linear"), qk),
+        ("QK trace, prob seeds", TraceParams(seeding="prob"), qk),
+        ("+ value", TraceParams(seeding="linear", sides=every[:3]), effect),
+        ("+ value, inhibit", TraceParams(seeding="linear", sides=every), effect),
+        ("+ value, inhibit, baseline mean",
+         TraceParams(seeding="linear", sides=every, baseline="mean"), effect),
+        ("+ value, inhibit, baseline mean, signed rule",
+         TraceParams(seeding="linear", sides=every, baseline="mean", edge_rule="signed"), effect),
+        ("+ value, inhibit, baseline mean, card seeds",
+         TraceParams(sides=every, baseline="mean"), effect),
+        ("+ value, inhibit, baseline mean, prob seeds",
+         TraceParams(seeding="prob", sides=every, baseline="mean"), effect),
+    ):  # fmt: skip
+        score(name, params, scope, model, prompts, eap, args)
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 

@@ -41,7 +41,8 @@ def main() -> None:
 
     import torch
 
-    from headgraph.ingest.core.records import TraceParams, parse_seeds
+    from headgraph.ingest.core.params import TraceParams
+    from headgraph.ingest.core.records import parse_seeds
     from headgraph.ingest.core.trace import pad_tokens
     from headgraph.ingest.jobs.ingest_job import ingest
     from headgraph.ingest.model.loading import Architecture, build_model

@@ -43,7 +43,7 @@ _LAZY = {
     "Prompt": "headgraph.ingest.core.records",
     "Seed": "headgraph.ingest.core.records",
     "parse_seeds": "headgraph.ingest.core.records",
-    "TraceParams": "headgraph.ingest.core.records",
+    "TraceParams": "headgraph.ingest.core.params",
     # a store
     "ingest": "headgraph",  # the subpackage headgraph.ingest, which is callable
     "open_store": "headgraph.queries.store",
@@ -85,7 +85,8 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and editors see
     from headgraph.api import cypher, trace, verify
     from headgraph.errors import HeadgraphError, InputError, ModelError, QueryError, StoreError
-    from headgraph.ingest.core.records import Prompt, Seed, TraceParams, parse_seeds
+    from headgraph.ingest.core.params import TraceParams
+    from headgraph.ingest.core.records import Prompt, Seed, parse_seeds
     from headgraph.ingest.core.tables import Trace
     from headgraph.ingest.model.adapter import Model
     from headgraph.ingest.model.loading import load_model

@@ -17,7 +17,8 @@ from headgraph.errors import InputError
 
 if TYPE_CHECKING:
     from headgraph.ingest.causal.verify import Metric
-    from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+    from headgraph.ingest.core.params import TraceParams
+    from headgraph.ingest.core.records import Prompt, Seed
     from headgraph.ingest.core.tables import Trace
     from headgraph.ingest.jobs.ingest_job import IngestRun
     from headgraph.ingest.jobs.verify_job import Verification
@@ -45,7 +46,8 @@ def _inputs(
     tokenizer: Tokenizer | None,
 ) -> tuple[Model, list[Prompt], tuple[Seed, ...], TraceParams]:
     """The model, prompts, seeds and parameters, with the command line's defaults."""
-    from headgraph.ingest.core.records import TraceParams, choose_seeding, parse_seeds
+    from headgraph.ingest.core.params import TraceParams, choose_seeding
+    from headgraph.ingest.core.records import parse_seeds
     from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
     from headgraph.ingest.model.loading import load_model
 

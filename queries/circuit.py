@@ -208,7 +208,9 @@ def edge_detail(
     up, _, up_role = source.partition("@")
     head, _, down_role = target.partition("@")
     if not up_role or not down_role or side not in SIDES:
-        raise QueryError("an edge is SOURCE@ROLE -> HEAD@ROLE on the query, key or logit side")
+        raise QueryError(
+            "an edge is SOURCE@ROLE -> HEAD@ROLE on the query, key, value, inhibit or logit side"
+        )
     head = ref.head(head)
     if side == "logit":
         return _seed_detail(store, ref.key, source, target, up, up_role)
@@ -227,7 +229,10 @@ def edge_detail(
         r
         for r in rows
         if role(r["dest_role"], r["dest"]) == down_role
-        and role(r["dest_role"] if side == "query" else r["source_role"], r["token"]) == up_role
+        and (
+            side == "inhibit"  # at the competitor, whose role the firing does not hold
+            or role(r["dest_role"] if side == "query" else r["source_role"], r["token"]) == up_role
+        )
     ]
     if not kept:
         raise QueryError(f"no edge {source} -> {target} ({side}) in run {ref.key}")

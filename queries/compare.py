@@ -32,6 +32,8 @@ from headgraph.names import Head, model_name
 from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore
 
+EDGE_SIDES = ("query", "key", "value", "inhibit")
+
 REFERENCES = Path(__file__).parent / "references"
 MODEL_REFERENCES = {
     "gpt2": "ioi-gpt2",
@@ -124,8 +126,10 @@ def _parse(data, where: str) -> Reference:
             raise QueryError(f"{where}: class {name!r}: {error}") from None
     edges = set()
     for i, edge in enumerate(data.get("edges", [])):
-        if not isinstance(edge, dict) or edge.get("side") not in ("query", "key"):
-            raise QueryError(f"{where}: edge {i} needs 'from', 'to' and a side query or key")
+        if not isinstance(edge, dict) or edge.get("side") not in EDGE_SIDES:
+            raise QueryError(
+                f"{where}: edge {i} needs 'from', 'to' and a side: {', '.join(EDGE_SIDES)}"
+            )
         ups, downs = (_members(classes, edge.get(end), where, i) for end in ("from", "to"))
         edges |= {
             (u, d, edge["side"])

@@ -33,13 +33,14 @@ EDGES = (
     "WHERE f.run = $run{where} "
     "RETURN f.prompt AS prompt, s.upstream AS up, s.token AS token, s.side AS side, "
     "s.share AS share, s.weight AS weight, f.head_name AS down, f.dest AS dest, "
-    "f.source AS source, f.dest_role AS dest_role, f.source_role AS source_role"
+    "f.source AS source, f.dest_role AS dest_role, f.source_role AS source_role, "
+    "{up_role} AS up_role"
 )
 PREDICTS = (  # a run seeded from the prediction: each seed head at the answer position
     "MATCH (a:{source})-[p:PREDICTS]->(r:Prediction) WHERE r.run = $run{where} "
     "RETURN r.prompt AS prompt, p.upstream AS up, r.dest AS token, 'logit' AS side, "
     "p.share AS share, p.weight AS weight, 'logits' AS down, r.dest AS dest, "
-    "r.dest AS source"
+    "r.dest AS source, NULL AS up_role"
 )
 LOGITS = "logits"
 LOGITS_ORDER = 1e6  # layer_order of the logits: above any layer (and finite, for JSON)
@@ -50,9 +51,9 @@ FIRINGS = (  # the sparse sets, read apart: lists are slow to read, and firings 
 )
 BELOW = " AND (f.layer < $layer OR f.head_name = $head)"  # a head's firings and all below it
 COLUMNS = ("prompt", "up", "token", "side", "share", "weight", "down", "dest")
-COLUMNS += ("source", "dest_role", "source_role")
+COLUMNS += ("source", "dest_role", "source_role", "up_role")
 FIRING_COLUMNS = ("prompt", "head", "dest", "source", "svs")
-SIDES = ("query", "key", "logit")  # logit: a seed head into the logits
+SIDES = ("query", "key", "value", "inhibit", "logit")  # logit: a seed head into the logits
 
 
 def is_constant(component: str) -> bool:
@@ -98,7 +99,7 @@ class Cone:
         n_prompts: The denominator of prompt shares: the run's prompts (1 with a prompt filter).
         nodes: Every node, by node id.
         targets: Node ids of the target's firings (after the role filter).
-        edge_up, edge_down, edge_side: Per edge id (``side`` 0 query, 1 key, 2 logit).
+        edge_up, edge_down, edge_side: Per edge id (``side`` an index into :data:`SIDES`).
         rows: One row per (edge, prompt), sorted by edge then prompt: ``edge``,
             ``prompt`` (index), ``share``, ``weight``, and the target firing's
             ``dest`` and ``source`` tokens.
@@ -191,7 +192,8 @@ def load_cone(
         where, params["prompt"] = where + " AND f.prompt = $prompt", prompt
     frames = []
     for source in ("Firing", "Site"):
-        cypher = EDGES.format(source=source, where=where)
+        up_role = "a.dest_role" if source == "Firing" else "a.role"
+        cypher = EDGES.format(source=source, where=where, up_role=up_role)
         frame = store.frame(cypher, params, columns=COLUMNS)
         frames.append(frame.assign(site=source == "Site"))
     if target in (LOGITS, None):  # routes into the logits, or the whole run
@@ -204,7 +206,10 @@ def load_cone(
     n = len(df)
     # Nodes as integer codes: (component, role or position, site), over up and down ends.
     comp_ids, comps = pd.factorize(pd.concat([df["up"], df["down"]], ignore_index=True))
+    # where the upstream component writes: the firing's destination (query side), its
+    # source (key, value), or its competitor (inhibit: the role the upstream end has)
     up_roles = df["dest_role"].where(query, df["source_role"])
+    up_roles = up_roles.where(df["side"] != "inhibit", df["up_role"])
     role_ids, roles = pd.factorize(pd.concat([up_roles, df["dest_role"]], ignore_index=True))
     tokens = np.concatenate([df["token"].to_numpy(), df["dest"].to_numpy()]).astype(np.int64)
     names = len(roles) + (int(tokens.max()) + 1 if n else 0)  # a role, or "#position"
@@ -219,8 +224,9 @@ def load_cone(
         label = roles[rc] if rc < len(roles) else f"#{rc - len(roles)}"
         nodes.append(Node(comps[component], label, bool(code % 2)))
     up_id, down_id = node_ids[:n], node_ids[n:]
-    side = np.where(query, 0, np.where((df["side"] == "logit").to_numpy(), 2, 1)).astype(np.int64)
-    edge_code = (up_id.astype(np.int64) * len(nodes) + down_id) * 3 + side
+    side = pd.Categorical(df["side"], categories=SIDES).codes.astype(np.int64)
+    n_sides = len(SIDES)
+    edge_code = (up_id.astype(np.int64) * len(nodes) + down_id) * n_sides + side
     edge_id, codes = pd.factorize(edge_code, sort=True)
     prompt_index, prompt_ids = pd.factorize(df["prompt"], sort=True)
     share = np.clip(df["share"].to_numpy(dtype=float), 0.0, 1.0)
@@ -254,9 +260,9 @@ def load_cone(
         n_prompts=1 if prompt is not None else max(run.prompts, 1),
         nodes=nodes,
         targets=targets,
-        edge_up=codes // 3 // len(nodes) if len(nodes) else codes,
-        edge_down=codes // 3 % len(nodes) if len(nodes) else codes,
-        edge_side=codes % 3,
+        edge_up=codes // n_sides // len(nodes) if len(nodes) else codes,
+        edge_down=codes // n_sides % len(nodes) if len(nodes) else codes,
+        edge_side=codes % n_sides,
         rows=rows,
         sparse_sets=sparse_sets,
     )

@@ -59,7 +59,8 @@ def effect_of(store: GraphStore, run: str, upstream: str, head: str, side: str) 
 
 def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, str, str, int]]:
     """The run's ``top`` edges ``(upstream, head, side, prompts)`` that can be ablated (not a
-    head's own QK bias, not a seed's edge into the logits), most prompts first; prompts are
+    head's own QK bias, not a seed's edge into the logits, query and key sides only), most
+    prompts first; prompts are
     the most over the edge's roles."""
     rows = store.query(
         "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
@@ -68,7 +69,8 @@ def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, st
     )
     best: dict[tuple[str, str, str], int] = {}
     for r in rows:
-        if not r["up"].endswith(":qk_bias") and r["side"] != "logit":  # seeds: no QK side
+        # seeds have no QK side; verify ablates the sparse set, which only query and key read
+        if not r["up"].endswith(":qk_bias") and r["side"] in ("query", "key"):
             key = (r["up"], r["head"], r["side"])
             best[key] = max(best.get(key, 0), int(r["prompts"]))
     ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:top]

@@ -155,6 +155,11 @@ def features(
         QueryError: an unknown run, head or side.
     """
     check_side(side)
+    if side == "value":
+        raise QueryError(
+            "value edges move what a head reads from its source, not through its QK singular "
+            "vectors: ask for the query, key or inhibit side"
+        )
     ref = resolve_run(store, run)
     name = ref.head(head)
     use = _Use.read(store, ref.key, ref.model, name, side)

@@ -102,9 +102,10 @@ class RunRef:
 
 
 def check_side(side: str) -> None:
-    """Raise QueryError unless ``side`` is ``query``, ``key`` or ``any``."""
-    if side not in ("query", "key", "any"):
-        raise QueryError(f"side {side!r}: use query, key or any")
+    """Raise QueryError unless ``side`` is a side an edge has (query, key, value,
+    inhibit) or ``any``."""
+    if side not in ("query", "key", "value", "inhibit", "any"):
+        raise QueryError(f"side {side!r}: use query, key, value, inhibit or any")
 
 
 def check_prompt(store: GraphStore, run: str, prompt: str) -> None:

@@ -14,7 +14,8 @@ import click
 from headgraph.errors import InputError
 from headgraph.explorer.cli.common import SETTINGS, add_options, progress_bar, store_option
 from headgraph.explorer.output import aligned
-from headgraph.ingest.core.records import TraceParams, choose_seeding, parse_seeds
+from headgraph.ingest.core.params import TraceParams, choose_seeding
+from headgraph.ingest.core.records import parse_seeds
 
 TRACING_OPTIONS = [
     click.option(
@@ -115,6 +116,27 @@ TRACING_OPTIONS = [
         )
     ),  # fmt: skip
     click.option(
+        "--sides",
+        default=",".join(TraceParams.sides),
+        help="Sides of a firing decomposed into edges, comma-separated: query, key (the "
+        "paper's), value (what a head moves from its source, read along what its readers "
+        "use), inhibit (what keeps it off its strongest competing source).",
+    ),
+    click.option(
+        "--baseline",
+        type=click.Choice(["none", "mean"]),
+        default=TraceParams.baseline,
+        help="Measure contributions as they are, or less each output's mean over the "
+        "batch's prompts at the same token role (a constant input then makes no edge).",
+    ),
+    click.option(
+        "--edge-rule",
+        type=click.Choice(["positive", "signed"]),
+        default=TraceParams.edge_rule,
+        help="Edges reach --edge-frac of the positive contributions, or of their signed "
+        "total (the authors' code).",
+    ),
+    click.option(
         "--batch-size",
         type=click.IntRange(min=1),
         default=32,
@@ -142,6 +164,9 @@ def prepare(
     attention_threshold,
     signal_frac,
     edge_frac,
+    sides,
+    baseline,
+    edge_rule,
     batch_size,
     device,
 ):
@@ -160,6 +185,8 @@ def prepare(
         params = TraceParams(
             attention_threshold, signal_frac, edge_frac, seed_frac=seed_frac, tau=tau,
             ig_steps=ig_steps, top_k=top_k, top_p=top_p,
+            sides=tuple(s.strip() for s in sides.split(",") if s.strip()),
+            baseline=baseline, edge_rule=edge_rule,
         )  # fmt: skip
         if seed_heads is not None:  # the syntax now; the heads against the model below
             parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=1)

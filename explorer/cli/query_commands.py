@@ -22,7 +22,7 @@ from headgraph.explorer.cli.common import (
 )
 from headgraph.explorer.output import render, to_json
 
-SIDES = click.Choice(["query", "key", "any"])
+SIDES = click.Choice(["query", "key", "value", "inhibit", "any"])
 query_options = add_options([store_option(), RUN_OPTION, FORMAT_OPTION])
 
 

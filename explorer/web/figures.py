@@ -14,7 +14,10 @@ from headgraph.errors import InputError
 from headgraph.explorer.web.layout import layout
 from headgraph.queries.export import write_staged
 
-SIDE_COLOURS = {"query": "#1f6fd1", "key": "#e07b00", "logit": "#2a9d4b"}
+SIDE_COLOURS = {
+    "query": "#1f6fd1", "key": "#e07b00", "value": "#8e44ad", "inhibit": "#c0392b",
+    "logit": "#2a9d4b",
+}  # fmt: skip
 FORMATS = (".svg", ".png", ".html")
 
 

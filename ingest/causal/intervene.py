@@ -17,12 +17,10 @@ random from outside S.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
-from headgraph.ingest.core.records import Prompt
+from headgraph.ingest.core.baseline import role_means
 from headgraph.ingest.core.rotary import Rotary, rotate
 from headgraph.ingest.core.svd import QKDecomposition
 from headgraph.ingest.core.trace import BatchTrace
@@ -137,32 +135,6 @@ def ablation_deltas(
     removed = torch.einsum("gdk,gk->gd", basis, torch.einsum("gdk,gd->gk", basis, centred))
     deltas[g_batch, g_token, g_component] = -removed
     return deltas
-
-
-def role_means(prompts: Sequence[Prompt], components: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean outputs over the prompts, aligned by role.
-
-    Returns:
-        ``role [batch, pos]`` (an index; the last one for tokens with no role) and
-        ``means [role, component, d_model]``: each role's mean over the prompts,
-        and last the mean over every real token.
-    """
-    n_batch, n_pos = components.shape[:2]
-    names = sorted({r for p in prompts for r in p.roles})
-    device = components.device
-    role = torch.full((n_batch, n_pos), len(names), dtype=torch.long, device=device)
-    means = components.new_zeros(len(names) + 1, *components.shape[2:])
-    real = torch.zeros(n_batch, n_pos, dtype=torch.bool, device=device)
-    for b, prompt in enumerate(prompts):
-        real[b, : len(prompt.tokens)] = True
-    for r, name in enumerate(names):
-        rows = [b for b, p in enumerate(prompts) if name in p.roles]
-        at = torch.tensor([prompts[b].roles[name] for b in rows], device=device)
-        rows = torch.tensor(rows, dtype=torch.long, device=device)
-        role[rows, at] = r
-        means[r] = components[rows, at].mean(dim=0)
-    means[-1] = components[real].mean(dim=0)
-    return role, means
 
 
 def _rank_within_group(group_of: Tensor) -> Tensor:

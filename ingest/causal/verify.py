@@ -31,7 +31,8 @@ from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.causal.intervene import ablation_deltas
-from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import SIDES, check_inputs, pad_tokens, run_batch, trace_batch
 from headgraph.names import EdgeKey, parse_head
 
@@ -168,6 +169,12 @@ def verify_edges(
         raise InputError(f"prompt {lacking!r} has no {role} role, where the metric is read")
     axis = {c.name: i for i, c in enumerate(model.layout.components)}
     for edge in edges:
+        if edge.side not in ("query", "key"):
+            raise InputError(
+                f"{edge.name}: verify ablates an edge through its firing's sparse set of "
+                "singular vectors, which only the query and key sides read; value and "
+                "inhibition edges cannot be verified yet"
+            )
         if edge.upstream not in axis:
             raise InputError(
                 f"{edge.name}: {edge.upstream} is not a component of {model.name} that writes "

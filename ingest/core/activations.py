@@ -13,6 +13,7 @@ from torch import Tensor
 from headgraph.ingest.core.prob_seeding import Readout
 from headgraph.ingest.core.rotary import Rotary
 from headgraph.ingest.core.seeding import PredictionSplit
+from headgraph.ingest.core.values import ValueWeights
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Activations:
             forward pass was given answers (seeding from the prediction).
         readout: Every unit the unembedding reads at each prompt's last token, when
             asked for (probability-aware seeding).
+        values: The model's value and output weights, for the value side (else None).
+        head_gain: ``[batch, layer, pos, d_model]`` a frozen normalisation between a
+            head's ``z W_O`` and the residual (Gemma 2's post-attention RMSNorm), else None.
     """
 
     normalized: Tensor
@@ -57,3 +61,5 @@ class Activations:
     positions_after_norm: bool = False
     prediction: PredictionSplit | None = None
     readout: Readout | None = None
+    values: ValueWeights | None = None
+    head_gain: Tensor | None = None

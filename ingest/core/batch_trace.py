@@ -8,11 +8,12 @@ import torch
 from torch import Tensor
 
 from headgraph.ingest.core.components import Component, ComponentLayout
+from headgraph.ingest.core.params import SIDE_NAMES
 from headgraph.ingest.core.records import Edge, Firing, Prompt
 from headgraph.ingest.core.seeding import PredictionSeeds, PredictionSplit
 from headgraph.ingest.core.signals import FiringTable
 
-SIDES = ("query", "key")
+SIDES = SIDE_NAMES  # edge_side indexes it
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,17 @@ class BatchTrace:
         firings: Every firing of the batch with its sparse set.
         traced: ``[firing]`` bool, reached from the seeds.
         edge_firing: ``[edge]`` the downstream firing (row of ``firings``).
-        edge_side: ``[edge]`` 0 query side, 1 key side.
+        edge_side: ``[edge]`` the side, an index into :data:`SIDES` (query, key, value,
+            inhibit).
         edge_component: ``[edge]`` position on the component axis;
-            ``len(layout)`` stands for the downstream head's own QK bias.
+            ``len(layout)`` stands for the downstream head's own QK bias (query and key
+            sides only).
         edge_token: ``[edge]`` the token where the component writes.
         edge_weight: ``[edge]`` its contribution to the side's signal.
         edge_share: ``[edge]`` weight / the side's whole signal.
+        edge_relevance: ``[edge]`` the share of the prediction that flows through the
+            edge: its downstream firing's relevance times its part of the side's
+            positive contributions (see docs/core.md).
         prediction: With seeding from the prediction: each prompt's split prediction.
         seeded: With seeding from the prediction: the (head, source) seeds, each the
             firing (answer position -> source) and its share of the prediction.
@@ -46,6 +52,7 @@ class BatchTrace:
     edge_token: Tensor
     edge_weight: Tensor
     edge_share: Tensor
+    edge_relevance: Tensor
     prediction: PredictionSplit | None = None
     seeded: PredictionSeeds | None = None
 
@@ -92,11 +99,12 @@ class BatchTrace:
         rows = zip(
             *(t.tolist() for t in (self.edge_firing, self.edge_side, self.edge_component)),
             *(t.tolist() for t in (self.edge_token, self.edge_weight, self.edge_share)),
+            self.edge_relevance.tolist(),
             strict=True,
         )
         b_col, l_col, d_col, s_col = (t.tolist() for t in (f.batch, f.layer, f.dest, f.source))
         out = []
-        for i, side, c, token, weight, share in rows:
+        for i, side, c, token, weight, share, relevance in rows:
             prompt, l, h = self.prompts[b_col[i]], l_col[i], heads[i]
             upstream = axis[c] or Component("qk_bias", l, h)
             svs, terms = sparse[i]
@@ -115,6 +123,7 @@ class BatchTrace:
                     share,
                     svs,
                     terms,
+                    relevance,
                 )
             )
         return out

@@ -131,12 +131,15 @@ def side_contributions(
     return upstream, bias
 
 
-def select_edges(contributions: Tensor, *, frac: float) -> Tensor:
-    """Keep the fewest components whose positive contributions reach ``frac`` of their total.
+def select_edges(contributions: Tensor, *, frac: float, rule: str = "positive") -> Tensor:
+    """Keep the fewest components, strongest first, whose contributions reach ``frac`` of a total.
 
     Args:
         contributions: ``[firing, component]``.
-        frac: Share of the positive total to reach.
+        frac: Share of the total to reach.
+        rule: ``positive``: the total is the positive contributions' sum (headgraph);
+            ``signed``: the signed sum of all of them (the authors' code), and a firing
+            whose signed total is not positive keeps none.
 
     Returns:
         ``[firing, component]`` bool, True for kept components (never a
@@ -146,9 +149,15 @@ def select_edges(contributions: Tensor, *, frac: float) -> Tensor:
     positive = contributions.clamp_min(0)
     ordered, order = positive.sort(dim=-1, descending=True, stable=True)
     running = ordered.cumsum(dim=-1)
-    total = running[:, -1:] if width else running.new_zeros(n, 1)
+    if rule == "signed":
+        total = contributions.sum(dim=-1, keepdim=True)
+        total = torch.where(total > 0, total, torch.full_like(total, float("inf")))
+    else:
+        total = running[:, -1:] if width else running.new_zeros(n, 1)
     reached = running >= frac * total * (1 - 1e-6)
     count = torch.where(reached.any(dim=-1), reached.int().argmax(dim=-1) + 1, width)
+    if rule == "signed":
+        count = torch.where(reached.any(dim=-1), count, 0)
     in_prefix = torch.arange(width, device=contributions.device).expand(n, width) < count[:, None]
     keep_ordered = in_prefix & (ordered > 0)
     return torch.zeros_like(keep_ordered).scatter(-1, order, keep_ordered)

@@ -33,7 +33,8 @@ from headgraph.ingest.core.seeding import PredictionSeeds, PredictionSplit, toke
 if TYPE_CHECKING:  # the activations hold a Readout: import them for types only
     from headgraph.ingest.core.activations import Activations
     from headgraph.ingest.core.components import ComponentLayout
-    from headgraph.ingest.core.records import Prompt, TraceParams
+    from headgraph.ingest.core.params import TraceParams
+    from headgraph.ingest.core.records import Prompt
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Readout:
         unembed: ``[d_model, vocab]`` W_U.
         bias: ``[vocab]`` b_U.
         cap: The logits' soft cap (0: none).
+        scale: ``[batch]`` the final normalisation's scale, which every unit is divided by.
     """
 
     heads: Tensor
@@ -53,6 +55,7 @@ class Readout:
     unembed: Tensor
     bias: Tensor
     cap: float = 0.0
+    scale: Tensor | None = None
 
     def logits(self, residual: Tensor) -> Tensor:
         """``[..., vocab]`` logits of ``[..., d_model]`` residuals."""
@@ -110,6 +113,7 @@ class ProbSeeding:
         components: ``[batch, component]`` IG of every component (heads summed by source).
         clean, baseline: ``[batch]`` J with every unit, and with none (``b_U`` alone).
         seeds: The removed heads (by source), weighted by IG, share of C.
+        gradient: ``[batch, d_model]`` G: a unit's attribution is ``unit . G``.
     """
 
     heads: Tensor
@@ -117,6 +121,7 @@ class ProbSeeding:
     clean: Tensor
     baseline: Tensor
     seeds: PredictionSeeds
+    gradient: Tensor
 
 
 def prob_seeds(
@@ -183,7 +188,7 @@ def prob_seeds(
     l, h, s = flat // (n_heads * n_src), flat // n_src % n_heads, flat % n_src
     weight = head_ig[b, l, h, s]
     seeds = PredictionSeeds(b, l, h, s, weight, weight / (clean - baseline)[b])
-    return ProbSeeding(head_ig, components, clean, baseline, seeds)
+    return ProbSeeding(head_ig, components, clean, baseline, seeds, gradient)
 
 
 def prob_prediction(
@@ -205,7 +210,9 @@ def prob_prediction(
     result = prob_seeds(readout, support, head_columns=layout.head_mask(), tau=params.tau,
                         steps=params.ig_steps)  # fmt: skip
     correct = support.gather(1, logits.argmax(-1, keepdim=True))[:, 0]
+    reader = None if readout.scale is None else result.gradient / readout.scale[:, None]
     split = PredictionSplit(
-        dest, result.heads, result.components, result.baseline, correct, "log-probability"
-    )
+        dest, result.heads, result.components, result.baseline, correct, "log-probability",
+        reader,
+    )  # fmt: skip
     return split, result.seeds

@@ -39,6 +39,9 @@ class PredictionSplit:
         measure: What is split: ``logit difference`` (shares exact; ``bias`` is the
             unembedding bias's share) or ``log-probability`` (of the support; shares
             are integrated-gradient attributions, ``bias`` the value with no unit).
+        reader: ``[batch, d_model]`` what reads the final residual: a component's share
+            is its output at ``dest`` dotted with it (the value side of a seed reads
+            along it), or None.
     """
 
     dest: Tensor
@@ -47,6 +50,7 @@ class PredictionSplit:
     bias: Tensor
     correct: Tensor
     measure: str = "logit difference"
+    reader: Tensor | None = None
 
     @property
     def total(self) -> Tensor:

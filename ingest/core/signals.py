@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.rotary import Rotary, rotate
 
 

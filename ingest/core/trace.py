@@ -20,17 +20,19 @@ from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.activations import Activations
+from headgraph.ingest.core.baseline import relative_to_mean
 from headgraph.ingest.core.batch_trace import SIDES, BatchTrace
 from headgraph.ingest.core.components import ComponentLayout
-from headgraph.ingest.core.contributions import (
-    select_edges,
-    side_contributions,
-    signal_directions,
-    signal_weights,
-)
+from headgraph.ingest.core.contributions import select_edges, side_contributions, signal_weights
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.prob_seeding import prob_prediction
-from headgraph.ingest.core.records import Prompt, Seed, TraceParams
-from headgraph.ingest.core.seeding import linear_seeds, token_sets
+from headgraph.ingest.core.records import Prompt, Seed
+from headgraph.ingest.core.relevance import read_seeds, seed_relevance, sensitivity
+from headgraph.ingest.core.seeding import (
+    linear_seeds,
+    token_sets,
+)
+from headgraph.ingest.core.sides import LayerFirings, read_side
 from headgraph.ingest.core.signals import (
     FiringTable,
     augment,
@@ -39,6 +41,7 @@ from headgraph.ingest.core.signals import (
     project_rotated,
 )
 from headgraph.ingest.core.svd import QKDecomposition
+from headgraph.ingest.core.values import ReaderTable
 
 if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
@@ -107,7 +110,6 @@ def trace_batch(
         params: Thresholds.
     """
     proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
-    rotary = None if acts.rotary is None else acts.rotary.to(acts.normalized.dtype)
     seeded = forced = None
     prediction = acts.prediction
     if params.seeding == "linear":
@@ -124,13 +126,7 @@ def trace_batch(
     firings = find_firings(
         acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=params, forced=forced
     )
-    f_b, f_l, f_h, f_d, f_s = (
-        firings.batch,
-        firings.layer,
-        firings.head,
-        firings.dest,
-        firings.source,
-    )
+    f_b, f_l, f_h, f_d = firings.batch, firings.layer, firings.head, firings.dest
 
     device = f_b.device
     n_batch, n_layers, n_heads, n_pos = acts.pattern.shape[:4]
@@ -140,8 +136,16 @@ def trace_batch(
     )
     traced = seed_mask(firings, prompts, seeds)
     if forced is not None:
-        traced |= forced[f_b, f_l, f_h, f_d, f_s]
+        traced |= forced[f_b, f_l, f_h, f_d, firings.source]
     needed = torch.zeros(n_batch, n_layers, n_heads, n_pos, dtype=torch.bool, device=device)
+    relevance = torch.zeros(needed.shape, dtype=acts.scale.dtype, device=device)
+    firing_seed = seed_relevance(firings, traced, seeded, prediction, forced)
+    readers = ReaderTable(n_heads, n_pos) if "value" in params.sides else None
+    if readers is not None and seeded is not None and prediction is not None:
+        read_seeds(readers, seeded, prediction)
+    components = acts.components
+    if params.baseline == "mean":
+        components = relative_to_mean(prompts, components)
     parts: list[tuple[Tensor, ...]] = []
 
     for layer in reversed(range(n_layers)):
@@ -150,23 +154,21 @@ def trace_batch(
         rows = active.nonzero().squeeze(-1)
         if rows.numel() == 0:
             continue
-        b, h = f_b[rows], f_h[rows]
-        sigma = qk.S[layer, h]  # [firing, rank]
-        weights = signal_weights(proj_u[b, layer, h, f_d[rows]], firings.selected[rows], sigma)
+        layer_firings = _layer_firings(layer, rows, firings, proj_u, qk.S)
+        firing_relevance = (
+            relevance[f_b[rows], layer, f_h[rows], f_d[rows]] * firings.attention[rows]
+            + firing_seed[rows]
+        )  # [n]
         n_up = layout.n_upstream(layer)
-        sides = (
-            (qk.U, qk.query_factor, qk.query_readout, f_d[rows]),
-            (qk.V, qk.key_factor, qk.key_readout, f_s[rows]),
-        )
-        for side, (vectors, factor, readout, token) in enumerate(sides):
-            rotated = None if rotary is None else (factor[layer], readout[layer], rotary, layer)
-            direction = signal_directions(
-                weights, vectors[layer], head=h, token=token, rotated=rotated
-            )
+        for side in params.sides:
+            reading = read_side(side, layer_firings, acts, qk, readers)
+            if reading is None:
+                continue
+            b, token = layer_firings.batch[reading.firing], reading.token
             upstream, bias = side_contributions(
-                acts.components,
+                components,
                 acts.scale[:, layer],
-                direction,
+                reading.direction,
                 batch=b,
                 token=token,
                 n_upstream=n_up,
@@ -174,41 +176,79 @@ def trace_batch(
                 ln_bias=None if acts.ln_bias is None else acts.ln_bias[layer],
                 positions_after_norm=acts.positions_after_norm,
             )
-            contributions = torch.cat([upstream, bias.unsqueeze(-1)], dim=-1)  # [firing, n_up+1]
-            kept = select_edges(contributions, frac=params.edge_frac)
+            if side == "value" and acts.positions_after_norm:
+                upstream[:, 1] = 0.0  # shortformer positions reach queries and keys only
+            if params.baseline == "mean":
+                bias = torch.zeros_like(bias)  # a constant: no part of a difference
+            contributions = torch.cat([upstream, bias.unsqueeze(-1)], dim=-1)  # [m, n_up+1]
+            candidates = contributions.clone()
+            if side in ("value", "inhibit"):
+                candidates[:, -1] = 0.0  # the head's own biases: counted, never an edge
+            kept = select_edges(candidates, frac=params.edge_frac, rule=params.edge_rule)
             row, column = kept.nonzero(as_tuple=True)
             weight = contributions[row, column]
             signal = contributions.sum(dim=-1)[row]
+            positive = candidates.clamp_min(0).sum(-1).clamp_min(1e-30)[row]
+            edge_relevance = firing_relevance[reading.firing[row]] * weight / positive
+            if side != "value":
+                edge_relevance = edge_relevance * sensitivity(
+                    layer_firings.attention[reading.firing[row]]
+                )
             component = torch.where(column == n_up, len(layout), column)
             parts.append(
                 (
-                    rows[row],
-                    torch.full_like(row, side),
+                    rows[reading.firing[row]],
+                    torch.full_like(row, SIDES.index(side)),
                     component,
                     token[row],
                     weight,
                     weight / signal,
+                    edge_relevance,
                 )
             )
             # The recursion: an upstream head needs its firings that end at this token.
             is_head = axis_head[component] >= 0
-            needed[
-                b[row][is_head],
-                axis_layer[component[is_head]],
-                axis_head[component[is_head]],
-                token[row][is_head],
-            ] = True
+            up_b, up_t = b[row][is_head], token[row][is_head]
+            up_l, up_h = axis_layer[component[is_head]], axis_head[component[is_head]]
+            needed[up_b, up_l, up_h, up_t] = True
+            relevance.index_put_((up_b, up_l, up_h, up_t), edge_relevance[is_head], accumulate=True)
+            if readers is not None:
+                reader = reading.direction[row[is_head], :-1] / acts.scale[up_b, layer, up_t, None]
+                if acts.ln_weight is not None:
+                    reader = reader * acts.ln_weight[layer]
+                readers.add(up_l, up_b, up_h, up_t, reader)
 
     columns = (
         [torch.cat(c) for c in zip(*parts, strict=True)]
         if parts
         else [
             torch.zeros(0, dtype=dtype, device=device)
-            for dtype in (torch.long,) * 4 + (acts.scale.dtype,) * 2
+            for dtype in (torch.long,) * 4 + (acts.scale.dtype,) * 3
         ]
     )
     return BatchTrace(
         tuple(prompts), layout, firings, traced, *columns, prediction=prediction, seeded=seeded
+    )
+
+
+def _layer_firings(
+    layer: int, rows: Tensor, firings: FiringTable, proj_u: Tensor, sigma_all: Tensor
+) -> LayerFirings:
+    """The traced firings ``rows`` of ``layer``, with their signal and score weights."""
+    b, h = firings.batch[rows], firings.head[rows]
+    d = firings.dest[rows]
+    sigma = sigma_all[layer, h]  # [n, rank]
+    at_dest = proj_u[b, layer, h, d]  # [n, rank]
+    selected = firings.selected[rows]
+    return LayerFirings(
+        layer=layer,
+        batch=b,
+        head=h,
+        dest=d,
+        source=firings.source[rows],
+        attention=firings.attention[rows],
+        weights=signal_weights(at_dest, selected, sigma),
+        score_weights=sigma * at_dest * selected,
     )
 
 

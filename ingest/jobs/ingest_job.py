@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from headgraph.ingest.core.records import Prompt, RunParams, Seed, TraceParams
+from headgraph.ingest.core.params import RunParams, TraceParams
+from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import check_inputs, trace
 from headgraph.ingest.jobs.graph_rows import (
     batch_rows,

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from headgraph.errors import InputError
-from headgraph.ingest.core.records import Edge, Prompt, Seed, TraceParams, parse_seeds
+from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.records import Edge, Prompt, Seed, parse_seeds
 from headgraph.ingest.core.trace import trace
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 from headgraph.errors import InputError
 from headgraph.ingest.causal.verify import EdgeEffect, Metric, verify_edges
-from headgraph.ingest.core.records import Prompt, RunParams
+from headgraph.ingest.core.params import RunParams
+from headgraph.ingest.core.records import Prompt
 from headgraph.ingest.jobs.run_model import load_run_model
 from headgraph.names import EdgeKey, parse_edge
 from headgraph.queries.effects import strongest_edges, write_effects

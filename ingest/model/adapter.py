@@ -27,6 +27,7 @@ from headgraph.ingest.core.activations import Activations
 from headgraph.ingest.core.components import ComponentLayout
 from headgraph.ingest.core.rotary import Rotary
 from headgraph.ingest.core.svd import QKDecomposition, decompose_qk
+from headgraph.ingest.core.values import ValueWeights
 from headgraph.ingest.model.families import check_supported, process, processing_steps
 from headgraph.ingest.model.hooks import Interventions
 from headgraph.ingest.model.readout import readout_units, split_at_answers
@@ -148,6 +149,12 @@ class Model(Interventions):
         """
         return decompose_qk(*(t.cpu() for t in self.qk_weights()))
 
+    @cached_property
+    def values(self) -> ValueWeights:
+        """Every head's ``W_V``, ``b_V`` and ``W_O`` (grouped key/value heads expanded)."""
+        m = self.hooked
+        return ValueWeights(m.W_V.detach(), m.b_V.detach(), m.W_O.detach())
+
     def _hook_names(self) -> list[str]:
         names = ["hook_embed", "hook_pos_embed"]
         for l in range(self.n_layers):
@@ -197,7 +204,7 @@ class Model(Interventions):
             names |= {"ln_final.hook_scale", "ln_final.hook_normalized"}
         _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names, return_type=None)
         batch, pos = tokens.shape
-        per_layer = []
+        per_layer, gains = [], []
         for l in range(self.n_layers):
             z = cache[f"blocks.{l}.attn.hook_z"]  # [batch, pos, head, d_head]
             heads = torch.einsum("bphe,hed->bphd", z, m.W_O[l])  # [batch, pos, head, d_model]
@@ -205,6 +212,7 @@ class Model(Interventions):
             if cfg.use_normalization_before_and_after:  # Gemma 2: RMSNorm of the heads' sum
                 post = m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"]
                 parts = [part * post.unsqueeze(2) for part in parts]  # frozen scale: linear
+                gains.append(post)
             if self.layout.has_mlp:
                 parts.append(cache[f"blocks.{l}.hook_mlp_out"].unsqueeze(2))
             per_layer.append(torch.cat(parts, dim=2))
@@ -246,6 +254,8 @@ class Model(Interventions):
             positions_after_norm=self.shortformer,
             prediction=prediction,
             readout=units,
+            values=self.values,
+            head_gain=torch.stack(gains, 1) if gains else None,
         )
 
     def _rotary(self, n_pos: int) -> Rotary | None:

@@ -32,20 +32,22 @@ def split_at_answers(model, cache, components, pattern, at, answers, wrong) -> P
     table = torch.cat([unembed.T, unembed_bias[:, None]], dim=1)  # [vocab, d_model+1]
     reading = _mean_of(table, answers) - _mean_of(table, wrong)  # [batch, d_model+1]
     direction, bias = reading[:, :-1], reading[:, -1]
+    scale = cache["ln_final.hook_scale"][rows, at, 0]  # [batch]
     heads, shares = split_prediction(
         pattern_at=pattern[rows, :, :, at],
         values=_values(model, cache),
         output_weights=m.W_O.detach(),
         components_at=_residual_parts(model, components, rows, at),
         direction=direction,
-        scale=cache["ln_final.hook_scale"][rows, at, 0],
+        scale=scale,
         head_gain=_post_gain(model, cache, rows, at),
     )
     x = cache["ln_final.hook_normalized"][rows, at]  # [batch, d_model]
     if hasattr(m.ln_final, "w"):
         x = x * m.ln_final.w + m.ln_final.b
     logits = m.unembed(x[:, None])[:, 0]  # [batch, vocab], after any soft cap
-    return PredictionSplit(at, heads, shares, bias, prefers(logits, answers, wrong))
+    correct = prefers(logits, answers, wrong)
+    return PredictionSplit(at, heads, shares, bias, correct, reader=direction / scale[:, None])
 
 
 def _values(model, cache) -> torch.Tensor:
@@ -128,4 +130,4 @@ def readout_units(model, cache, components, pattern, at) -> Readout:
     others = _residual_parts(model, components, rows, at) / scale[:, None, None]
     others[:, model.layout.head_mask()] = 0.0  # heads come split by source, above
     unembed, bias = _unembedding(model)
-    return Readout(heads, others, unembed, bias, logit_cap(m.cfg))
+    return Readout(heads, others, unembed, bias, logit_cap(m.cfg), scale)

@@ -180,7 +180,7 @@ ROLE_RULES = {
 def head_report(model: Model, batch: list[IOIPrompt]) -> dict[str, dict[str, float]]:
     """Per head: mean attention between IOI roles, and the logit difference when the
     head is mean-ablated (its output replaced by its mean over prompts, by role)."""
-    from headgraph.ingest.causal.intervene import role_means
+    from headgraph.ingest.core.baseline import role_means
 
     tokens, lengths = pad_tokens(batch)
     acts = model.run(tokens, lengths)

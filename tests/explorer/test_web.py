@@ -273,7 +273,7 @@ def test_labels_are_edited_in_the_page_only_in_write_mode_with_its_token(browser
 
 
 def test_a_run_seeded_from_the_prediction_draws_the_logits_on_top(browser, tmp_path):
-    from headgraph.ingest.core.records import TraceParams
+    from headgraph.ingest.core.params import TraceParams
 
     model = load_model("tiny-ioi")
     with open_store(str(tmp_path / "db")) as store:

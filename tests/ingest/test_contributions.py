@@ -6,7 +6,7 @@ from headgraph.ingest.core.contributions import (
     signal_directions,
     signal_weights,
 )
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.signals import find_firings
 
 

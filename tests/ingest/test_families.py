@@ -14,7 +14,7 @@ import torch
 
 from headgraph.errors import ModelError
 from headgraph.ingest.core.contributions import side_contributions, signal_directions
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.signals import find_firings
 from headgraph.ingest.core.trace import pad_tokens, projections, trace
 from headgraph.ingest.model import Model, build_hooked

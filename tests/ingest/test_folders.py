@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.model import load_model
 from headgraph.ingest.tasks.ioi import ioi_prompts, vocabulary

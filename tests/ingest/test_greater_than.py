@@ -7,7 +7,7 @@ import torch
 
 from headgraph.errors import InputError
 from headgraph.ingest.causal.verify import probability_difference
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.trace import pad_tokens, run_batch, trace
 from headgraph.ingest.model import Architecture, HFTokenizer, build_model
 from headgraph.ingest.tasks.greater_than import greater_than_prompts

@@ -17,7 +17,8 @@ from 0.1.
 import pytest
 import torch
 
-from headgraph.ingest.core.records import Prompt, Seed, TraceParams
+from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import trace
 from headgraph.ingest.model import Architecture, build_hooked, build_model
 from headgraph.ingest.model.tokenizer import WordTokenizer

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.prob_seeding import (
     Readout,
     integrated_gradients,
@@ -10,7 +11,6 @@ from headgraph.ingest.core.prob_seeding import (
     prob_seeds,
     support_mask,
 )
-from headgraph.ingest.core.records import TraceParams
 from headgraph.ingest.core.trace import pad_tokens, run_batch, trace
 from headgraph.ingest.model import load_model
 from headgraph.ingest.tiny_ioi import prompts

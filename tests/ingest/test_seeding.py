@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from headgraph.errors import InputError
-from headgraph.ingest.core.records import TraceParams, choose_seeding
+from headgraph.ingest.core.params import TraceParams, choose_seeding
 from headgraph.ingest.core.seeding import PredictionSplit, linear_seeds
 from headgraph.ingest.tasks.ioi import word_tokenizer
 from headgraph.ingest.tasks.prompts_file import PromptsFileError, read_prompts

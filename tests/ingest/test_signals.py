@@ -1,6 +1,6 @@
 import torch
 
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.signals import augment, find_firings, pair_terms, project, sparse_set
 from headgraph.ingest.core.trace import pad_tokens
 

@@ -1,6 +1,7 @@
 import pytest
 
-from headgraph.ingest.core.records import Prompt, Seed, TraceParams, parse_seeds
+from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.records import Prompt, Seed, parse_seeds
 from headgraph.ingest.core.trace import trace
 from tests.conftest import small_model
 
@@ -110,7 +111,8 @@ def test_seed_parsing():
 
 
 def test_run_params_round_trip_through_the_json_recorded_on_a_run(prompts):
-    from headgraph.ingest.core.records import RunParams, parse_seeds
+    from headgraph.ingest.core.params import RunParams
+    from headgraph.ingest.core.records import parse_seeds
 
     seeds = parse_seeds("1.*", "END:IO", n_heads=4)
     recorded = RunParams.of(prompts, seeds, TraceParams(0.4, 0.9, 0.6), 8)

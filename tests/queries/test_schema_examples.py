@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.jobs.ingest_job import ingest
 from headgraph.ingest.jobs.trace_job import task_prompts
 from headgraph.ingest.model import load_model

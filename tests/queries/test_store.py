@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from headgraph.ingest.core.records import TraceParams
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.trace import trace
 from headgraph.ingest.jobs.graph_rows import batch_rows, edge_count
 from headgraph.ingest.jobs.ingest_job import ingest

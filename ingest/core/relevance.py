@@ -1,0 +1,70 @@
+"""Relevance: the share of the prediction that flows through each traced edge.
+
+Seeds carry their share of the prediction (their weight over the prompt's
+total; with seed heads named by hand, each prompt's seed firings share it
+evenly). A firing of head h at destination d carries h's relevance at d times
+its attention A(d, s), plus its own share if it is a seed. Each side hands its
+firing's relevance to its edges in proportion to their part of the side's
+positive contributions; the query, key and inhibition sides are weighted by
+the softmax's sensitivity ``4 A (1 - A)`` (1 at A = 1/2, 0 at a saturated
+firing, whose attention its inputs can hardly move). An edge's relevance adds
+to its upstream head's relevance at the edge's token, and tracing goes on from
+there. Summed over prompts and divided by their number, it ranks a run's edges
+on one scale whichever side they are on (docs/core.md; measured against path
+patching in docs/verify.md).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from headgraph.ingest.core.seeding import PredictionSeeds, PredictionSplit
+from headgraph.ingest.core.signals import FiringTable
+from headgraph.ingest.core.values import ReaderTable
+
+
+def sensitivity(attention: Tensor) -> Tensor:
+    """``4 A (1 - A)``: how far a change of score moves the attention, 1 at its steepest."""
+    return 4 * attention * (1 - attention)
+
+
+def seed_relevance(
+    firings: FiringTable,
+    traced: Tensor,
+    seeded: PredictionSeeds | None,
+    prediction: PredictionSplit | None,
+    forced: Tensor | None,
+) -> Tensor:
+    """``[firing]`` each seed firing's share of the prediction (zero for other firings).
+
+    Args:
+        firings: The batch's firings.
+        traced: ``[firing]`` bool, the seed firings (before tracing).
+        seeded, prediction, forced: Seeds from the prediction, or None for seed heads.
+    """
+    f_b = firings.batch
+    if seeded is None or prediction is None or forced is None:
+        first = traced.to(firings.score.dtype)
+        per_prompt = torch.zeros(int(f_b.max()) + 1 if len(f_b) else 0, dtype=first.dtype,
+                                 device=f_b.device).index_add_(0, f_b, first)  # fmt: skip
+        return first / per_prompt[f_b].clamp_min(1)
+    out = torch.zeros(len(firings), dtype=firings.score.dtype, device=f_b.device)
+    index = torch.full(forced.shape, -1, dtype=torch.long, device=f_b.device)
+    index[f_b, firings.layer, firings.head, firings.dest, firings.source] = torch.arange(
+        len(firings), device=f_b.device
+    )
+    at = index[seeded.batch, seeded.layer, seeded.head, prediction.dest[seeded.batch],
+               seeded.source]  # fmt: skip
+    out[at[at >= 0]] = seeded.share[at >= 0].to(out.dtype)
+    return out
+
+
+def read_seeds(readers: ReaderTable, seeded: PredictionSeeds, split: PredictionSplit) -> None:
+    """A seed head's output at the answer position is read along the prediction's reader
+    (once per prompt and head, whichever of its sources are seeds)."""
+    if split.reader is None or len(seeded) == 0:
+        return
+    key = torch.stack([seeded.batch, seeded.layer, seeded.head], -1).unique(dim=0)
+    b, l, h = key.unbind(-1)
+    readers.add(l, b, h, split.dest[b], split.reader[b].to(split.heads.dtype))

@@ -1,0 +1,134 @@
+"""The value side and the inhibition side of a firing (docs/core.md, "Beyond the QK trace").
+
+**Value side.** A head's output at its destination d is ``sum_s A(d,s) (x_s W_V + b_V) W_O``:
+linear in the upstream components at each source s. What it matters for is
+what its readers take from it: each traced reader of head h at token d reads
+h's output along a vector r (an edge's reader, ``w ln_weight / scale`` of the
+reader's side, or the logit direction over the final scale for a seed), and
+summing the readers gives ``R(d)``. The value signal of the firing (d, s) is
+``A(d,s) (x_s W_V + b_V) W_O . R(d)``, which splits over the components at s
+exactly as a key side does, along the value direction
+
+    w_v = A(d,s) [W_V (W_O R); b_V . (W_O R)]      in the augmented input space.
+
+Summed over every source the value signals give h's contribution to its
+readers, so the value edges explain the weight of the edges above them.
+
+**Inhibition side.** A firing (d, s) wins against the head's strongest
+competing source s' (the highest-scoring other source, never token 0): its
+score gap on the sparse set S is ``(x~_s - x~_s') . g`` with
+``g = sum_{k in S} sigma_k (x~_d . u_k) v_k``. What is written at s' carries
+``-x~_s' . g`` of it; its positive contributors keep the head off s', and they
+are the firing's ``inhibit`` edges at s'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ValueWeights:
+    """Every head's value and output weights (grouped heads expanded).
+
+    Attributes:
+        W_V: ``[layer, head, d_model, d_head]``.
+        b_V: ``[layer, head, d_head]``.
+        W_O: ``[layer, head, d_head, d_model]``.
+    """
+
+    W_V: Tensor
+    b_V: Tensor
+    W_O: Tensor
+
+    def to(self, device, dtype) -> ValueWeights:
+        return ValueWeights(*(t.to(device, dtype) for t in (self.W_V, self.b_V, self.W_O)))
+
+
+def value_directions(
+    reader: Tensor, attention: Tensor, weights: ValueWeights, *, layer: int, head: Tensor
+) -> Tensor:
+    """Each firing's value direction ``A(d,s) [W_V (W_O R); b_V . (W_O R)]``.
+
+    Args:
+        reader: ``[firing, d_model]`` R, how the readers read the head's ``z W_O`` at d.
+        attention: ``[firing]`` A(d, s).
+        weights: The model's value weights.
+        layer: The firings' layer.
+        head: ``[firing]`` their heads.
+
+    Returns:
+        ``[firing, d_model+1]`` in the augmented input space at the source.
+    """
+    direction = reader.new_empty(reader.shape[0], weights.W_V.shape[2] + 1)
+    for h in head.unique().tolist():
+        rows = (head == h).nonzero().squeeze(-1)
+        through = reader[rows] @ weights.W_O[layer, h].T  # [rows, d_head]
+        direction[rows, :-1] = through @ weights.W_V[layer, h].T
+        direction[rows, -1] = through @ weights.b_V[layer, h]
+    return direction * attention[:, None]
+
+
+def competitors(pattern: Tensor, *, dest: Tensor, source: Tensor) -> Tensor:
+    """Each firing's strongest competing source: the most attended other one, never token 0.
+
+    Args:
+        pattern: ``[firing, src]`` the head's attention from each firing's destination.
+        dest, source: ``[firing]``.
+
+    Returns:
+        ``[firing]`` the competitor's position, or -1 when there is none (d < 2).
+    """
+    n_src = pattern.shape[-1]
+    positions = torch.arange(n_src, device=pattern.device)
+    allowed = (positions[None] <= dest[:, None]) & (positions[None] != source[:, None])
+    allowed[:, 0] = False
+    scores = pattern.masked_fill(~allowed, -1.0)
+    best = scores.argmax(-1)
+    return torch.where(allowed.any(-1), best, -1)
+
+
+class ReaderTable:
+    """How the traced readers read each head's output, summed per (prompt, head, token).
+
+    Readers are added as tracing walks down the layers and taken when the head's
+    layer comes; only heads some reader needs are held (memory grows with the edges,
+    not with prompts x heads x positions).
+    """
+
+    def __init__(self, n_heads: int, n_pos: int) -> None:
+        self.n_heads, self.n_pos = n_heads, n_pos
+        self._parts: dict[int, list[tuple[Tensor, Tensor]]] = {}
+
+    def _key(self, batch: Tensor, head: Tensor, token: Tensor) -> Tensor:
+        return (batch * self.n_heads + head) * self.n_pos + token
+
+    def add(
+        self, layer: Tensor, batch: Tensor, head: Tensor, token: Tensor, reader: Tensor
+    ) -> None:
+        """Add ``reader [n, d_model]`` to heads ``layer.head`` at ``token`` of prompt ``batch``."""
+        key = self._key(batch, head, token)
+        for l in layer.unique().tolist():
+            rows = layer == l
+            self._parts.setdefault(l, []).append((key[rows], reader[rows]))
+
+    def take(self, layer: int, batch: Tensor, head: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
+        """The summed readers of the given firings' heads at their tokens.
+
+        Returns:
+            ``reader [n, d_model]`` (zero where none) and ``has [n]`` bool.
+        """
+        parts = self._parts.pop(layer, [])
+        want = self._key(batch, head, token)
+        if not parts:
+            return torch.zeros(len(want), 0), torch.zeros_like(want, dtype=torch.bool)
+        keys = torch.cat([k for k, _ in parts])
+        vectors = torch.cat([v for _, v in parts])
+        unique, inverse = keys.unique(return_inverse=True)
+        summed = vectors.new_zeros(len(unique), vectors.shape[1]).index_add_(0, inverse, vectors)
+        at = torch.searchsorted(unique, want).clamp_max(len(unique) - 1)
+        has = unique[at] == want
+        return summed[at] * has[:, None], has
