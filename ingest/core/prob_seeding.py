@@ -21,7 +21,7 @@ distribution), the objective is ``J(z) = log sum_{t in T} softmax(z)_t``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -98,6 +98,8 @@ def integrated_gradients(readout: Readout, support: Tensor, *, steps: int) -> Te
     weights = torch.full_like(alphas, 1.0 / steps)
     weights[0] = weights[-1] = 0.5 / steps
     points = (alphas[:, None, None] * residual).detach().requires_grad_(True)  # [a, batch, d]
+    # weights made under inference mode (a shortformer's centred W_U) cannot enter autograd
+    readout = replace(readout, unembed=readout.unembed.clone(), bias=readout.bias.clone())
     with torch.enable_grad():
         objective(readout.logits(points), support).sum().backward()
     assert points.grad is not None

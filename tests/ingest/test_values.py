@@ -81,7 +81,28 @@ def test_the_signed_rule_needs_a_positive_total_and_reaches_its_share():
 
 def test_a_seeds_value_signal_is_its_share_of_the_prediction(tiny):
     model, prompts = tiny
-    params = TraceParams(seeding="linear", sides=("value",))
+    assert seeds_value_signals_match(model, prompts, attention_threshold=0.5) > 10
+
+
+@pytest.mark.parametrize(
+    "preset", ["random:pythia", "random:gptj", "random:llama", "random:gemma2", "random:attn-only"]
+)
+def test_every_family_reads_a_seeds_value_as_its_share(preset):
+    """Rotary (values not rotated), grouped heads, Gemma 2's frozen post-attention norm,
+    shortformer positions (not in the values); probability-aware seeding runs on every side."""
+    model = load_model(preset)
+    prompts = task_prompts(model, 8, seed=1, task="induction")
+    assert seeds_value_signals_match(model, prompts, attention_threshold=0.1) > 0
+    params = TraceParams(seeding="prob", sides=EVERY, baseline="mean", attention_threshold=0.1)
+    for batch in trace(model, prompts, seeds=(), params=params):
+        assert torch.isfinite(batch.edge_relevance).all()
+
+
+def seeds_value_signals_match(model, prompts, *, attention_threshold) -> int:
+    """How many top-layer seeds were checked: their value signal is their share."""
+    params = TraceParams(
+        seeding="linear", sides=("value",), attention_threshold=attention_threshold
+    )
     top = model.n_layers - 1  # nothing above reads the last layer's heads
     checked = 0
     for batch in trace(model, prompts, seeds=(), params=params, batch_size=16):
@@ -99,7 +120,7 @@ def test_a_seeds_value_signal_is_its_share_of_the_prediction(tiny):
             signal = batch.edge_weight[edges] / batch.edge_share[edges]
             assert torch.allclose(signal, torch.tensor(w, dtype=signal.dtype), rtol=1e-3)
             checked += 1
-    assert checked > 10
+    return checked
 
 
 def test_tiny_ioi_carries_names_through_values_and_inhibits_the_subject_token_after(tiny):
