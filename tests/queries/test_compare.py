@@ -66,7 +66,7 @@ def test_yaml_references_and_the_shipped_ones(tmp_path):
         ('{"classes": {"a": ["nine"]}}', "is not a head name"),
         ('{"classes": {"a": ["1.0"]}, "edges": [{"from": "a", "to": "b", "side": "query"}]}',
          "neither a class nor a head"),
-        ('{"classes": {}, "edges": [{"from": "1.0", "to": "2.0"}]}', "side query or key"),
+        ('{"classes": {}, "edges": [{"from": "1.0", "to": "2.0"}]}', "a side: query, key"),
         ("{not json", "cannot read it"),
     ],
 )  # fmt: skip

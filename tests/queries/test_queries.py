@@ -110,7 +110,7 @@ def test_one_singular_vector_has_writers_readers_and_prompts(store):
         (lambda s: paths(s, to="1.0", from_="mlp7"), "has layers 0 .. 1"),
         (lambda s: paths(s, to="1.0", prompt="p9"), "no prompt 'p9'"),
         (lambda s: redundancy(s, to="1.0", prompt="p9"), "no prompt 'p9'"),
-        (lambda s: paths(s, to="1.0", side="both"), "use query, key or any"),
+        (lambda s: paths(s, to="1.0", side="both"), "use query, key, value, inhibit or any"),
         (lambda s: singular_vector(s, sv="0.0:5"), "indices 0 .. 1"),
         (lambda s: singular_vector(s, sv="0.0"), "write HEAD:INDEX"),
     ],
