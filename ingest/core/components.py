@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-
-import torch
+from typing import TYPE_CHECKING
 
 from headgraph.errors import InputError
 from headgraph.names import Component
+
+if TYPE_CHECKING:  # the CLI reads layouts before torch is needed: import it when it is
+    import torch
 
 KINDS = ("embed", "pos_embed", "head", "attn_bias", "mlp", "qk_bias")
 
@@ -62,6 +64,8 @@ class ComponentLayout:
 
     def head_mask(self) -> torch.Tensor:
         """``[component]`` bool: which positions of the axis are heads."""
+        import torch
+
         return torch.tensor([c.kind == "head" for c in self.components])
 
     def head_index(self, layer: int, index: int) -> int:

@@ -47,6 +47,17 @@ def test_importing_headgraph_loads_neither_torch_nor_transformer_lens():
     assert probe.stdout.split() == ["False", "False"]
 
 
+def test_the_command_line_loads_neither_torch_nor_transformer_lens_to_answer():
+    """``headgraph --help`` and a bad argument answer in well under a second."""
+    probe = _run(
+        "import sys\n"
+        "from headgraph.explorer.cli.main import main\n"
+        "print('torch' in sys.modules, 'transformer_lens' in sys.modules)"
+    )
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["False", "False"]
+
+
 def test_every_public_name_resolves():
     for name in headgraph.__all__:
         assert getattr(headgraph, name) is not None, name
