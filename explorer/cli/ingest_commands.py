@@ -14,7 +14,7 @@ import click
 from headgraph.errors import InputError
 from headgraph.explorer.cli.common import SETTINGS, add_options, progress_bar, store_option
 from headgraph.explorer.output import aligned
-from headgraph.ingest.core.params import TraceParams, choose_seeding
+from headgraph.ingest.core.params import BASELINES, EDGE_RULES, TraceParams, choose_seeding
 from headgraph.ingest.core.records import parse_seeds
 
 TRACING_OPTIONS = [
@@ -122,20 +122,27 @@ TRACING_OPTIONS = [
         "paper's), value (what a head moves from its source, read along what its readers "
         "use), inhibit (what keeps it off its strongest competing source).",
     ),
-    click.option(
-        "--baseline",
-        type=click.Choice(["none", "mean"]),
-        default=TraceParams.baseline,
-        help="Measure contributions as they are, or less each output's mean over the "
-        "batch's prompts at the same token role (a constant input then makes no edge).",
-    ),
-    click.option(
-        "--edge-rule",
-        type=click.Choice(["positive", "signed"]),
-        default=TraceParams.edge_rule,
-        help="Edges reach --edge-frac of the positive contributions, or of their signed "
-        "total (the authors' code).",
-    ),
+    *(
+        click.option(
+            flag, type=click.Choice(choices), default=getattr(TraceParams, field), help=text
+        )
+        for flag, field, choices, text in (
+            (
+                "--baseline",
+                "baseline",
+                BASELINES,
+                "Measure contributions as they are, or less each output's mean over the "
+                "batch's prompts at the same token role (a constant input then makes no edge).",
+            ),
+            (
+                "--edge-rule",
+                "edge_rule",
+                EDGE_RULES,
+                "Edges reach --edge-frac of the positive contributions, or of their signed "
+                "total (the authors' code).",
+            ),
+        )
+    ),  # fmt: skip
     click.option(
         "--batch-size",
         type=click.IntRange(min=1),
