@@ -41,7 +41,8 @@ def seed_relevance(
     Args:
         firings: The batch's firings.
         traced: ``[firing]`` bool, the seed firings (before tracing).
-        seeded, prediction, forced: Seeds from the prediction, or None for seed heads.
+        seeded, prediction, forced: Seeds from the prediction (``forced`` gives the
+            batch's shape), or None for seed heads.
     """
     f_b = firings.batch
     if seeded is None or prediction is None or forced is None:
@@ -50,13 +51,21 @@ def seed_relevance(
                                  device=f_b.device).index_add_(0, f_b, first)  # fmt: skip
         return first / per_prompt[f_b].clamp_min(1)
     out = torch.zeros(len(firings), dtype=firings.score.dtype, device=f_b.device)
-    index = torch.full(forced.shape, -1, dtype=torch.long, device=f_b.device)
-    index[f_b, firings.layer, firings.head, firings.dest, firings.source] = torch.arange(
-        len(firings), device=f_b.device
-    )
-    at = index[seeded.batch, seeded.layer, seeded.head, prediction.dest[seeded.batch],
-               seeded.source]  # fmt: skip
-    out[at[at >= 0]] = seeded.share[at >= 0].to(out.dtype)
+    # firings come ordered by (batch, layer, head, dest, source): find each seed's row by its
+    # flat key rather than through a [batch, layer, head, pos, pos] index
+    n_layers, n_heads, n_pos = forced.shape[1], forced.shape[2], forced.shape[3]
+
+    def flat(b, l, h, d, s):
+        return (((b * n_layers + l) * n_heads + h) * n_pos + d) * n_pos + s
+
+    keys = flat(f_b, firings.layer, firings.head, firings.dest, firings.source)
+    wanted = flat(seeded.batch, seeded.layer, seeded.head, prediction.dest[seeded.batch],
+                  seeded.source)  # fmt: skip
+    if not len(keys):
+        return out
+    at = torch.searchsorted(keys, wanted).clamp_max(len(keys) - 1)
+    found = keys[at] == wanted  # a seed with a negative score there is no firing
+    out[at[found]] = seeded.share[found].to(out.dtype)
     return out
 
 
