@@ -131,7 +131,9 @@ def parse_singular_vector(text: str) -> tuple[tuple[int, int], int]:
 
 
 # UP->HEAD:SIDE, or UP-HEAD:SIDE, which needs no quotes in a shell (``>`` is a redirect there)
-_EDGE = re.compile(r"^\s*(?P<up>[^\s>-]+)\s*->?\s*(?P<head>[\w.]+)\s*:\s*(?P<side>query|key)\s*$")
+_EDGE = re.compile(
+    r"^\s*(?P<up>[^\s>-]+)\s*->?\s*(?P<head>[\w.]+)\s*:\s*(?P<side>query|key|value|inhibit)\s*$"
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -152,7 +154,7 @@ def parse_edge(text: str) -> EdgeKey:
     ``9.9``).
 
     Raises:
-        InputError: not ``UPSTREAM->HEAD:query|key``.
+        InputError: not ``UPSTREAM->HEAD:SIDE`` (query, key, value or inhibit).
     """
     match = _EDGE.match(text)
     if not match:

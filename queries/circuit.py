@@ -48,6 +48,7 @@ class CircuitEdge:
     mean_share: float
     mean_weight: float
     singular_vectors: tuple[int, ...]
+    relevance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def circuit(
     run: str | None = None,
     min_prompts: int = 1,
     min_share: float = 0.0,
+    min_relevance: float = 0.0,
     top: int | None = None,
     prompt: str | None = None,
 ) -> Circuit:
@@ -80,7 +82,10 @@ def circuit(
         run: The run (default: the newest).
         min_prompts: Keep edges seen in at least this many prompts.
         min_share: Keep edges whose mean share is at least this.
-        top: Keep at most this many edges (most prompts, then highest mean share).
+        min_relevance: Keep edges whose relevance (their share of the prediction, summed
+            over the prompts and divided by the run's prompts) is at least this.
+        top: Keep at most this many edges (the most relevant, then most prompts, then
+            highest mean share).
         prompt: One prompt's own graph instead of the run's.
 
     Raises:
@@ -95,11 +100,20 @@ def circuit(
         side=cone.edge_side[cone.rows["edge"].to_numpy()],
     )
     grouped = rows.groupby(["up", "down", "side"], sort=True).agg(
-        prompts=("prompt", "nunique"), mean_share=("share", "mean"), mean_weight=("weight", "mean")
+        prompts=("prompt", "nunique"),
+        mean_share=("share", "mean"),
+        mean_weight=("weight", "mean"),
+        relevance=("relevance", "sum"),
     )
-    grouped = grouped[(grouped["prompts"] >= min_prompts) & (grouped["mean_share"] >= min_share)]
+    grouped["relevance"] /= cone.n_prompts
+    grouped = grouped[
+        (grouped["prompts"] >= min_prompts)
+        & (grouped["mean_share"] >= min_share)
+        & (grouped["relevance"] >= min_relevance)
+    ]
     grouped = grouped.reset_index().sort_values(
-        ["prompts", "mean_share", "up", "down"], ascending=[False, False, True, True]
+        ["relevance", "prompts", "mean_share", "up", "down"],
+        ascending=[False, False, False, True, True],
     )
     if top is not None:
         grouped = grouped.head(top)
@@ -125,6 +139,7 @@ def circuit(
                 float(g.mean_share),
                 float(g.mean_weight),
                 svs[:5],
+                float(g.relevance),
             )
         )
     used = {e.source for e in edges} | {e.target for e in edges}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +157,7 @@ def compare(
     run: str | None = None,
     min_prompts: int = 1,
     min_share: float = 0.0,
+    min_relevance: float = 0.0,
 ) -> Comparison:
     """Score the run's circuit against ``reference`` (see the module docstring).
 
@@ -165,6 +167,8 @@ def compare(
             for the run's model's own.
         run: The run (default: the newest).
         min_prompts, min_share: Which of the run's edges count.
+        min_relevance: An edge counts when its relevance, over all its token roles, is at
+            least this.
 
     Raises:
         QueryError: unknown run or reference, or no reference for the run's model.
@@ -183,12 +187,16 @@ def compare(
     rows = store.query(
         "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
         "RETURN a.name AS up, b.name AS down, c.side AS side, c.prompts AS prompts, "
-        "c.share_of_prompts AS share",
+        "c.share_of_prompts AS share, coalesce(c.relevance, 0.0) AS relevance",
         {"run": ref.key},
     )
+    relevance: Counter = Counter()
+    for r in rows:
+        relevance[(r["up"], r["down"], r["side"])] += r["relevance"]
     counted = [
         r for r in rows
         if _HEAD.match(r["up"]) and r["prompts"] >= min_prompts and r["share"] >= min_share
+        and relevance[(r["up"], r["down"], r["side"])] >= min_relevance
     ]  # fmt: skip
     edges = {(r["up"], r["down"], r["side"]) for r in counted if _HEAD.match(r["down"])}
     seeds = {r["up"] for r in counted if r["down"] == "logits"}  # seeded from the prediction

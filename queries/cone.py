@@ -32,14 +32,16 @@ EDGES = (
     "MATCH (a:{source})-[s:SIGNAL]->(f:Firing) "
     "WHERE f.run = $run{where} "
     "RETURN f.prompt AS prompt, s.upstream AS up, s.token AS token, s.side AS side, "
-    "s.share AS share, s.weight AS weight, f.head_name AS down, f.dest AS dest, "
+    "s.share AS share, s.weight AS weight, coalesce(s.relevance, 0.0) AS relevance, "
+    "f.head_name AS down, f.dest AS dest, "
     "f.source AS source, f.dest_role AS dest_role, f.source_role AS source_role, "
     "{up_role} AS up_role"
 )
 PREDICTS = (  # a run seeded from the prediction: each seed head at the answer position
     "MATCH (a:{source})-[p:PREDICTS]->(r:Prediction) WHERE r.run = $run{where} "
     "RETURN r.prompt AS prompt, p.upstream AS up, r.dest AS token, 'logit' AS side, "
-    "p.share AS share, p.weight AS weight, 'logits' AS down, r.dest AS dest, "
+    "p.share AS share, p.weight AS weight, p.share AS relevance, 'logits' AS down, "
+    "r.dest AS dest, "
     "r.dest AS source, NULL AS up_role"
 )
 LOGITS = "logits"
@@ -50,7 +52,7 @@ FIRINGS = (  # the sparse sets, read apart: lists are slow to read, and firings 
     "f.svs AS svs"
 )
 BELOW = " AND (f.layer < $layer OR f.head_name = $head)"  # a head's firings and all below it
-COLUMNS = ("prompt", "up", "token", "side", "share", "weight", "down", "dest")
+COLUMNS = ("prompt", "up", "token", "side", "share", "weight", "relevance", "down", "dest")
 COLUMNS += ("source", "dest_role", "source_role", "up_role")
 FIRING_COLUMNS = ("prompt", "head", "dest", "source", "svs")
 SIDES = ("query", "key", "value", "inhibit", "logit")  # logit: a seed head into the logits
@@ -101,8 +103,9 @@ class Cone:
         targets: Node ids of the target's firings (after the role filter).
         edge_up, edge_down, edge_side: Per edge id (``side`` an index into :data:`SIDES`).
         rows: One row per (edge, prompt), sorted by edge then prompt: ``edge``,
-            ``prompt`` (index), ``share``, ``weight``, and the target firing's
-            ``dest`` and ``source`` tokens.
+            ``prompt`` (index), ``share``, ``weight`` (of the strongest copy),
+            ``relevance`` (summed over the copies) and the target firing's ``dest``
+            and ``source`` tokens.
         sparse_sets: ``(prompt id, head, dest, source)`` -> the firing's S.
     """
 
@@ -231,13 +234,17 @@ def load_cone(
     prompt_index, prompt_ids = pd.factorize(df["prompt"], sort=True)
     share = np.clip(df["share"].to_numpy(dtype=float), 0.0, 1.0)
     order = np.lexsort((-share, prompt_index, edge_id))  # by edge, prompt, strongest first
-    keep = order[_first_of_runs(edge_id[order], prompt_index[order])]
+    starts = _first_of_runs(edge_id[order], prompt_index[order])
+    keep = order[starts]
+    relevance = df["relevance"].fillna(0.0).to_numpy(dtype=float)[order]
     rows = pd.DataFrame(
         {
             "edge": edge_id[keep],
             "prompt": prompt_index[keep],
             "share": share[keep],
             "weight": df["weight"].to_numpy(dtype=float)[keep],
+            # every copy's relevance: the edge's in that prompt, whichever firings carried it
+            "relevance": np.add.reduceat(relevance, starts) if n else np.zeros(0),
             "dest": df["dest"].to_numpy()[keep],
             "source": df["source"].to_numpy()[keep],
         }

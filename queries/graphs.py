@@ -1,9 +1,10 @@
 """A run as graphs that open where people look: circuit-tracer's viewer, networkx, GraphML.
 
-- **Per prompt** (:func:`prompt_graphs`): a ``networkx.DiGraph`` for each prompt, whose
+- **Per prompt** (:func:`prompt_graphs`): a ``networkx.MultiDiGraph`` for each prompt, whose
   nodes are components at token positions (``1.0@13``: head 1.0's output at token
   13; ``embed@3``, ``pos_embed@3``, ``mlp2@7``...) and whose edges are the prompt's
-  traced edges (``SIGNAL``), with their side, weight, share, the downstream
+  traced edges (``SIGNAL``, keyed by side: a value and a key edge can join the same
+  two nodes), with their side, weight, share, relevance, the downstream
   firing's singular vectors and terms, and the edge's causal effect when
   ``headgraph verify`` measured one. Untraced firings are left out unless asked.
 - **circuit-tracer** (:func:`write_circuit_tracer`): a folder of per-prompt graph
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 SIGNALS = (
     "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN f.prompt AS prompt, "
     "s.upstream AS upstream, s.token AS token, s.side AS side, s.weight AS weight, "
-    "s.share AS share, f.head_name AS head, f.dest AS dest, f.source AS source, "
+    "s.share AS share, coalesce(s.relevance, 0.0) AS relevance, f.head_name AS head, "
+    "f.dest AS dest, f.source AS source, "
     "f.svs AS svs, f.terms AS terms, f.attention AS attention"
 )
 FIRINGS = (
@@ -56,20 +58,20 @@ def node_id(component: str, token: int) -> str:
 
 def prompt_graphs(
     store: GraphStore, run: str | None = None, *, include_untraced: bool = False
-) -> dict[str, nx.DiGraph]:
+) -> dict[str, nx.MultiDiGraph]:
     """One graph per prompt of the run (see the module docstring), by prompt id."""
     import networkx as nx
 
     ref = open_run(store, run).ref
     effects = effects_by_edge(store, ref.key)
     named = label_texts(store, ref.model)
-    graphs: dict[str, nx.DiGraph] = {}
+    graphs: dict[str, nx.MultiDiGraph] = {}
     words_of: dict[str, list[str]] = {}
     roles_of: dict[str, dict[int, str]] = {}  # token -> its role (the first listed)
     for p in stored_prompts(store, ref.key):
         words_of[p["id"]] = p["words"] or [str(t) for t in p["tokens"]]
         roles_of[p["id"]] = {i: role for role, i in reversed(list(p["roles"].items()))}
-        graphs[p["id"]] = nx.DiGraph(
+        graphs[p["id"]] = nx.MultiDiGraph(
             run=ref.key, model=ref.model, prompt=p["id"], text=p["text"],
             tokens=json.dumps(p["tokens"]), words=json.dumps(words_of[p["id"]]),
         )  # fmt: skip
@@ -91,8 +93,12 @@ def prompt_graphs(
         source = add(s["prompt"], s["upstream"], int(s["token"]))
         target = add(s["prompt"], s["head"], int(s["dest"]))
         effect = effects.get((s["upstream"], s["head"], s["side"]))
+        if graph.has_edge(source, target, key=s["side"]):  # another copy: its relevance adds
+            graph.edges[source, target, s["side"]]["relevance"] += float(s["relevance"])
+            continue
         graph.add_edge(
-            source, target, side=s["side"], weight=float(s["weight"]), share=float(s["share"]),
+            source, target, key=s["side"], side=s["side"], weight=float(s["weight"]),
+            share=float(s["share"]), relevance=float(s["relevance"]),
             firing=f"{s['head']} {s['dest']}->{s['source']}", attention=float(s["attention"]),
             singular_vectors=json.dumps([int(k) for k in s["svs"]]),
             terms=json.dumps([float(x) for x in s["terms"]]),
@@ -185,7 +191,8 @@ def circuit_tracer_graph(graph: nx.DiGraph, *, slug: str) -> dict[str, Any]:
         nodes.append(node)
     links = [
         {"source": ids[a], "target": ids[b], "weight": d["weight"], "share": d["share"],
-         "side": d["side"], "singular_vectors": json.loads(d["singular_vectors"]),
+         "relevance": d["relevance"], "side": d["side"],
+         "singular_vectors": json.loads(d["singular_vectors"]),
          **{k: d[k] for k in ("effect", "label") if k in d}}
         for a, b, d in graph.edges(data=True)
     ]  # fmt: skip

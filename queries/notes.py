@@ -73,7 +73,7 @@ def label_target(store: GraphStore, ref: RunRef, target: str) -> tuple[str, str]
         QueryError: not a component, singular vector or edge of the model.
     """
     text = target.strip()
-    if re.search(r"-.*:(query|key)$", text):
+    if re.search(r"-.*:(query|key|value|inhibit)$", text):
         try:
             edge = parse_edge(text)
         except InputError as error:

@@ -26,18 +26,19 @@ TABLES = {
         "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
         "RETURN a.name AS upstream, b.name AS head, c.side AS side, c.role AS role, "
         "c.prompts AS prompts, c.share_of_prompts AS share_of_prompts, "
-        "c.mean_weight AS mean_weight, c.svs AS singular_vectors ORDER BY prompts DESC, "
+        "c.mean_weight AS mean_weight, c.svs AS singular_vectors, "
+        "coalesce(c.relevance, 0.0) AS relevance ORDER BY prompts DESC, "
         "upstream, head, side, role",
         ("upstream", "head", "side", "role", "prompts", "share_of_prompts", "mean_weight",
-         "singular_vectors"),
+         "singular_vectors", "relevance"),
     ),
     "signals": (
         "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN f.prompt AS prompt, "
         "s.upstream AS upstream, f.head_name AS head, s.side AS side, s.token AS token, "
-        "s.weight AS weight, s.share AS share, f.dest AS dest, f.source AS source, "
-        "f.svs AS singular_vectors",
-        ("prompt", "upstream", "head", "side", "token", "weight", "share", "dest", "source",
-         "singular_vectors"),
+        "s.weight AS weight, s.share AS share, coalesce(s.relevance, 0.0) AS relevance, "
+        "f.dest AS dest, f.source AS source, f.svs AS singular_vectors",
+        ("prompt", "upstream", "head", "side", "token", "weight", "share", "relevance",
+         "dest", "source", "singular_vectors"),
     ),
     "firings": (
         "MATCH (f:Firing) WHERE f.run = $run RETURN f.prompt AS prompt, f.head_name AS head, "
@@ -76,7 +77,8 @@ class Run:
 
     def to_networkx(self) -> nx.MultiDiGraph:
         """The aggregate circuit: components as nodes, one edge per (side, role) with
-        ``prompts``, ``share_of_prompts``, ``mean_weight`` and ``singular_vectors``; people's
+        ``prompts``, ``share_of_prompts``, ``mean_weight``, ``singular_vectors`` and
+        ``relevance`` (the share of the prediction, per prompt); people's
         labels (``headgraph label``) as ``label`` on nodes and edges."""
         import networkx as nx
 

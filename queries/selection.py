@@ -152,7 +152,8 @@ def resolve_run(store: GraphStore, run: str | None = None) -> RunRef:
 def stored_prompts(store: GraphStore, run: str, *, prompt: str | None = None) -> list[dict]:
     """The run's prompts (or only ``prompt``) as stored: ``id``, ``text``, ``tokens``,
     ``words`` (each token as text; empty in stores older than stored words), ``roles``
-    (a dict), ``batch``; in batch order."""
+    (a dict), ``batch``, ``counterfactual`` (its tokens, under that baseline; else
+    empty); in batch order."""
     import json
 
     only = " AND p.id = $id" if prompt is not None else ""
@@ -160,7 +161,9 @@ def stored_prompts(store: GraphStore, run: str, *, prompt: str | None = None) ->
     columns = "p.id AS id, p.text AS text, p.tokens AS tokens, p.roles AS roles, p.batch AS batch"
     try:
         rows = store.query(
-            f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN {columns}, p.words AS words", params
+            f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN {columns}, p.words AS words, "
+            "p.counterfactual AS counterfactual",
+            params,
         )
     except RuntimeError:  # a store written before words were stored
         rows = store.query(f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN {columns}", params)
@@ -168,4 +171,5 @@ def stored_prompts(store: GraphStore, run: str, *, prompt: str | None = None) ->
         row["roles"] = json.loads(row["roles"] or "{}")
         row["tokens"] = [int(t) for t in row["tokens"]]
         row["words"] = list(row.get("words") or [])
+        row["counterfactual"] = [int(t) for t in row.get("counterfactual") or ()]
     return sorted(rows, key=lambda r: (r["batch"], r["id"]))

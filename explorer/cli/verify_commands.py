@@ -125,14 +125,27 @@ def _metric(spec: str):
     "--min-prompts", type=click.IntRange(min=1), default=1, help="An edge's fewest prompts."
 )
 @click.option("--min-share", type=click.FloatRange(0, 1), default=0.0, help="Its least share.")
+@click.option(
+    "--min-relevance",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Its least relevance (share of the prediction, per prompt).",
+)
 @FORMAT_OPTION
-def compare_command(store_target, run, reference, min_prompts, min_share, out_format):
+def compare_command(
+    store_target, run, reference, min_prompts, min_share, min_relevance, out_format
+):
     """Precision, recall and F1 of a run's circuit against a reference circuit."""
     from headgraph.queries.compare import compare
 
     with reading(store_target) as store:
         result = compare(
-            store, reference=reference, run=run, min_prompts=min_prompts, min_share=min_share
+            store,
+            reference=reference,
+            run=run,
+            min_prompts=min_prompts,
+            min_share=min_share,
+            min_relevance=min_relevance,
         )
     if out_format == "json":
         click.echo(to_json(result))

@@ -13,10 +13,16 @@ RUN = RUN_OPTION
 
 
 def circuit_filters(command):
-    """``--min-prompts``, ``--min-share``, ``--top`` and ``--prompt`` for a circuit."""
+    """``--min-prompts``, ``--min-share``, ``--min-relevance``, ``--top`` and ``--prompt``."""
     options = [
         click.option("--min-prompts", type=click.IntRange(min=1), default=1, help="Fewest prompts"),
         click.option("--min-share", type=click.FloatRange(0, 1), default=0.0, help="Least share"),
+        click.option(
+            "--min-relevance",
+            type=click.FloatRange(0, 1),
+            default=0.0,
+            help="Least relevance (share of the prediction, per prompt).",
+        ),
         click.option("--top", type=click.IntRange(min=1), default=60, help="Most edges drawn."),
         click.option("--prompt", default=None, help="One prompt's own graph."),
     ]
@@ -79,7 +85,7 @@ def explore_command(store_target, run, port, host, allow_labels):
     default=Path("circuit.svg"),
     help=".svg, .png, or .html (self-contained, interactive).",
 )
-def render_command(store_target, run, min_prompts, min_share, top, prompt, out):
+def render_command(store_target, run, min_prompts, min_share, min_relevance, top, prompt, out):
     """Draw a run's circuit (or one prompt's graph) to an SVG, PNG or HTML file."""
     from headgraph.explorer.web.figures import FORMATS, render_circuit
     from headgraph.queries.circuit import circuit
@@ -88,7 +94,13 @@ def render_command(store_target, run, min_prompts, min_share, top, prompt, out):
         raise click.UsageError(f"--out {out}: the file must end in .svg, .png or .html")
     with reading(store_target) as store:
         found = circuit(
-            store, run=run, min_prompts=min_prompts, min_share=min_share, top=top, prompt=prompt
+            store,
+            run=run,
+            min_prompts=min_prompts,
+            min_share=min_share,
+            min_relevance=min_relevance,
+            top=top,
+            prompt=prompt,
         )
     if not found.edges:
         raise click.ClickException(f"run {found.run} has no edges with these filters: lower them")

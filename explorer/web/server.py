@@ -8,7 +8,7 @@ answers GET alone.
 
     /api/runs                               the runs
     /api/prompts                            the run's prompts (id, text)
-    /api/circuit?min_prompts&min_share&top&prompt
+    /api/circuit?min_prompts&min_share&min_relevance&top&prompt
                                             nodes, edges and their layout
     /api/edge?source&target&side            what one edge carries
     /api/component?node                     a component at a role: firings, features, tokens
@@ -109,6 +109,7 @@ class Explorer:
                     run=run,
                     min_prompts=int(number("min_prompts", 1, 1, 10**9, whole=True)),
                     min_share=number("min_share", 0.0, 0.0, 1.0),
+                    min_relevance=number("min_relevance", 0.0, 0.0, 1.0),
                     top=int(number("top", 60, 1, 10_000, whole=True)),
                     prompt=query.get("prompt") or None,
                 )

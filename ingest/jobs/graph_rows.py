@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from headgraph.errors import InputError
@@ -21,6 +21,7 @@ from headgraph.ingest.core.vocab import all_top_tokens
 from headgraph.ingest.model.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
+    from headgraph.ingest.core.records import Prompt
     from headgraph.ingest.model.adapter import Model
 
 Rows = dict[str, list]  # column name -> values
@@ -104,8 +105,16 @@ def _decoder(tokenizer) -> Callable[[int], str]:
     return functools.lru_cache(maxsize=None)(lambda i: tokenizer.decode([i]))
 
 
-def batch_rows(trace: BatchTrace, *, run: str, batch: int, tokenizer: Tokenizer) -> dict[str, Rows]:
-    """Rows for one traced batch: prompts, firings, and the SIGNAL, OF and IN relationships.
+def batch_rows(
+    trace: BatchTrace,
+    *,
+    run: str,
+    batch: int,
+    tokenizer: Tokenizer,
+    counterfactuals: Sequence[Prompt] | None = None,
+) -> dict[str, Rows]:
+    """Rows for one traced batch: prompts (with their ``counterfactuals``, under that
+    baseline), firings, and the SIGNAL, OF and IN relationships.
 
     ``SIGNAL`` rows come in two tables, ``SIGNAL:Firing`` (from the upstream
     head's traced firings at the token) and ``SIGNAL:Site`` (from the
@@ -159,9 +168,10 @@ def batch_rows(trace: BatchTrace, *, run: str, batch: int, tokenizer: Tokenizer)
         trace.edge_token.tolist(),
         trace.edge_weight.tolist(),
         trace.edge_share.tolist(),
+        trace.edge_relevance.tolist(),
         strict=True,
     )
-    for i, side, c, token, weight, share in edge_columns:
+    for i, side, c, token, weight, share, relevance in edge_columns:
         b, l, h = cols["b"][i], cols["l"][i], cols["h"][i]
         up = axis[c] or Component("qk_bias", l, h)
         prompt, role = prompts[b].id, prompts[b].role_at(token)
@@ -182,6 +192,7 @@ def batch_rows(trace: BatchTrace, *, run: str, batch: int, tokenizer: Tokenizer)
                 ("weight", weight),
                 ("share", share),
                 ("batch", batch),
+                ("relevance", relevance / len(sources)),  # summed over copies: the edge's
             ):
                 table[column].append(value)
 
@@ -195,6 +206,7 @@ def batch_rows(trace: BatchTrace, *, run: str, batch: int, tokenizer: Tokenizer)
         "words": [[decode(t) for t in p.tokens] for p in prompts],
         "roles": [json.dumps(dict(p.roles)) for p in prompts],
         "batch": [batch] * len(prompts),
+        "counterfactual": [list(c.tokens) for c in counterfactuals or ()] or [[]] * len(prompts),
     }
     site_columns = ("prompt", "component", "kind", "layer", "head", "token", "role")
     site_rows: Rows = {

@@ -126,7 +126,7 @@ class GraphStore:
             "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN s.upstream AS upstream, "
             "f.head_name AS head, s.side AS side, CASE WHEN s.side = 'query' THEN f.dest_role "
             "ELSE f.source_role END AS role, f.prompt AS prompt, s.weight AS weight, "
-            "f.svs AS svs",
+            "f.svs AS svs, s.token AS token, coalesce(s.relevance, 0.0) AS relevance",
             {"run": run},
         )
 
@@ -134,7 +134,8 @@ class GraphStore:
         """Every seed of a run seeded from the prediction (for the aggregates)."""
         return self.query(
             "MATCH ()-[p:PREDICTS]->(r:Prediction) WHERE r.run = $run RETURN p.upstream AS "
-            "upstream, p.token AS token, r.prompt AS prompt, p.weight AS weight",
+            "upstream, p.token AS token, r.prompt AS prompt, p.weight AS weight, "
+            "p.share AS share",
             {"run": run},
         )
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from headgraph.errors import StoreError
 from headgraph.queries.store.base import GraphStore, Rows
-from headgraph.queries.store.schema import NODE, REL, ladybug_ddl
+from headgraph.queries.store.schema import NODE, NODES, REL, RELS, ladybug_ddl
 
 LOCK_FILE = "headgraph.lock"
 _IO_FAILURES = (  # what LadybugDB says, and what to tell the user
@@ -117,7 +117,10 @@ class EmbeddedStore(GraphStore):
                 if not read_only:
                     for statement in ladybug_ddl():
                         self._conn.execute(statement)
+                    add_columns(self._conn, missing_columns(self._conn))
                     self._conn.execute("CHECKPOINT")
+            if read_only and missing_columns(self._conn):
+                self._upgrade()
 
     @contextlib.contextmanager
     def _io(self, doing: str) -> Iterator[None]:
@@ -176,6 +179,30 @@ class EmbeddedStore(GraphStore):
                 time.sleep(0.2)
         self._conn = ladybug.Connection(self._db)
         self._seen = self._signature()
+
+    def _upgrade(self) -> None:
+        """Give a store an older headgraph wrote the properties it lacks, with a short
+        read-write open (a reader's first open of it)."""
+        import ladybug
+
+        self.close()
+        with self._lock.held(exclusive=True):
+            try:
+                db = ladybug.Database(str(self._file), read_only=False)
+                try:
+                    conn = ladybug.Connection(db)
+                    add_columns(conn, missing_columns(conn))
+                    conn.execute("CHECKPOINT")
+                    conn.close()
+                finally:
+                    db.close()
+            except (RuntimeError, OSError) as error:
+                raise StoreError(
+                    f"the store at {self.path} was written by an older headgraph and could not "
+                    f"be upgraded in place ({error}); open it once for writing when no other "
+                    f"process uses it: `headgraph cypher --write --store {self.path} 'RETURN 1'`"
+                ) from None
+            self._open()
 
     def _recover(self) -> bool:
         """Replay a killed writer's log with a short read-write open; False if one is alive
@@ -280,3 +307,22 @@ class EmbeddedStore(GraphStore):
         target = REL[name].pairs[0][1] if name in REL else ""
         option = f" (from='{source}', to='{target}')" if source else ""
         self._conn.execute(f"COPY {name} FROM frame{option}")
+
+
+def missing_columns(conn: Any) -> list[tuple[str, str, str]]:
+    """``(table, property, type)`` the schema has and the store's tables lack (a store an
+    older headgraph wrote)."""
+    out = []
+    for name, properties in [(n.name, n.properties) for n in NODES] + [
+        (r.name, r.properties) for r in RELS
+    ]:
+        have = {row[0] for row in conn.execute(f"CALL TABLE_INFO('{name}') RETURN name").get_all()}
+        out += [(name, p, t) for p, t in properties if p not in have]
+    return out
+
+
+def add_columns(conn: Any, columns: list[tuple[str, str, str]]) -> None:
+    """Add ``columns`` (from :func:`missing_columns`); a number defaults to 0, else null."""
+    for table, name, kind in columns:
+        default = "0" if kind in ("DOUBLE", "INT64") else "NULL"
+        conn.execute(f"ALTER TABLE {table} ADD `{name}` {kind} DEFAULT {default}")

@@ -58,9 +58,10 @@ NODES = (
                                 ("sigma", FLOAT), ("query_tokens", STRINGS),
                                 ("query_projections", FLOATS), ("key_tokens", STRINGS),
                                 ("key_projections", FLOATS))),
+    # counterfactual: the prompt's counterfactual tokens (the counterfactual baseline)
     NodeType("Prompt", (("key", STRING), ("run", STRING), ("id", STRING), ("text", STRING),
                         ("tokens", INTS), ("words", STRINGS), ("roles", STRING),
-                        ("batch", INT))),
+                        ("batch", INT), ("counterfactual", INTS))),
     NodeType("Site", (("key", STRING), ("run", STRING), ("prompt", STRING),
                       ("component", STRING), ("kind", STRING), ("layer", INT), ("head", INT),
                       ("token", INT), ("role", STRING), ("batch", INT))),
@@ -96,8 +97,10 @@ NODES = (
 RELS = (
     RelType("SIGNAL", (("Firing", "Firing"), ("Site", "Firing")),
             # run, prompt, head, role, S and its terms: on the target Firing
+            # relevance: the edge's share of the prediction (split evenly over the copies
+            # of an edge that leaves several firings of its upstream head at the token)
             (("upstream", STRING), ("side", STRING), ("token", INT), ("weight", FLOAT),
-             ("share", FLOAT), ("batch", INT))),
+             ("share", FLOAT), ("batch", INT), ("relevance", FLOAT))),
     RelType("PREDICTS", (("Firing", "Prediction"), ("Site", "Prediction")),
             (("upstream", STRING), ("token", INT), ("weight", FLOAT), ("share", FLOAT),
              ("batch", INT))),
@@ -105,7 +108,7 @@ RELS = (
     RelType("CARRIES", (("Component", "Component"),),
             (("run", STRING), ("side", STRING), ("role", STRING), ("prompts", INT),
              ("share_of_prompts", FLOAT), ("mean_weight", FLOAT), ("svs", INTS),
-             ("sv_counts", INTS))),
+             ("sv_counts", INTS), ("relevance", FLOAT))),
 )
 # fmt: on
 

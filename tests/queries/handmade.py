@@ -129,6 +129,7 @@ def tables() -> tuple[dict, dict]:
             ("weight", share * 10.0),
             ("share", share),
             ("batch", 0),
+            ("relevance", share / 2),
         ):
             table[column].append(value)
     prompts = ["p1", "p2", "p3"]
@@ -143,6 +144,7 @@ def tables() -> tuple[dict, dict]:
                 "words": ["A", "B", "END"],
                 "roles": json.dumps(ROLES),
                 "batch": 0,
+                "counterfactual": [],
             }
             for p in prompts
         ),

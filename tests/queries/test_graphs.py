@@ -52,7 +52,8 @@ def test_each_prompt_graph_holds_its_traced_edges(hand_store):
         assert not list(nx.isolates(graph))  # no untraced firing left standing alone
     node = graphs["p1"].nodes["1.0@2"]
     assert (node["kind"], node["layer"], node["head"], node["word"]) == ("head", 1, 0, "END")
-    link = graphs["p1"].edges["0.0@2", "1.0@2"]
+    link = graphs["p1"].edges["0.0@2", "1.0@2", "query"]
+    assert link["relevance"] == pytest.approx(0.4 / 2)
     assert json.loads(link["singular_vectors"]) == handmade.SPARSE[("p1", "1.0")]
 
 

@@ -52,3 +52,65 @@ def test_an_inhibition_edge_sits_at_its_competitors_role(store):
 def test_value_edges_have_no_qk_features_and_say_so(store):
     with pytest.raises(QueryError, match="value edges move"):
         features(store, head="1.0", side="value")
+
+
+def test_stored_relevance_is_the_traces_whatever_firings_carried_each_edge(store):
+    from collections import Counter
+
+    from headgraph.ingest.core.trace import trace
+
+    model = load_model("tiny-ioi")
+    prompts = task_prompts(model, 48, seed=6)
+    params = TraceParams(seeding="linear", sides=EVERY, baseline="mean")
+    traced = Counter()
+    for batch in trace(model, prompts, seeds=(), params=params, batch_size=16):
+        for e in batch.edge_records():
+            traced[(e.prompt_id, e.upstream.name, e.head_name, e.side, e.token)] += e.relevance
+    stored = Counter()
+    for r in store.query(
+        "MATCH ()-[s:SIGNAL]->(f:Firing) RETURN f.prompt AS p, s.upstream AS up, "
+        "f.head_name AS head, s.side AS side, s.token AS token, s.relevance AS relevance"
+    ):
+        stored[(r["p"], r["up"], r["head"], r["side"], r["token"])] += r["relevance"]
+    assert stored.keys() == traced.keys()
+    assert max(abs(stored[k] - traced[k]) for k in traced) < 1e-6
+    assert sum(v > 0 for v in stored.values()) > len(stored) / 2
+
+
+def test_the_circuit_ranks_and_filters_edges_by_relevance(store):
+    every = circuit(store)
+    kept = circuit(store, min_relevance=0.02)
+    assert 0 < len(kept.edges) < len(every.edges)
+    assert all(e.relevance >= 0.02 for e in kept.edges)
+    assert {(e.source, e.target, e.side) for e in kept.edges} == {
+        (e.source, e.target, e.side) for e in every.edges if e.relevance >= 0.02
+    }
+    ranked = [e.relevance for e in every.edges]
+    assert ranked == sorted(ranked, reverse=True)
+    # the run's aggregates hold the same relevance, per upstream component, head, side, role
+    from collections import Counter
+
+    summed = Counter()
+    for e in every.edges:
+        if e.target.split("@")[0] != "logits":
+            up, role = e.source.split("@")
+            role = "" if role.startswith("#") else role  # a token with no role
+            summed[(up, e.target.split("@")[0], e.side, role)] += e.relevance
+    carries = {
+        (r["up"], r["head"], r["side"], r["role"]): r["relevance"]
+        for r in store.query(
+            "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.side <> 'logit' RETURN "
+            "a.name AS up, b.name AS head, c.side AS side, c.role AS role, c.relevance AS relevance"
+        )
+    }
+    assert carries.keys() == summed.keys()
+    assert max(abs(carries[k] - summed[k]) for k in carries) < 1e-9
+
+
+def test_compare_counts_only_the_relevant_edges_when_asked(store):
+    from headgraph.queries.compare import compare
+
+    every = compare(store, reference="tiny-ioi")
+    relevant = compare(store, reference="tiny-ioi", min_relevance=0.02)
+    assert relevant.edges.predicted < every.edges.predicted
+    assert relevant.edges.precision >= every.edges.precision

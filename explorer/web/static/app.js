@@ -50,7 +50,8 @@ function table(headers, rows, parent, cls = "") {
 
 function filters() {
   return { min_prompts: $("min-prompts").value, min_share: $("min-share").value,
-           top: $("top").value, prompt: $("prompt").value };
+           min_relevance: $("min-relevance").value, top: $("top").value,
+           prompt: $("prompt").value };
 }
 
 async function load() {
@@ -83,7 +84,7 @@ function draw({ circuit, layout, words = {} }) {
       .textContent = words[role] ? `${role} · ${words[role].trim()}` : role;
   }
   const at = layout.positions;
-  const by = $("width").value; // prompts or mean_share
+  const by = $("width").value; // relevance, prompts or mean_share
   const most = Math.max(1e-9, ...circuit.edges.map((e) => e[by]));
   $("width-legend").textContent = `width: ${by.replace("_", " ")}`;
   const edges = el("g", {}, svg);
@@ -98,7 +99,8 @@ function draw({ circuit, layout, words = {} }) {
       "data-source": e.source, "data-target": e.target, "data-side": e.side, "data-index": i,
     }, edges);
     el("title", {}, path).textContent =
-      `${e.source} → ${e.target} (${e.side}): ${e.prompts} prompts, mean share ${e.mean_share.toFixed(3)}`;
+      `${e.source} → ${e.target} (${e.side}): ${e.prompts} prompts, mean share ` +
+      `${e.mean_share.toFixed(3)}, relevance ${e.relevance.toFixed(3)}`;
     path.addEventListener("click", () => selectEdge(e, path));
   });
   const nodes = el("g", {}, svg);
@@ -130,7 +132,8 @@ async function selectEdge(edge, path) {
   const panel = $("panel");
   panel.replaceChildren();
   html("h2", `${edge.source} → ${edge.target}`, panel);
-  html("p", `${edge.side} side · ${edge.prompts} prompts · mean share ${edge.mean_share.toFixed(3)}`, panel);
+  html("p", `${edge.side} side · ${edge.prompts} prompts · mean share ${edge.mean_share.toFixed(3)}` +
+    ` · relevance ${edge.relevance.toFixed(3)}`, panel);
   if (STATIC) {
     html("p", `singular vectors: ${edge.singular_vectors.join(", ")}`, panel).className = "svs";
     html("p", "Details need the live explorer (headgraph explore).", panel).className = "hint";
