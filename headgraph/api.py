@@ -46,7 +46,7 @@ def _inputs(
     tokenizer: Tokenizer | None,
 ) -> tuple[Model, list[Prompt], tuple[Seed, ...], TraceParams]:
     """The model, prompts, seeds and parameters, with the command line's defaults."""
-    from headgraph.ingest.core.params import TraceParams, choose_seeding
+    from headgraph.ingest.core.params import MEAN_BATCH_MIN, TraceParams, choose_seeding
     from headgraph.ingest.core.records import parse_seeds
     from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
     from headgraph.ingest.model.loading import load_model
@@ -58,7 +58,10 @@ def _inputs(
         from headgraph.ingest.tasks.prompts_file import read_prompts
 
         prompts = read_prompts(prompts, model.tokenizer)
-    params = params or TraceParams()
+    if params is None:  # the command line's default: the complete trace, with the mean
+        params = TraceParams()  # baseline where the prompts are enough for a mean
+        if len(prompts) < MEAN_BATCH_MIN:
+            params = dataclasses.replace(params, baseline="none")
     if seed_from is None and params.seeding != "heads":
         seed_from = params.seeding
     given = seeds is not None or seed_roles is not None
@@ -120,7 +123,9 @@ def trace(
             ``params.top_k`` / ``top_p``'s support) or ``heads`` (the seeds). Default:
             ``linear`` when every prompt has an answer and neither ``seeds`` nor
             ``seed_roles`` is given.
-        params: The method's thresholds (default: the paper's).
+        params: The method's thresholds and options (default: the complete trace,
+            ``TraceParams()``, with no baseline for fewer than 8 prompts;
+            ``TraceParams.paper()`` is the paper's).
         batch_size: Prompts per forward pass.
         task: ``ioi`` or ``induction``, for generated prompts.
         device: ``cpu`` or ``cuda``.

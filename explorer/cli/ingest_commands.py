@@ -14,7 +14,13 @@ import click
 from headgraph.errors import InputError
 from headgraph.explorer.cli.common import SETTINGS, add_options, progress_bar, store_option
 from headgraph.explorer.output import aligned
-from headgraph.ingest.core.params import BASELINES, EDGE_RULES, TraceParams, choose_seeding
+from headgraph.ingest.core.params import (
+    BASELINES,
+    EDGE_RULES,
+    MEAN_BATCH_MIN,
+    TraceParams,
+    choose_seeding,
+)
 from headgraph.ingest.core.records import parse_seeds
 
 TRACING_OPTIONS = [
@@ -119,30 +125,25 @@ TRACING_OPTIONS = [
         "--sides",
         default=",".join(TraceParams.sides),
         help="Sides of a firing decomposed into edges, comma-separated: query, key (the "
-        "paper's), value (what a head moves from its source, read along what its readers "
-        "use), inhibit (what keeps it off its strongest competing source).",
+        "paper's trace: --sides query,key --baseline none), value (what a head moves from "
+        "its source, read along what its readers use), inhibit (what keeps it off its "
+        "strongest competing source).",
     ),
-    *(
-        click.option(
-            flag, type=click.Choice(choices), default=getattr(TraceParams, field), help=text
-        )
-        for flag, field, choices, text in (
-            (
-                "--baseline",
-                "baseline",
-                BASELINES,
-                "Measure contributions as they are, or less each output's mean over the "
-                "batch's prompts at the same token role (a constant input then makes no edge).",
-            ),
-            (
-                "--edge-rule",
-                "edge_rule",
-                EDGE_RULES,
-                "Edges reach --edge-frac of the positive contributions, or of their signed "
-                "total (the authors' code).",
-            ),
-        )
-    ),  # fmt: skip
+    click.option(
+        "--baseline",
+        type=click.Choice(BASELINES),
+        default=None,
+        help="Measure contributions less each output's mean over the batch's prompts at the "
+        "same token role (a constant input then makes no edge), or as they are (the "
+        f"paper's). [default: mean; none for a run of under {MEAN_BATCH_MIN} prompts]",
+    ),
+    click.option(
+        "--edge-rule",
+        type=click.Choice(EDGE_RULES),
+        default=TraceParams.edge_rule,
+        help="Edges reach --edge-frac of the positive contributions, or of their signed "
+        "total (the authors' code).",
+    ),
     click.option(
         "--batch-size",
         type=click.IntRange(min=1),
@@ -187,13 +188,19 @@ def prepare(
                 f"--seed-from {seed_from} starts from the prediction: leave out --seeds and "
                 "--seed-roles (or use --seed-from heads)"
             )
+        if baseline == "counterfactual" and (prompts_file is not None or task != "ioi"):
+            raise InputError(
+                "--baseline counterfactual compares each prompt with its counterfactual: the "
+                "ioi task's ABC corruption; a prompts file or another task gives none (use "
+                "--baseline mean)"
+            )
         if (top_k or top_p) and seed_from != "prob":
             raise InputError("--top-k and --top-p set prob seeding's support: add --seed-from prob")
         params = TraceParams(
             attention_threshold, signal_frac, edge_frac, seed_frac=seed_frac, tau=tau,
             ig_steps=ig_steps, top_k=top_k, top_p=top_p,
             sides=tuple(s.strip() for s in sides.split(",") if s.strip()),
-            baseline=baseline, edge_rule=edge_rule,
+            baseline=baseline or TraceParams.baseline, edge_rule=edge_rule,
         )  # fmt: skip
         if seed_heads is not None:  # the syntax now; the heads against the model below
             parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=1)
@@ -201,7 +208,7 @@ def prepare(
             parse_seeds("0.0", seed_roles, n_heads=1)
     except InputError as error:
         raise click.UsageError(str(error)) from None
-    from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
+    from headgraph.ingest.jobs.trace_job import default_seeds, task_counterfactuals, task_prompts
     from headgraph.ingest.model import load_model
 
     if device == "cuda":
@@ -220,13 +227,24 @@ def prepare(
         seed_from, prompts, given=bool(seed_heads or seed_roles), support=bool(top_k or top_p)
     )
     params = replace(params, seeding=seeding)
+    if baseline is None and (len(prompts) < MEAN_BATCH_MIN or batch_size < 2):
+        click.echo(
+            f"note: the mean baseline needs {MEAN_BATCH_MIN} prompts or more, in batches of "
+            f"2 or more: tracing these {len(prompts)} with --baseline none",
+            err=True,
+        )
+        params = replace(params, baseline="none")
     if seeding != "heads":
         seeds = ()
     elif seed_heads is None:
         seeds = default_seeds(model, roles=seed_roles)
     else:
         seeds = parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=model.n_heads)
-    options = {"seeds": seeds, "params": params, "batch_size": batch_size, "task": task}
+    counterfactuals = None
+    if params.baseline == "counterfactual":
+        counterfactuals = task_counterfactuals(model, prompts, task=task)
+    options = {"seeds": seeds, "params": params, "batch_size": batch_size, "task": task,
+               "counterfactuals": counterfactuals}  # fmt: skip
     return model, prompts, options
 
 
@@ -251,11 +269,12 @@ def trace_command(out, top, **shared):
         f"{run.edges} edges in {run.seconds:.1f} s -> {out}"
     )
     if top and edges:
-        header = ("upstream", "head", "side", "role", "prompts", "mean weight", "top SVs")
+        header = ("upstream", "head", "side", "role", "relevance", "prompts", "mean weight",
+                  "top SVs")  # fmt: skip
         rows = [
-            (r.upstream, r.head, r.side, r.role, str(r.prompts), f"{r.mean_weight:.3f}",
-             ",".join(map(str, r.top_singular_vectors)))
-            for r in summarize(edges, top=top)
+            (r.upstream, r.head, r.side, r.role, f"{r.relevance:.3f}", str(r.prompts),
+             f"{r.mean_weight:.3f}", ",".join(map(str, r.top_singular_vectors)))
+            for r in summarize(edges, top=top, n_prompts=run.prompts)
         ]  # fmt: skip
         click.echo(aligned([list(header), *map(list, rows)]))
 
@@ -289,6 +308,7 @@ def ingest_command(store_target, run_name, **shared):
         seeds=options["seeds"],
         batch_size=options["batch_size"],
         params=options["params"],
+        counterfactuals=options["counterfactuals"],
     )  # before the store is opened: bad input leaves no store behind
     with open_store(store_target) as store, progress_bar(len(prompts), run_name) as progress:
         result = ingest(model, prompts, store=store, run=run_name, **options, progress=progress)

@@ -31,7 +31,8 @@ from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.causal.intervene import ablation_deltas
-from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.baseline import check_counterfactuals
+from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import SIDES, check_inputs, pad_tokens, run_batch, trace_batch
 from headgraph.names import EdgeKey, parse_head
@@ -149,8 +150,10 @@ def verify_edges(
     batch_size: int = 32,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    counterfactuals: Sequence[Prompt] | None = None,
 ) -> list[EdgeEffect]:
-    """The effect of each edge, with its control, over ``prompts``.
+    """The effect of each edge, with its control, over ``prompts`` (traced again as the run
+    was: with its ``counterfactuals``, under that baseline).
 
     Raises:
         ValueError: an unknown mode or component, or bad prompts or seeds.
@@ -164,6 +167,7 @@ def verify_edges(
             "by verify yet"
         )
     check_inputs(model, prompts, seeds, batch_size, params)
+    check_counterfactuals(prompts, counterfactuals, params.baseline)
     lacking = next((p.id for p in prompts if role not in p.roles), None)
     if lacking is not None:
         raise InputError(f"prompt {lacking!r} has no {role} role, where the metric is read")
@@ -184,11 +188,14 @@ def verify_edges(
     vectors = (qk.U, qk.V)
     sums = {e: torch.zeros(4, dtype=torch.float64) for e in edges}  # n, clean, effect, control
     differences = {e: [] for e in edges}  # per prompt: effect - control
-    for start in range(0, len(prompts), batch_size):
-        batch = list(prompts[start : start + batch_size])
+    for start, end in batch_bounds(len(prompts), batch_size, params):
+        batch = list(prompts[start:end])  # batched as the run was: the mean baseline's means
         tokens, lengths = pad_tokens(batch)
         acts = run_batch(model, batch, tokens, lengths, params)
-        traced = trace_batch(acts, qk, model.layout, batch, seeds, params)
+        reference = None
+        if counterfactuals is not None:
+            reference = model.run(*pad_tokens(counterfactuals[start:end])).components
+        traced = trace_batch(acts, qk, model.layout, batch, seeds, params, reference)
         at = torch.tensor([p.roles[role] for p in batch])
         clean = metric(model.log_probs(tokens, at=at), batch)  # [batch]
         items = []

@@ -12,8 +12,13 @@ from headgraph.errors import InputError
 from headgraph.ingest.core.records import Prompt, Seed
 
 SIDE_NAMES = ("query", "key", "value", "inhibit")
-BASELINES = ("none", "mean")
+PAPER_SIDES = ("query", "key")  # the paper's trace: where a head looks, not what it moves
+BASELINES = ("none", "mean", "counterfactual")
 EDGE_RULES = ("positive", "signed")
+# The mean baseline measures outputs against their mean over a batch's prompts: a batch
+# has at least this many where the run has (a shorter last batch joins the one before),
+# and a run of fewer is traced with no baseline when none was asked for.
+MEAN_BATCH_MIN = 8
 
 SEEDINGS = ("heads", "linear", "prob")
 SEEDING_FIELDS = ("seeding", "seed_frac", "tau", "ig_steps", "top_k", "top_p")
@@ -80,10 +85,14 @@ class TraceParams:
             destination), ``key`` (at the source), ``value`` (what the head moves from
             the source, read along what its readers use) and ``inhibit`` (what keeps
             the head off its strongest competing source, at that source); see
-            docs/core.md. The paper traces ``query`` and ``key``.
-        baseline: ``none`` (contributions as they are) or ``mean`` (each component's
-            output less its mean over the batch's prompts at the same token role, so
-            a constant input makes no edge).
+            docs/core.md. The default is every side, which path patching scores best
+            (docs/verify.md); the paper traces ``query`` and ``key`` (:data:`PAPER_SIDES`).
+        baseline: ``mean`` (each component's output less its mean over the batch's
+            prompts at the same token role, so a constant input makes no edge; the
+            default, which path patching scores best), ``counterfactual`` (less its
+            output on each prompt's counterfactual, e.g. IOI's ABC corruption, given to
+            the trace) or ``none`` (contributions as they are, the paper's). See
+            :func:`batch_bounds`.
         edge_rule: ``positive`` (the fewest components reaching ``edge_frac`` of the
             positive contributions) or ``signed`` (of the signed total, as the authors'
             code; none when that total is not positive).
@@ -98,8 +107,8 @@ class TraceParams:
     ig_steps: int = 64
     top_k: int = 0
     top_p: float = 0.0
-    sides: tuple[str, ...] = ("query", "key")
-    baseline: str = "none"
+    sides: tuple[str, ...] = SIDE_NAMES
+    baseline: str = "mean"
     edge_rule: str = "positive"
 
     def __post_init__(self) -> None:
@@ -137,6 +146,25 @@ class TraceParams:
         if self.top_k and self.top_p:
             raise InputError("give top_k (--top-k) or top_p (--top-p) for the support, not both")
 
+    @classmethod
+    def paper(cls, **options: Any) -> TraceParams:
+        """The paper's trace (query and key sides, no baseline), with ``options``."""
+        return cls(**{"sides": PAPER_SIDES, "baseline": "none", **options})
+
+
+def batch_bounds(n_prompts: int, batch_size: int, params: TraceParams) -> list[tuple[int, int]]:
+    """``(start, end)`` of each batch of a run: ``batch_size`` prompts each, in order.
+
+    Under the mean baseline a last batch of fewer than :data:`MEAN_BATCH_MIN` prompts
+    joins the batch before it (a mean over a handful of prompts is mostly the prompts
+    themselves). The bounds of the batches from any batch on depend only on where it
+    starts, so a resumed run batches its rest as the whole run did.
+    """
+    starts = list(range(0, n_prompts, batch_size))
+    if params.baseline == "mean" and len(starts) > 1 and n_prompts - starts[-1] < MEAN_BATCH_MIN:
+        starts.pop()
+    return list(zip(starts, [*starts[1:], n_prompts][: len(starts)], strict=True))
+
 
 @dataclass(frozen=True)
 class RunParams:
@@ -159,14 +187,21 @@ class RunParams:
 
     @classmethod
     def of(
-        cls, prompts: Sequence[Prompt], seeds: Sequence[Seed], params: TraceParams, batch_size: int
+        cls,
+        prompts: Sequence[Prompt],
+        seeds: Sequence[Seed],
+        params: TraceParams,
+        batch_size: int,
+        counterfactuals: Sequence[Prompt] | None = None,
     ) -> RunParams:
-        """The parameters of a run over ``prompts``."""
+        """The parameters of a run over ``prompts`` (and their counterfactuals, if any)."""
         digest = hashlib.sha256()
-        for p in prompts:
+        for i, p in enumerate(prompts):
             answers = [p.answer, p.wrong] if p.answer is not None else []  # older runs: none
             if p.answer_set or p.wrong_set:
                 answers += [list(p.answer_set), list(p.wrong_set)]
+            if counterfactuals is not None:
+                answers.append(list(counterfactuals[i].tokens))
             digest.update(json.dumps([p.id, list(p.tokens), dict(p.roles), *answers]).encode())
         return cls(params, tuple(seeds), batch_size, digest.hexdigest())
 

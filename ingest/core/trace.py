@@ -20,11 +20,11 @@ from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.activations import Activations
-from headgraph.ingest.core.baseline import relative_to_mean
+from headgraph.ingest.core.baseline import check_counterfactuals, relative_to, relative_to_mean
 from headgraph.ingest.core.batch_trace import SIDES, BatchTrace
 from headgraph.ingest.core.components import ComponentLayout
 from headgraph.ingest.core.contributions import select_edges, side_contributions, signal_weights
-from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.relevance import read_seeds, seed_relevance, sensitivity
@@ -98,6 +98,7 @@ def trace_batch(
     prompts: Sequence[Prompt],
     seeds: Sequence[Seed],
     params: TraceParams,
+    reference: Tensor | None = None,
 ) -> BatchTrace:
     """Find the firings of one batch and trace them from the seeds.
 
@@ -108,6 +109,8 @@ def trace_batch(
         prompts: The batch's prompts, row for row.
         seeds: Where tracing starts.
         params: Thresholds.
+        reference: The counterfactual baseline: the components on the prompts'
+            counterfactuals, ``[batch, pos, component, d_model]``.
     """
     proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
     seeded = forced = None
@@ -146,6 +149,9 @@ def trace_batch(
     components = acts.components
     if params.baseline == "mean":
         components = relative_to_mean(prompts, components)
+    elif params.baseline == "counterfactual":
+        assert reference is not None, "the counterfactual baseline needs the reference"
+        components = relative_to(components, reference)
     parts: list[tuple[Tensor, ...]] = []
 
     for layer in reversed(range(n_layers)):
@@ -178,7 +184,7 @@ def trace_batch(
             )
             if side == "value" and acts.positions_after_norm:
                 upstream[:, 1] = 0.0  # shortformer positions reach queries and keys only
-            if params.baseline == "mean":
+            if params.baseline != "none":
                 bias = torch.zeros_like(bias)  # a constant: no part of a difference
             contributions = torch.cat([upstream, bias.unsqueeze(-1)], dim=-1)  # [m, n_up+1]
             candidates = contributions.clone()
@@ -272,6 +278,7 @@ def trace(
     seeds: Sequence[Seed],
     params: TraceParams = TraceParams(),
     batch_size: int = 32,
+    counterfactuals: Sequence[Prompt] | None = None,
 ) -> Iterator[BatchTrace]:
     """Trace prompts through a model, one batch at a time.
 
@@ -281,6 +288,8 @@ def trace(
         seeds: Where tracing starts.
         params: Thresholds.
         batch_size: Prompts per forward pass (bounds memory).
+        counterfactuals: The counterfactual baseline's prompts, one per prompt with as
+            many tokens (IOI: :func:`headgraph.ingest.tasks.ioi.corrupt`).
 
     Yields:
         One :class:`BatchTrace` per batch, in prompt order.
@@ -290,12 +299,16 @@ def trace(
             a prompt longer than the model's context. Checked before any work.
     """
     check_inputs(model, prompts, seeds, batch_size, params)
+    check_counterfactuals(prompts, counterfactuals, params.baseline)
     qk = model.qk.to(model.device, model.dtype)
-    for start in range(0, len(prompts), batch_size):
-        batch = prompts[start : start + batch_size]
+    for start, end in batch_bounds(len(prompts), batch_size, params):
+        batch = prompts[start:end]
         tokens, lengths = pad_tokens(batch)
+        reference = None
+        if counterfactuals is not None:
+            reference = model.run(*pad_tokens(counterfactuals[start:end])).components
         yield trace_batch(run_batch(model, batch, tokens, lengths, params), qk,
-                          model.layout, batch, seeds, params)  # fmt: skip
+                          model.layout, batch, seeds, params, reference)  # fmt: skip
 
 
 def run_batch(
@@ -343,6 +356,12 @@ def check_inputs(
                         f"prompt {prompt.id!r} has no role {role!r}, which seed {seed.name} "
                         f"needs; its roles are {sorted(prompt.roles)}"
                     )
+    if params.baseline == "mean" and (len(prompts) == 1 or batch_size == 1):
+        raise InputError(
+            "the mean baseline measures each output against its mean over a batch's prompts: "
+            "one prompt is its own mean. Give more prompts (and a batch size above 1), or no "
+            "baseline (--baseline none, TraceParams(baseline='none'))"
+        )
 
 
 def _check_answers(

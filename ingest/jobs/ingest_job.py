@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from headgraph.ingest.core.params import RunParams, TraceParams
+from headgraph.ingest.core.baseline import check_counterfactuals
+from headgraph.ingest.core.params import RunParams, TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import check_inputs, trace
 from headgraph.ingest.jobs.graph_rows import (
@@ -55,6 +56,7 @@ def check_ingest(
     seeds: Sequence[Seed],
     batch_size: int,
     params: TraceParams = TraceParams(),
+    counterfactuals: Sequence[Prompt] | None = None,
 ) -> None:
     """Everything :func:`ingest` checks before it writes; call it before opening a store, so
     that bad input leaves no store behind.
@@ -66,6 +68,7 @@ def check_ingest(
     for p in prompts:
         check_name("prompt id", p.id)
     check_inputs(model, prompts, seeds, batch_size, params)
+    check_counterfactuals(prompts, counterfactuals, params.baseline)
 
 
 def ingest(
@@ -79,17 +82,22 @@ def ingest(
     batch_size: int = 32,
     task: str = "ioi",
     progress: Callable[[int, int], None] | None = None,
+    counterfactuals: Sequence[Prompt] | None = None,
 ) -> IngestRun:
     """Trace ``prompts`` and write the run ``run`` to ``store`` (resuming it if it exists).
+
+    ``counterfactuals`` (one per prompt) go with ``params.baseline == "counterfactual"``;
+    they are stored with the prompts, so ``verify`` can trace the run again.
 
     Raises:
         ValueError: bad input (checked before anything is written).
         StoreError: the run exists with another model or other parameters.
     """
     started = time.perf_counter()
-    check_ingest(model, prompts, run=run, seeds=seeds, batch_size=batch_size, params=params)
-    recorded = RunParams.of(prompts, seeds, params, batch_size).to_json()
-    n_batches = -(-len(prompts) // batch_size)
+    check_ingest(model, prompts, run=run, seeds=seeds, batch_size=batch_size, params=params,
+                 counterfactuals=counterfactuals)  # fmt: skip
+    recorded = RunParams.of(prompts, seeds, params, batch_size, counterfactuals).to_json()
+    n_batches = len(batch_bounds(len(prompts), batch_size, params))
     writer = uuid.uuid4().hex  # this ingest, as the run's claim records it
     info = store.run_info(run)
     if info is None:
@@ -130,16 +138,26 @@ def ingest(
         progress(min(first * batch_size, len(prompts)), 0)
     written = 0
     rest = prompts[first * batch_size :]
-    for batch, traced in enumerate(
-        trace(model, rest, seeds=seeds, params=params, batch_size=batch_size), start=first
-    ):
-        rows = batch_rows(traced, run=run, batch=batch, tokenizer=model.tokenizer)
+    rest_cf = None if counterfactuals is None else counterfactuals[first * batch_size :]
+    batches = trace(
+        model, rest, seeds=seeds, params=params, batch_size=batch_size, counterfactuals=rest_cf
+    )
+    for batch, traced in enumerate(batches, start=first):
+        at = len(traced.prompts)
+        cf, rest_cf = (None, None) if rest_cf is None else (rest_cf[:at], rest_cf[at:])
+        rows = batch_rows(
+            traced, run=run, batch=batch, tokenizer=model.tokenizer, counterfactuals=cf
+        )
         store.write_batch(run, batch, rows)
         written += edge_count(rows)
         if progress:
             progress(len(traced.prompts), written)
 
     signals = store.signal_rows(run)
+    by_id = {p.id: p for p in prompts}
+    for s in signals:  # an inhibition edge's upstream end is at the competitor's token
+        if s["side"] == "inhibit":
+            s["role"] = by_id[s["prompt"]].role_at(s["token"])
     counts = {
         "firings": store.query(
             "MATCH (f:Firing) WHERE f.run = $run RETURN count(f) AS n", {"run": run}
@@ -177,7 +195,8 @@ def prediction_signals(
         store.write({"Component": logits_component(model)})
     return [
         {"upstream": r["upstream"], "head": "logits", "side": "logit", "weight": r["weight"],
-         "role": roles[r["prompt"]].role_at(r["token"]), "prompt": r["prompt"], "svs": []}
+         "role": roles[r["prompt"]].role_at(r["token"]), "prompt": r["prompt"], "svs": [],
+         "relevance": r["share"]}
         for r in store.predicts_rows(run)
     ]  # fmt: skip
 
@@ -209,6 +228,7 @@ def carries_rows(signals: list[dict], *, model: str, run: str, n_prompts: int) -
             ("mean_weight", sum(sorted(s["weight"] for s in group)) / len(group)),
             ("svs", [k for k, _ in svs]),
             ("sv_counts", [n for _, n in svs]),
+            ("relevance", sum(sorted(s.get("relevance") or 0.0 for s in group)) / n_prompts),
         ):
             rows[column].append(value)
     return dict(rows)

@@ -16,7 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.params import TraceParams
@@ -101,6 +101,29 @@ def task_prompts(model: Model, n: int, *, seed: int = 0, task: str = "ioi") -> l
     return list[Prompt](ioi_prompts(n, tokenizer=model.tokenizer, seed=seed))
 
 
+def task_counterfactuals(model: Model, prompts: Sequence[Prompt], *, task: str) -> list[Prompt]:
+    """The counterfactual of each of a task's prompts: IOI's ABC corruption (S1, IO and S2
+    replaced by three other names; the names of the model's task for tiny-ioi).
+
+    Raises:
+        InputError: a task with no counterfactuals yet.
+    """
+    if task != "ioi":
+        raise InputError(
+            f"the counterfactual baseline needs counterfactual prompts: the ioi task has them "
+            f"(its ABC corruption), {task} not yet; use --baseline mean"
+        )
+    from headgraph.ingest.tasks.ioi import IOIPrompt, corrupt
+
+    names = None
+    if model.card is not None and model.card.get("model") in ("tiny-ioi", "tiny-ioi-rope"):
+        from headgraph.ingest.tiny_ioi.task import TASK_NAMES
+
+        names = TASK_NAMES
+    ioi = cast("list[IOIPrompt]", list(prompts))  # the ioi task's prompts
+    return list[Prompt](corrupt(ioi, tokenizer=model.tokenizer, names=names))
+
+
 def run_trace(
     model: Model,
     prompts: Sequence[Prompt],
@@ -111,6 +134,7 @@ def run_trace(
     batch_size: int = 32,
     task: str = "ioi",
     progress: Callable[[int, int], None] | None = None,
+    counterfactuals: Sequence[Prompt] | None = None,
 ) -> tuple[TraceRun, list[Edge]]:
     """Trace prompts and write every record to ``out`` (JSON Lines), atomically.
 
@@ -118,7 +142,8 @@ def run_trace(
         model: An :class:`headgraph.ingest.model.adapter.Model`.
         prompts: The prompts.
         out: Destination file; replaced only once the job has finished.
-        seeds, params, batch_size: As for :func:`headgraph.ingest.core.trace.trace`.
+        seeds, params, batch_size, counterfactuals: As for
+            :func:`headgraph.ingest.core.trace.trace`.
         task: Recorded on the run.
         progress: Called after each batch with (its prompt count, edges so far).
 
@@ -136,7 +161,10 @@ def run_trace(
             "w", dir=out.parent, prefix=out.name, suffix=".partial", delete=False
         ) as partial:
             partial_name = partial.name
-            for batch in trace(model, prompts, seeds=seeds, params=params, batch_size=batch_size):
+            for batch in trace(
+                model, prompts, seeds=seeds, params=params, batch_size=batch_size,
+                counterfactuals=counterfactuals,
+            ):  # fmt: skip
                 for firing in batch.firing_records():
                     partial.write(json.dumps({"type": "firing", **asdict(firing)}) + "\n")
                     firings += 1
@@ -179,10 +207,16 @@ class EdgeSummary:
     prompts: int
     mean_weight: float
     top_singular_vectors: tuple[int, ...]
+    relevance: float = 0.0
 
 
-def summarize(edges: Sequence[Edge], *, top: int = 10) -> list[EdgeSummary]:
-    """The edges seen in the most prompts (ties by mean weight), for a quick look."""
+def summarize(
+    edges: Sequence[Edge], *, top: int = 10, n_prompts: int | None = None
+) -> list[EdgeSummary]:
+    """The most relevant edges (their relevance summed and divided by ``n_prompts``, by
+    default the prompts the edges occur in), then those in the most prompts, for a quick
+    look."""
+    n = n_prompts or len({e.prompt_id for e in edges}) or 1
     groups: dict[tuple, list[Edge]] = defaultdict(list)
     for e in edges:
         groups[(e.upstream.name, e.head_name, e.side, e.role or f"t{e.token}")].append(e)
@@ -198,7 +232,8 @@ def summarize(edges: Sequence[Edge], *, top: int = 10) -> list[EdgeSummary]:
                 len({e.prompt_id for e in group}),
                 sum(e.weight for e in group) / len(group),
                 tuple(k for k, _ in svs.most_common(3)),
+                sum(e.relevance for e in group) / n,
             )
         )
-    rows.sort(key=lambda r: (-r.prompts, -r.mean_weight))
+    rows.sort(key=lambda r: (-r.relevance, -r.prompts, -r.mean_weight))
     return rows[:top]

@@ -101,14 +101,23 @@ def verify_run(
             {"run": ref.key},
         )
     }
+    stored = stored_prompts(store, ref.key)[:max_prompts]
     prompts = [
         Prompt(p["id"], p["text"], tuple(p["tokens"]), p["roles"], **answers.get(p["id"], {}))
-        for p in stored_prompts(store, ref.key)
-    ][:max_prompts]
+        for p in stored
+    ]
+    counterfactuals = None
+    if recorded.params.baseline == "counterfactual":  # stored with the prompts
+        counterfactuals = [
+            Prompt(f"{p['id']}-counterfactual", "", tuple(p["counterfactual"]), p["roles"])
+            for p in stored
+        ]
+    if recorded.params.baseline == "mean":  # its means are over the run's own batches
+        batch_size = recorded.batch_size
     effects = verify_edges(
         model, prompts, chosen, seeds=recorded.seeds, params=recorded.params, mode=mode,
         boost=boost, metric=metric, batch_size=batch_size, seed=seed,
-        progress=progress,
+        progress=progress, counterfactuals=counterfactuals,
     )  # fmt: skip
     measured = datetime.now(UTC).isoformat(timespec="seconds")
     rows = [

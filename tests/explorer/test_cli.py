@@ -26,6 +26,18 @@ def traced(tmp_path_factory):
     return result, out
 
 
+def test_a_run_too_small_for_the_mean_baseline_is_traced_without_one_and_says_so(tmp_path):
+    out = tmp_path / "few.jsonl"
+    argv = ["trace", "--model", "random:tiny", "--prompts", "4", "--out", str(out)]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    assert "--baseline none" in result.output
+    run = json.loads(out.read_text().splitlines()[-1])
+    assert run["params"]["baseline"] == "none" and "value" in run["params"]["sides"]
+    asked = CliRunner().invoke(main, [*argv, "--baseline", "mean", "--prompts", "1"])
+    assert asked.exit_code != 0 and "one prompt is its own mean" in asked.output
+
+
 def test_trace_writes_firings_edges_and_a_run_line_last(traced):
     result, out = traced
     assert result.exit_code == 0, result.output
@@ -35,7 +47,8 @@ def test_trace_writes_firings_edges_and_a_run_line_last(traced):
     assert run["params"] == {  # IOI prompts have answers: seeded from the prediction
         "attention_threshold": 0.5, "signal_frac": 1.0, "edge_frac": 0.7,
         "seeding": "linear", "seed_frac": 1.0, "tau": 0.8, "ig_steps": 64, "top_k": 0,
-        "top_p": 0.0, "sides": ["query", "key"], "baseline": "none", "edge_rule": "positive",
+        "top_p": 0.0, "sides": ["query", "key", "value", "inhibit"], "baseline": "mean",
+        "edge_rule": "positive",
     }  # fmt: skip
     kinds = [line["type"] for line in lines[:-1]]
     assert kinds.count("firing") == run["firings"] and kinds.count("edge") == run["edges"] > 0
@@ -209,3 +222,28 @@ def test_every_option_the_readme_shows_exists():
             assert flag in names, f"README shows {flag} for headgraph {command.name}"
             seen += 1
     assert seen > 40
+
+
+def test_a_counterfactual_run_stores_its_counterfactuals_and_verifies_against_them(tmp_path):
+    store = str(tmp_path / "db")
+    common = ["--model", "tiny-ioi", "--prompts", "16", "--batch-size", "8"]
+    done = CliRunner().invoke(
+        main, ["ingest", *common, "--store", store, "--baseline", "counterfactual"]
+    )
+    assert done.exit_code == 0, done.output
+    from headgraph.queries.store import open_store
+
+    with open_store(store, read_only=True) as opened:
+        rows = opened.query("MATCH (p:Prompt) RETURN p.tokens AS t, p.counterfactual AS c")
+    assert len(rows) == 16
+    assert all(len(r["t"]) == len(r["c"]) and r["t"] != r["c"] for r in rows)
+    verify = ["verify", "--store", store, "--top", "2", "--format", "json"]
+    checked = CliRunner().invoke(main, verify)
+    assert checked.exit_code == 0, checked.output
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "a", "text": "x y", "roles": {}}) + "\n")
+    refused = CliRunner().invoke(
+        main, ["trace", "--model", "tiny-ioi", "--prompts-file", str(prompts), "--seeds", "1.0",
+               "--seed-roles", "END:*", "--baseline", "counterfactual"],
+    )  # fmt: skip
+    assert refused.exit_code == 2 and "gives none" in refused.output, refused.output

@@ -80,7 +80,7 @@ def test_a_local_hugging_face_folder_loads_offline_and_traces(gpt2_folder):
     torch.testing.assert_close(model.log_probs(tokens), expected, rtol=1e-4, atol=1e-4)
     seeds = parse_seeds("1.*", "END:*", n_heads=4)
     edges = [e for b in trace(model, prompts, seeds=seeds) for e in b.edge_records()]
-    assert edges and {e.side for e in edges} == {"query", "key"}
+    assert edges and {e.side for e in edges} == {"query", "key", "value", "inhibit"}  # default
 
 
 def test_folders_that_are_not_models_are_refused(tmp_path):

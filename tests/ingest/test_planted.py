@@ -74,7 +74,8 @@ def planted_prompts():
 @pytest.fixture(scope="module")
 def traced():
     model = planted_model()
-    batches = list(trace(model, planted_prompts(), seeds=[Seed(1, 0, "END", "MARK")]))
+    seeds = [Seed(1, 0, "END", "MARK")]  # the paper's trace, whose edges were planted
+    batches = list(trace(model, planted_prompts(), seeds=seeds, params=TraceParams.paper()))
     return (
         model,
         [f for b in batches for f in b.firing_records()],
@@ -122,7 +123,7 @@ def test_tracing_recurses_into_the_writer_at_mark(traced):
 
 def test_raising_the_edge_share_to_1_keeps_every_positive_writer():
     model = planted_model()
-    params = TraceParams(edge_frac=1.0)
+    params = TraceParams.paper(edge_frac=1.0)
     edges = [
         e
         for b in trace(model, planted_prompts(), seeds=[Seed(1, 0, "END", "MARK")], params=params)

@@ -6,11 +6,12 @@ from headgraph.ingest.core.trace import trace
 from tests.conftest import small_model
 
 SEEDS = parse_seeds("2.*", "END:*", n_heads=4)
+PAPER = TraceParams.paper()  # the paper's trace: these tests check its structure
 
 
-def records(model, prompts, **options):
+def records(model, prompts, *, params=PAPER, **options):
     firings, edges = [], []
-    for batch in trace(model, prompts, seeds=SEEDS, **options):
+    for batch in trace(model, prompts, seeds=SEEDS, params=params, **options):
         firings += batch.firing_records()
         edges += batch.edge_records()
     return firings, edges
@@ -75,7 +76,7 @@ def test_edges_point_upstream_and_read_at_the_right_token(traced):
 
 
 def test_a_stricter_attention_threshold_traces_fewer_firings(model, prompts, traced):
-    strict, _ = records(model, prompts, params=TraceParams(attention_threshold=0.9))
+    strict, _ = records(model, prompts, params=TraceParams.paper(attention_threshold=0.9))
     assert 0 < len(strict) < len(traced[0])
     assert all(f.attention >= 0.9 for f in strict)
 
@@ -123,3 +124,27 @@ def test_run_params_round_trip_through_the_json_recorded_on_a_run(prompts):
     )
     with pytest.raises(ValueError, match="not a run's recorded parameters"):
         RunParams.from_json('{"seeds": []}')
+
+
+def test_mean_baseline_batches_hold_enough_prompts_and_a_resumed_run_batches_alike():
+    from headgraph.ingest.core.params import MEAN_BATCH_MIN, batch_bounds
+
+    mean = TraceParams()
+    assert batch_bounds(33, 32, mean) == [(0, 33)]  # one prompt is its own mean
+    assert batch_bounds(40, 32, mean) == [(0, 32), (32, 40)]
+    assert batch_bounds(33, 32, PAPER) == [(0, 32), (32, 33)]
+    for n in range(1, 80):
+        bounds = batch_bounds(n, 16, mean)
+        assert bounds[0][0] == 0 and bounds[-1][1] == n
+        assert all(b - a >= min(n, MEAN_BATCH_MIN) for a, b in bounds)
+        for k in range(len(bounds)):  # the rest of a run, resumed at batch k
+            rest = batch_bounds(n - 16 * k, 16, mean)
+            assert [(a + 16 * k, b + 16 * k) for a, b in rest] == bounds[k:]
+
+
+def test_one_prompt_under_the_mean_baseline_is_refused_with_the_way_out(model, prompts):
+    with pytest.raises(ValueError, match="one prompt is its own mean.*--baseline none"):
+        next(trace(model, prompts[:1], seeds=SEEDS))
+    with pytest.raises(ValueError, match="one prompt is its own mean"):
+        next(trace(model, prompts, seeds=SEEDS, batch_size=1))
+    assert next(trace(model, prompts[:1], seeds=SEEDS, params=PAPER)).edge_records()

@@ -1,6 +1,7 @@
 """The value and inhibition sides, baseline-relative contributions, the signed edge rule and
 relevance (docs/core.md, "Beyond the QK trace")."""
 
+import dataclasses
 import json
 
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.contributions import select_edges, side_contributions
-from headgraph.ingest.core.params import RunParams, TraceParams
+from headgraph.ingest.core.params import SIDE_NAMES, RunParams, TraceParams
 from headgraph.ingest.core.trace import trace
 from headgraph.ingest.core.values import ReaderTable, ValueWeights, competitors, value_directions
 from headgraph.ingest.jobs.trace_job import task_prompts
@@ -100,9 +101,10 @@ def test_every_family_reads_a_seeds_value_as_its_share(preset):
 
 def seeds_value_signals_match(model, prompts, *, attention_threshold) -> int:
     """How many top-layer seeds were checked: their value signal is their share."""
-    params = TraceParams(
-        seeding="linear", sides=("value",), attention_threshold=attention_threshold
-    )
+    params = TraceParams(  # the identity holds for contributions as they are (no baseline)
+        seeding="linear", sides=("value",), baseline="none",
+        attention_threshold=attention_threshold,
+    )  # fmt: skip
     top = model.n_layers - 1  # nothing above reads the last layer's heads
     checked = 0
     for batch in trace(model, prompts, seeds=(), params=params, batch_size=16):
@@ -160,9 +162,12 @@ def test_edge_options_are_recorded_and_read_back_and_older_runs_read_as_the_pape
     assert params.sides == ("query", "value")  # canonical order
     run = RunParams.of([], (), params, 8)
     assert RunParams.from_json(run.to_json()).params == params
-    legacy = json.loads(RunParams.of([], (), TraceParams(), 8).to_json())
+    legacy = json.loads(RunParams.of([], (), TraceParams.paper(), 8).to_json())
     assert "sides" not in legacy and "baseline" not in legacy  # as runs recorded before
-    assert RunParams.from_json(json.dumps(legacy)).params.sides == ("query", "key")
+    assert RunParams.from_json(json.dumps(legacy)).params == TraceParams.paper()
+    default = json.loads(RunParams.of([], (), TraceParams(), 8).to_json())
+    assert (default["sides"], default["baseline"]) == (list(SIDE_NAMES), "mean")
+    assert RunParams.from_json(json.dumps(default)).params == TraceParams()
 
 
 @pytest.mark.parametrize(
@@ -172,3 +177,26 @@ def test_edge_options_are_recorded_and_read_back_and_older_runs_read_as_the_pape
 def test_bad_edge_options_are_refused_naming_the_choices(bad):
     with pytest.raises(InputError, match="use one of|give one or more"):
         TraceParams(**bad)
+
+
+def test_measured_against_its_counterfactual_a_prompt_differs_only_where_the_names_do(tiny):
+    """IOI's ABC corruption changes the three names: against it, the embeddings make edges
+    only at name tokens; a prompt measured against itself makes no edge at all."""
+    from headgraph.ingest.jobs.trace_job import task_counterfactuals
+
+    model, prompts = tiny
+    params = TraceParams(seeding="linear", baseline="counterfactual")
+
+    def edges(counterfactuals):
+        return [e for batch in trace(model, prompts, seeds=(), params=params,
+                                     counterfactuals=counterfactuals)
+                for e in batch.edge_records()]  # fmt: skip
+
+    assert not edges(prompts)
+    abc = edges(task_counterfactuals(model, prompts, task="ioi"))
+    assert abc and {e.role for e in abc if e.upstream.name == "embed"} <= {"IO", "S1", "S2"}
+    with pytest.raises(InputError, match="one counterfactual prompt per prompt"):
+        next(trace(model, prompts, seeds=(), params=params))
+    with pytest.raises(InputError, match="token for token"):
+        longer = [dataclasses.replace(p, tokens=(*p.tokens, p.tokens[-1])) for p in prompts]
+        next(trace(model, prompts, seeds=(), params=params, counterfactuals=longer))

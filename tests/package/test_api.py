@@ -58,7 +58,8 @@ def test_a_trace_converts_to_frames_and_a_graph(prompts):
     traced = hg.trace(model, prompts, seeds="2.*", seed_roles="END:*", batch_size=4)
     edges = [e for batch in traced for e in batch.edge_records()]
     frame = traced.to_pandas()
-    assert len(frame) == len(edges) > 0 and set(frame["side"]) <= {"query", "key"}
+    assert len(frame) == len(edges) > 0
+    assert set(frame["side"]) <= {"query", "key", "value", "inhibit"}
     assert len(traced.to_pandas("firings")) == sum(len(b.firing_records()) for b in traced)
     graph = traced.to_networkx()
     triples = {(e.upstream.name, e.head_name, e.side) for e in edges}
