@@ -59,19 +59,23 @@ def effect_of(store: GraphStore, run: str, upstream: str, head: str, side: str) 
 
 def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, str, str, int]]:
     """The run's ``top`` edges ``(upstream, head, side, prompts)`` that can be ablated (not a
-    head's own QK bias, not a seed's edge into the logits, query and key sides only), most
-    prompts first; prompts are
-    the most over the edge's roles."""
+    head's own QK bias, not a seed's edge into the logits, query and key sides only): the
+    most relevant first (relevance summed over the edge's roles), then those in the most
+    prompts (the most over the edge's roles)."""
     rows = store.query(
         "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
-        "RETURN a.name AS up, b.name AS head, c.side AS side, c.prompts AS prompts",
+        "RETURN a.name AS up, b.name AS head, c.side AS side, c.prompts AS prompts, "
+        "coalesce(c.relevance, 0.0) AS relevance",
         {"run": run},
     )
     best: dict[tuple[str, str, str], int] = {}
+    relevance: dict[tuple[str, str, str], float] = {}
     for r in rows:
         # seeds have no QK side; verify ablates the sparse set, which only query and key read
         if not r["up"].endswith(":qk_bias") and r["side"] in ("query", "key"):
             key = (r["up"], r["head"], r["side"])
             best[key] = max(best.get(key, 0), int(r["prompts"]))
-    ranked = sorted(best.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+            relevance[key] = relevance.get(key, 0.0) + float(r["relevance"])
+    ranked = sorted(best.items(), key=lambda kv: (-round(relevance[kv[0]], 9), -kv[1], kv[0]))
+    ranked = ranked[:top]
     return [(*key, n) for key, n in ranked]
