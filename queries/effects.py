@@ -59,7 +59,7 @@ def effect_of(store: GraphStore, run: str, upstream: str, head: str, side: str) 
 
 def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, str, str, int]]:
     """The run's ``top`` edges ``(upstream, head, side, prompts)`` that can be ablated (not a
-    head's own QK bias, not a seed's edge into the logits, query and key sides only): the
+    head's own QK bias, not a seed's edge into the logits, not an inhibition edge): the
     most relevant first (relevance summed over the edge's roles), then those in the most
     prompts (the most over the edge's roles)."""
     rows = store.query(
@@ -71,8 +71,8 @@ def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, st
     best: dict[tuple[str, str, str], int] = {}
     relevance: dict[tuple[str, str, str], float] = {}
     for r in rows:
-        # seeds have no QK side; verify ablates the sparse set, which only query and key read
-        if not r["up"].endswith(":qk_bias") and r["side"] in ("query", "key"):
+        # a seed's edge reads no input of a head; inhibition is not ablated by verify
+        if not r["up"].endswith(":qk_bias") and r["side"] in ("query", "key", "value"):
             key = (r["up"], r["head"], r["side"])
             best[key] = max(best.get(key, 0), int(r["prompts"]))
             relevance[key] = relevance.get(key, 0.0) + float(r["relevance"])

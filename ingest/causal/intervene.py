@@ -13,6 +13,12 @@ reader sees it. Several edges leaving the same component at the same token are
 ablated together through the span of all their singular vectors. The control
 replaces each edge's S by as many singular vectors of the same head drawn at
 random from outside S.
+
+A value edge has no singular vectors: its firing reads the source along one
+direction, ``w = W_V W_O R(d)`` (what the head moves, as its readers read it;
+docs/core.md), and that direction is projected out the same way. Its control is
+a random direction of the head's value input (the span of its ``W_V``)
+orthogonal to ``w``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from torch import Tensor
 from headgraph.ingest.core.baseline import role_means
 from headgraph.ingest.core.rotary import Rotary, rotate
 from headgraph.ingest.core.svd import QKDecomposition
-from headgraph.ingest.core.trace import BatchTrace
+from headgraph.ingest.core.trace import SIDES, BatchTrace
 
 
 def edge_bases(
@@ -75,6 +81,37 @@ def edge_bases(
     return chosen[:, :-1, :] * selected[:, None, :]  # drop the homogeneous coordinate
 
 
+def value_bases(
+    trace: BatchTrace,
+    W_V: Tensor,
+    rows: Tensor,
+    *,
+    control: bool,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``[edge, d_model, 1]``: the unit direction each value edge is read along, or for
+    the control a random unit direction of the head's value input orthogonal to it.
+
+    Args:
+        trace: A batch's trace, with its edges' directions (``directions=True``).
+        W_V: The model's ``[layer, head, d_model, d_head]``.
+        rows: ``[edge]`` which (value) edges of ``trace``.
+        control: Draw the control's directions.
+        generator: For the control's draw.
+    """
+    assert trace.edge_direction is not None, "trace the batch with directions=True"
+    w = trace.edge_direction[rows]  # [edge, d_model]
+    w = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    if control:
+        firing = trace.edge_firing[rows]
+        span = W_V[trace.firings.layer[firing], trace.firings.head[firing]]  # [edge, d, d_head]
+        draw = torch.randn(len(rows), span.shape[-1], 1, generator=generator).to(span)
+        v = (span @ draw)[..., 0]
+        v = v - (v * w).sum(-1, keepdim=True) * w
+        w = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-30)
+    return w[:, :, None]
+
+
 def ablation_deltas(
     trace: BatchTrace,
     components: Tensor,
@@ -84,6 +121,7 @@ def ablation_deltas(
     control: bool = False,
     generator: torch.Generator | None = None,
     rotated: tuple[QKDecomposition, Rotary] | None = None,
+    W_V: Tensor | None = None,
 ) -> Tensor:
     """What to add to each component's output to ablate the chosen edges.
 
@@ -96,6 +134,7 @@ def ablation_deltas(
         control: Ablate random singular vectors from outside S instead.
         generator: For the control's draw.
         rotated: For a rotary model, see :func:`edge_bases`.
+        W_V: The model's value weights, for value edges (:func:`value_bases`).
 
     Returns:
         ``[batch, pos, component, d_model]`` deltas (zero where nothing is ablated).
@@ -108,7 +147,14 @@ def ablation_deltas(
         return deltas
     batch = trace.firings.batch[trace.edge_firing[rows]]
     token, component = trace.edge_token[rows], trace.edge_component[rows]
-    bases = edge_bases(trace, vectors, rows, control=control, generator=generator, rotated=rotated)
+    value = trace.edge_side[rows] == SIDES.index("value")
+    if bool(value.any()):  # one side per call (an edge of the circuit), as verify asks
+        assert W_V is not None and bool(value.all()), "value edges alone, with W_V"
+        bases = value_bases(trace, W_V, rows, control=control, generator=generator)
+    else:
+        bases = edge_bases(
+            trace, vectors, rows, control=control, generator=generator, rotated=rotated
+        )
 
     # One span per (prompt, token, component): stack its edges' vectors, orthonormalise.
     n_pos = components.shape[1]

@@ -7,7 +7,11 @@ each edge the part of the upstream output lying in the downstream firings'
 singular directions is projected out, mean-centred (:mod:`headgraph.ingest.causal.intervene`):
 
 - ``global``: where the upstream component writes, so every later reader sees it;
-- ``local``: only in the downstream head's query (or key) input.
+- ``local``: only in the downstream head's query (or key, or value) input.
+
+A value edge is ablated along the direction its firing reads the source (there is
+no sparse set on the value side), its control along a random direction of the
+head's value input; an inhibition edge cannot be verified yet.
 
 The control projects out as many singular vectors of the same head drawn at
 random from outside S. With ``boost`` the part is added again instead of
@@ -173,10 +177,10 @@ def verify_edges(
         raise InputError(f"prompt {lacking!r} has no {role} role, where the metric is read")
     axis = {c.name: i for i, c in enumerate(model.layout.components)}
     for edge in edges:
-        if edge.side not in ("query", "key"):
+        if edge.side not in ("query", "key", "value"):
             raise InputError(
-                f"{edge.name}: verify ablates an edge through its firing's sparse set of "
-                "singular vectors, which only the query and key sides read; value and "
+                f"{edge.name}: an inhibition edge is what keeps a head off a token its "
+                "firing does not attend, which no ablation of the firing measures: "
                 "inhibition edges cannot be verified yet"
             )
         if edge.upstream not in axis:
@@ -186,6 +190,8 @@ def verify_edges(
             )
     qk = model.qk.to(model.device, model.dtype)
     vectors = (qk.U, qk.V)
+    any_value = any(e.side == "value" for e in edges)
+    W_V = model.values.W_V.to(model.device, model.dtype) if any_value else None
     sums = {e: torch.zeros(4, dtype=torch.float64) for e in edges}  # n, clean, effect, control
     differences = {e: [] for e in edges}  # per prompt: effect - control
     for start, end in batch_bounds(len(prompts), batch_size, params):
@@ -195,7 +201,9 @@ def verify_edges(
         reference = None
         if counterfactuals is not None:
             reference = model.run(*pad_tokens(counterfactuals[start:end])).components
-        traced = trace_batch(acts, qk, model.layout, batch, seeds, params, reference)
+        traced = trace_batch(
+            acts, qk, model.layout, batch, seeds, params, reference, directions=any_value
+        )
         at = torch.tensor([p.roles[role] for p in batch])
         clean = metric(model.log_probs(tokens, at=at), batch)  # [batch]
         items = []
@@ -211,7 +219,7 @@ def verify_edges(
                 d = ablation_deltas(
                     traced, acts.components, vectors, rows=rows, control=control,
                     generator=control_generator(seed, edge, start),
-                    rotated=rotated,
+                    rotated=rotated, W_V=W_V,
                 )  # fmt: skip
                 changes.append((-1 if boost else 1) * d[:, :, axis[edge.upstream]][on_device])
             items.append((edge, occurs, *changes))

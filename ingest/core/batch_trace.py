@@ -40,6 +40,9 @@ class BatchTrace:
         prediction: With seeding from the prediction: each prompt's split prediction.
         seeded: With seeding from the prediction: the (head, source) seeds, each the
             firing (answer position -> source) and its share of the prediction.
+        edge_direction: Only when asked for (``verify``): ``[edge, d_model]`` the
+            direction along which the downstream side reads the upstream output, in the
+            residual stream before its norm (a value edge's is ``W_V W_O R``).
     """
 
     prompts: tuple[Prompt, ...]
@@ -55,6 +58,7 @@ class BatchTrace:
     edge_relevance: Tensor
     prediction: PredictionSplit | None = None
     seeded: PredictionSeeds | None = None
+    edge_direction: Tensor | None = None
 
     def firing_records(self, *, traced_only: bool = False) -> list[Firing]:
         """The firings as records (all of them, or only those tracing reached)."""

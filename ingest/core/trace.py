@@ -99,6 +99,8 @@ def trace_batch(
     seeds: Sequence[Seed],
     params: TraceParams,
     reference: Tensor | None = None,
+    *,
+    directions: bool = False,
 ) -> BatchTrace:
     """Find the firings of one batch and trace them from the seeds.
 
@@ -111,6 +113,7 @@ def trace_batch(
         params: Thresholds.
         reference: The counterfactual baseline: the components on the prompts'
             counterfactuals, ``[batch, pos, component, d_model]``.
+        directions: Keep each edge's read direction (``BatchTrace.edge_direction``).
     """
     proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
     seeded = forced = None
@@ -201,17 +204,13 @@ def trace_batch(
                     layer_firings.attention[reading.firing[row]]
                 )
             component = torch.where(column == n_up, len(layout), column)
-            parts.append(
-                (
-                    rows[reading.firing[row]],
-                    torch.full_like(row, SIDES.index(side)),
-                    component,
-                    token[row],
-                    weight,
-                    weight / signal,
-                    edge_relevance,
-                )
-            )
+            part = (rows[reading.firing[row]], torch.full_like(row, SIDES.index(side)),
+                    component, token[row], weight, weight / signal, edge_relevance)  # fmt: skip
+            if directions:
+                read = reading.direction[row, :-1]
+                ln = acts.ln_weight
+                part += (read if ln is None else read * ln[layer],)
+            parts.append(part)
             # The recursion: an upstream head needs its firings that end at this token.
             is_head = axis_head[component] >= 0
             up_b, up_t = b[row][is_head], token[row][is_head]
@@ -231,10 +230,12 @@ def trace_batch(
             torch.zeros(0, dtype=dtype, device=device)
             for dtype in (torch.long,) * 4 + (acts.scale.dtype,) * 3
         ]
+        + ([acts.scale.new_zeros(0, acts.components.shape[-1])] if directions else [])
     )
     return BatchTrace(
-        tuple(prompts), layout, firings, traced, *columns, prediction=prediction, seeded=seeded
-    )
+        tuple(prompts), layout, firings, traced, *columns[:7], prediction=prediction,
+        seeded=seeded, edge_direction=columns[7] if directions else None,
+    )  # fmt: skip
 
 
 def _layer_firings(

@@ -53,20 +53,23 @@ class Interventions:
         *,
         at: Tensor | None = None,
     ) -> Tensor:
-        """Like :meth:`log_probs`, with changes that only one head's query or key sees:
-        ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``, added to that head's
-        input before ln1 (``side`` ``query`` or ``key``)."""
+        """Like :meth:`log_probs`, with changes that only one head's query, key or value
+        input sees: ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``, added to
+        that head's input before ln1 (``side`` ``query``, ``key`` or ``value``; with grouped
+        key/value heads, a key or value change reaches the heads of its group)."""
         m = self.hooked
         hooks = []
+        n_heads = m.cfg.n_heads
         for (layer, head, side), change in deltas.items():
             moved = change.to(self.device)
 
             def add(act, hook, head=head, delta=moved):  # act: [batch, pos, head, d_model]
                 act = act.clone()
-                act[:, :, head] += delta
+                act[:, :, head * act.shape[2] // n_heads] += delta  # a grouped head's group
                 return act
 
-            hooks.append((f"blocks.{layer}.hook_{'q' if side == 'query' else 'k'}_input", add))
+            letter = {"query": "q", "key": "k", "value": "v"}[side]
+            hooks.append((f"blocks.{layer}.hook_{letter}_input", add))
         previous = m.cfg.use_split_qkv_input
         m.set_use_split_qkv_input(True)
         try:
