@@ -114,3 +114,35 @@ def test_compare_counts_only_the_relevant_edges_when_asked(store):
     relevant = compare(store, reference="tiny-ioi", min_relevance=0.02)
     assert relevant.edges.predicted < every.edges.predicted
     assert relevant.edges.precision >= every.edges.precision
+
+
+def test_exports_keep_every_side_even_where_two_join_the_same_nodes(store, tmp_path):
+    import json
+
+    import networkx as nx
+
+    from headgraph.queries.export import export_run
+    from headgraph.queries.graphs import prompt_graphs
+
+    rows = store.query(
+        "MATCH ()-[s:SIGNAL]->(f:Firing) RETURN DISTINCT f.prompt AS p, s.upstream AS up, "
+        "s.token AS t, f.head_name AS h, f.dest AS d, s.side AS side"
+    )
+    expected = {(r["p"], f"{r['up']}@{r['t']}", f"{r['h']}@{r['d']}", r["side"]) for r in rows}
+    graphs = prompt_graphs(store)
+    got = {(p, a, b, k) for p, g in graphs.items() for a, b, k in g.edges(keys=True)}
+    assert got == expected
+    pairs = {(p, a, b) for p, a, b, _ in expected}
+    assert len(pairs) < len(expected)  # some value and key edges share their two nodes
+    export_run(store, format="graphml", out=tmp_path / "g")
+    prompt = next(iter(graphs))
+    path = tmp_path / "g" / "prompts" / f"{prompt}.graphml"
+    loaded = nx.read_graphml(path, force_multigraph=True)
+    assert loaded.number_of_edges() == graphs[prompt].number_of_edges()
+    export_run(store, format="circuit-tracer", out=tmp_path / "ct")
+    links = sum(
+        len(json.loads(f.read_text())["links"])
+        for f in (tmp_path / "ct").glob("*.json")
+        if f.name != "graph-metadata.json"
+    )
+    assert links == len(expected)
