@@ -14,6 +14,8 @@ between two heads is in it when a ``CARRIES`` row for it has at least
 ``min_prompts`` prompts and a share of the prompts of at least ``min_share``.
 Its heads are the heads at either end of such an edge, and the heads that a run
 seeded from the prediction feeds into the logits (``head -> logits``, as often).
+Edges are scored on the sides the reference names edges on: a reference of query
+and key edges says nothing about a run's value or inhibition edges.
 ``ioi-gpt2`` (Wang et al.'s IOI circuit in GPT-2 small) and ``tiny-ioi`` (the bundled model's card)
 ship with the package; any other reference is a file. With no reference named,
 the run's model's own is used (``gpt2`` -> ``ioi-gpt2``, ``tiny-ioi`` ->
@@ -81,6 +83,7 @@ class Comparison:
     heads: Score
     edges: Score
     classes: tuple[tuple[str, int, int], ...]  # (class, heads found, heads in the class)
+    edge_sides: tuple[str, ...] = ("query", "key")  # the sides the edges were scored on
 
     def to_pandas(self):
         """Precision, recall and F1 over heads and over edges, one row each."""
@@ -201,6 +204,8 @@ def compare(
     edges = {(r["up"], r["down"], r["side"]) for r in counted if _HEAD.match(r["down"])}
     seeds = {r["up"] for r in counted if r["down"] == "logits"}  # seeded from the prediction
     heads = {h for up, down, _ in edges for h in (up, down)} | seeds
+    sides = tuple(s for s in EDGE_SIDES if any(e[2] == s for e in circuit.edges))
+    edges = {e for e in edges if e[2] in sides}  # what the reference can judge
     return Comparison(
         run=ref.key,
         reference=circuit.name,
@@ -210,6 +215,7 @@ def compare(
             (name, len(set(members) & heads), len(members))
             for name, members in circuit.classes.items()
         ),
+        edge_sides=sides,
     )
 
 

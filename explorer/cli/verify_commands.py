@@ -160,7 +160,10 @@ def compare_command(
             "in run": s.predicted,
             "in reference": s.reference,
         }  # fmt: skip
-        for name, s in (("heads", result.heads), ("edges (with side)", result.edges))
+        for name, s in (
+            ("heads", result.heads),
+            (f"edges ({', '.join(result.edge_sides)} sides)", result.edges),
+        )
     ]
     if out_format == "table":
         click.echo(f"run {result.run} against {result.reference}")

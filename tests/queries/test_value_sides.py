@@ -112,6 +112,9 @@ def test_compare_counts_only_the_relevant_edges_when_asked(store):
 
     every = compare(store, reference="tiny-ioi")
     relevant = compare(store, reference="tiny-ioi", min_relevance=0.02)
+    # the card names query and key edges: value and inhibition edges are not judged by it
+    assert every.edge_sides == ("query", "key")
+    assert {side for *_, side in every.edges.extra} <= {"query", "key"}
     assert relevant.edges.predicted < every.edges.predicted
     assert relevant.edges.precision >= every.edges.precision
 
