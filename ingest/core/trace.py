@@ -217,11 +217,11 @@ def trace_batch(
             up_l, up_h = axis_layer[component[is_head]], axis_head[component[is_head]]
             needed[up_b, up_l, up_h, up_t] = True
             relevance.index_put_((up_b, up_l, up_h, up_t), edge_relevance[is_head], accumulate=True)
-            if readers is not None:
-                reader = reading.direction[row[is_head], :-1] / acts.scale[up_b, layer, up_t, None]
+            if readers is not None:  # one reader per firing read, shared by its edges
+                reader = reading.direction[:, :-1] / acts.scale[b, layer, token, None]
                 if acts.ln_weight is not None:
                     reader = reader * acts.ln_weight[layer]
-                readers.add(up_l, up_b, up_h, up_t, reader)
+                readers.add_rows(up_l, up_b, up_h, up_t, row[is_head], reader)
 
     columns = (
         [torch.cat(c) for c in zip(*parts, strict=True)]

@@ -110,10 +110,27 @@ class ReaderTable:
         self, layer: Tensor, batch: Tensor, head: Tensor, token: Tensor, reader: Tensor
     ) -> None:
         """Add ``reader [n, d_model]`` to heads ``layer.head`` at ``token`` of prompt ``batch``."""
+        rows = torch.arange(len(reader), device=reader.device)
+        self.add_rows(layer, batch, head, token, rows, reader)
+
+    def add_rows(
+        self, layer: Tensor, batch: Tensor, head: Tensor, token: Tensor, rows: Tensor, table: Tensor
+    ) -> None:
+        """Add ``table[rows]`` (``table [m, d_model]``, ``rows [n]``) to heads ``layer.head``
+        at ``token`` of prompt ``batch``, summed here per (prompt, head, token) without
+        gathering the ``[n, d_model]`` rows: many edges share one reader (every head a
+        firing's side reads at one token reads it alike)."""
         key = self._key(batch, head, token)
         for l in layer.unique().tolist():
-            rows = layer == l
-            self._parts.setdefault(l, []).append((key[rows], reader[rows]))
+            at = layer == l
+            unique, inverse = key[at].unique(return_inverse=True)
+            incidence = torch.sparse_coo_tensor(
+                torch.stack([inverse, rows[at]]),
+                table.new_ones(int(at.sum())),
+                (len(unique), len(table)),
+                check_invariants=False,
+            )
+            self._parts.setdefault(l, []).append((unique, torch.sparse.mm(incidence, table)))
 
     def take(self, layer: int, batch: Tensor, head: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
         """The summed readers of the given firings' heads at their tokens.
