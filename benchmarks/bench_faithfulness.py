@@ -185,12 +185,15 @@ def traced_edges(model, prompts, params) -> tuple[Counter, Counter]:
     """headgraph's edges keyed (sender, receiver, side, role): the prompts each occurs in,
     and its relevance summed over prompts (an inhibition edge is a key edge at its token)."""
     from headgraph.ingest.core.trace import trace
-    from headgraph.ingest.jobs.trace_job import default_seeds
+    from headgraph.ingest.jobs.trace_job import default_seeds, task_counterfactuals
 
     seeds = () if params.seeding != "heads" else default_seeds(model)
+    counterfactuals = None
+    if params.baseline == "counterfactual":  # the ABC corruption the ground truth patches in
+        counterfactuals = task_counterfactuals(model, prompts, task="ioi")
     counts: Counter = Counter()
     relevance: Counter = Counter()
-    for batch in trace(model, prompts, seeds=seeds, params=params):
+    for batch in trace(model, prompts, seeds=seeds, params=params, counterfactuals=counterfactuals):
         seen: Counter = Counter()
         for e in batch.edge_records():
             if e.upstream.kind not in ("head", "embed", "pos_embed") or e.role is None:
@@ -221,15 +224,16 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float((rx * ry).sum() / (rx.norm() * ry.norm()).clamp_min(1e-12))
 
 
-def score(name, params, scope, model, prompts, eap, args) -> dict:
-    """Print one trace's P/R/F1 (edges by prompts, and by relevance), AP and Spearman."""
+def score(name, params, scope, model, prompts, eap, *, min_share=0.05, min_relevance=0.02):
+    """Print one trace's P/R/F1 (edges by prompts, and by relevance), AP and Spearman; return
+    ``{(how, threshold): F1, "ap": AP by relevance, "ap_eap": EAP's AP}``."""
     counts, relevance = traced_edges(model, prompts, params)
     n = len(prompts)
-    by_prompts = {k for k, c in counts.items() if c >= args.min_share * n}
-    by_relevance = {k for k, r in relevance.items() if r / n >= args.min_relevance}
+    by_prompts = {k for k, c in counts.items() if c >= min_share * n}
+    by_relevance = {k for k, r in relevance.items() if r / n >= min_relevance}
     where = "all sides" if any(k[2] == "v" for k in scope) else "query/key edges"
-    print(f"\n{name}: {len(by_prompts)} edges in >= {args.min_share:.0%} of prompts, "
-          f"{len(by_relevance)} with relevance >= {args.min_relevance:.0%} ({where})")  # fmt: skip
+    print(f"\n{name}: {len(by_prompts)} edges in >= {min_share:.0%} of prompts, "
+          f"{len(by_relevance)} with relevance >= {min_relevance:.0%} ({where})")  # fmt: skip
     figures = {}
     for kept, how in ((by_prompts, "prompts"), (by_relevance, "relevance")):
         for threshold in (0.01, 0.02, 0.05):
@@ -254,23 +258,14 @@ def score(name, params, scope, model, prompts, eap, args) -> dict:
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="tiny-ioi")
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--min-share", type=float, default=0.05)
-    parser.add_argument("--min-relevance", type=float, default=0.02)
-    args = parser.parse_args()
-
+def ground_truth(model, prompts) -> tuple[dict[tuple, float], dict[tuple, float]]:
+    """Every candidate edge's effect (ABC or role mean, the larger) and EAP score, by
+    ``(sender, receiver, side, role)``, after checking the patching's identity."""
     from headgraph.ingest import tiny_ioi
-    from headgraph.ingest.core.params import TraceParams
+    from headgraph.ingest.core.baseline import role_means
     from headgraph.ingest.core.trace import pad_tokens
-    from headgraph.ingest.model import load_model
     from headgraph.ingest.tasks.ioi import corrupt
 
-    started = time.perf_counter()
-    model = load_model(args.model)
-    prompts = tiny_ioi.prompts(args.prompts, held_out=True, seed=11)
     abc = corrupt(prompts, tokenizer=model.tokenizer, names=tiny_ioi.task.TASK_NAMES)
     tokens, lengths = pad_tokens(prompts)
     patcher = Patcher(model, prompts, tokens, lengths)
@@ -282,8 +277,6 @@ def main() -> None:
     print(f"identity (every reader at once == the sender itself): max |diff| {worst:.2e}")
     assert worst < 1e-3, "path patching does not add up to node patching"
 
-    from headgraph.ingest.core.baseline import role_means
-
     means = {}
     for name, out in clean.items():  # the role-aligned mean over the prompts, per sender
         role, mean = role_means(prompts, out[:, :, None])
@@ -294,30 +287,49 @@ def main() -> None:
         k: max(abs(truth_abc.get(k, 0.0)), abs(truth_mean.get(k, 0.0)))
         for k in truth_abc.keys() | truth_mean.keys()
     }
-    eap = eap_scores(patcher, clean, corrupted, roles)
+    return effect, eap_scores(patcher, clean, corrupted, roles)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="tiny-ioi")
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--min-share", type=float, default=0.05)
+    parser.add_argument("--min-relevance", type=float, default=0.02)
+    args = parser.parse_args()
+
+    from headgraph.ingest import tiny_ioi
+    from headgraph.ingest.core.params import TraceParams
+    from headgraph.ingest.model import load_model
+
+    started = time.perf_counter()
+    model = load_model(args.model)
+    prompts = tiny_ioi.prompts(args.prompts, held_out=True, seed=11)
+    effect, eap = ground_truth(model, prompts)
     total = sum(effect.values())
     value_share = sum(v for k, v in effect.items() if k[2] == "v") / total
     print(f"{len(effect)} candidate edges; value edges carry {100 * value_share:.0f}% "
           "of the summed |effect| (ABC or role mean, the larger)")  # fmt: skip
 
     qk = {k: v for k, v in effect.items() if k[2] != "v"}
-    every = ("query", "key", "value", "inhibit")
+    paper, every = TraceParams.paper, ("query", "key", "value", "inhibit")
     for name, params, scope in (
-        ("QK trace, card seeds (the paper)", TraceParams(), qk),
-        ("QK trace, linear seeds", TraceParams(seeding="linear"), qk),
-        ("QK trace, prob seeds", TraceParams(seeding="prob"), qk),
-        ("+ value", TraceParams(seeding="linear", sides=every[:3]), effect),
-        ("+ value, inhibit", TraceParams(seeding="linear", sides=every), effect),
-        ("+ value, inhibit, baseline mean",
-         TraceParams(seeding="linear", sides=every, baseline="mean"), effect),
+        ("QK trace, card seeds (the paper)", paper(seeding="heads"), qk),
+        ("QK trace, linear seeds", paper(seeding="linear"), qk),
+        ("QK trace, prob seeds", paper(seeding="prob"), qk),
+        ("+ value", paper(seeding="linear", sides=every[:3]), effect),
+        ("+ value, inhibit", paper(seeding="linear", sides=every), effect),
+        ("+ value, inhibit, baseline mean (the default, linear seeds)",
+         TraceParams(seeding="linear"), effect),
+        ("+ value, inhibit, baseline counterfactual (ABC)",
+         TraceParams(seeding="linear", baseline="counterfactual"), effect),
         ("+ value, inhibit, baseline mean, signed rule",
-         TraceParams(seeding="linear", sides=every, baseline="mean", edge_rule="signed"), effect),
-        ("+ value, inhibit, baseline mean, card seeds",
-         TraceParams(sides=every, baseline="mean"), effect),
-        ("+ value, inhibit, baseline mean, prob seeds",
-         TraceParams(seeding="prob", sides=every, baseline="mean"), effect),
+         TraceParams(seeding="linear", edge_rule="signed"), effect),
+        ("+ value, inhibit, baseline mean, card seeds", TraceParams(seeding="heads"), effect),
+        ("+ value, inhibit, baseline mean, prob seeds", TraceParams(seeding="prob"), effect),
     ):  # fmt: skip
-        score(name, params, scope, model, prompts, eap, args)
+        score(name, params, scope, model, prompts, eap, min_share=args.min_share,
+              min_relevance=args.min_relevance)  # fmt: skip
     print(f"\n{time.perf_counter() - started:.0f} s")
 
 
