@@ -13,6 +13,11 @@ The script checks its own patching first: a sender patched into every one of
 its readers at once (every later head's query, key and value input, and the
 final residual) must equal patching the sender's output itself.
 
+With grouped-query attention (tiny-ioi-rope) a key or value input serves a group
+of heads and is patched once per group: its edges are keyed by the group's first
+head, and a traced key, value or inhibition edge into any head of the group counts
+as the group's.
+
 It then scores, over edges keyed ``(sender, receiver, side, role)``:
 
 - headgraph's trace (the paper's QK-only trace, seeded by the model card's heads,
@@ -62,6 +67,18 @@ def layer_of(sender: str) -> int:
     return -1 if "." not in sender else int(sender.split(".")[0])
 
 
+def group_size(model) -> int:
+    """Query heads per key/value head (1 without grouped-query attention)."""
+    cfg = model.hooked.cfg
+    return cfg.n_heads // (cfg.n_key_value_heads or cfg.n_heads)
+
+
+def receivers(model, side: str) -> range:
+    """The heads whose ``side`` input can be patched alone: every head's query; with grouped
+    key/value heads, one key and value input per group (named by its first head)."""
+    return range(0, model.n_heads, 1 if side == "q" else group_size(model))
+
+
 class Patcher:
     """Forward passes of the clean prompts with sender outputs changed at chosen inputs."""
 
@@ -86,8 +103,10 @@ class Patcher:
     def input_hook(self, receiver: str, side: str, delta: torch.Tensor):
         """Add ``delta [batch, pos, d_model]`` to one head's query, key or value input."""
         layer, head = (int(x) for x in receiver.split("."))
+        if side != "q":  # a grouped key/value input: the group's
+            head //= group_size(self.model)
 
-        def add(act, hook):  # [batch, pos, head, d_model]
+        def add(act, hook):  # [batch, pos, head (or group), d_model]
             act = act.clone()
             act[:, :, head] += delta
             return act
@@ -111,8 +130,8 @@ def identity_check(patcher: Patcher, sender: str, clean, corrupt) -> float:
     hooks = [
         patcher.input_hook(f"{l}.{h}", side, change)
         for l in range(layer_of(sender) + 1, model.n_layers)
-        for h in range(model.n_heads)
         for side in SIDES
+        for h in receivers(model, side)
     ]
     last = model.n_layers - 1
     hooks.append((f"blocks.{last}.hook_resid_post", lambda act, hook: act + change))
@@ -131,8 +150,8 @@ def path_effects(patcher: Patcher, clean, replaced, roles) -> dict[tuple, float]
     for sender in clean:
         change = replaced[sender] - clean[sender]
         for l in range(layer_of(sender) + 1, model.n_layers):
-            for h in range(model.n_heads):
-                for side in SIDES:
+            for side in SIDES:
+                for h in receivers(model, side):
                     for role in roles:
                         delta = patcher.at_role(change, role)
                         if not delta.any():
@@ -171,11 +190,12 @@ def eap_scores(patcher: Patcher, clean, corrupt, roles) -> dict[tuple, float]:
         for l in range(layer_of(sender) + 1, model.n_layers):
             for side in SIDES:
                 grad = kept[f"blocks.{l}.hook_{side}_input"].grad  # [batch, pos, head, d_model]
-                for h in range(model.n_heads):
+                for h in receivers(model, side):
                     for role in roles:
                         delta = patcher.at_role(change, role)
                         # the first-order change of the mean logit difference, as a share
-                        gain = (delta * grad[:, :, h]).sum() / len(patcher.prompts)
+                        at = h if side == "q" else h // group_size(model)
+                        gain = (delta * grad[:, :, at]).sum() / len(patcher.prompts)
                         scores[(sender, f"{l}.{h}", side, role)] = -float(gain) / base
     m.zero_grad(set_to_none=True)
     return scores
@@ -193,13 +213,15 @@ def traced_edges(model, prompts, params) -> tuple[Counter, Counter]:
         counterfactuals = task_counterfactuals(model, prompts, task="ioi")
     counts: Counter = Counter()
     relevance: Counter = Counter()
+    group = group_size(model)
     for batch in trace(model, prompts, seeds=seeds, params=params, counterfactuals=counterfactuals):
         seen: Counter = Counter()
         for e in batch.edge_records():
             if e.upstream.kind not in ("head", "embed", "pos_embed") or e.role is None:
                 continue
             side = "k" if e.side == "inhibit" else e.side[0]
-            seen[(e.prompt_id, e.upstream.name, e.head_name, side, e.role)] += e.relevance
+            head = e.head if side == "q" else e.head // group * group  # its key/value group
+            seen[(e.prompt_id, e.upstream.name, f"{e.layer}.{head}", side, e.role)] += e.relevance
         counts.update(key[1:] for key in seen)
         for key, value in seen.items():
             relevance[key[1:]] += value
