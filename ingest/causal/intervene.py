@@ -129,8 +129,9 @@ def ablation_deltas(
         trace: A batch's trace.
         components: ``[batch, pos, component, d_model]`` the batch's component outputs.
         vectors: The model's ``(U, V)`` in the components' dtype.
-        rows: ``[edge]`` edges to ablate (default: every edge whose upstream is
-            in the residual stream, i.e. all but the heads' own QK bias).
+        rows: ``[edge]`` edges to ablate (default: every query, key and value edge whose
+            upstream is in the residual stream, i.e. all but the heads' own QK bias;
+            inhibition edges are not ablated).
         control: Ablate random singular vectors from outside S instead.
         generator: For the control's draw.
         rotated: For a rotary model, see :func:`edge_bases`.
@@ -141,19 +142,28 @@ def ablation_deltas(
     """
     n_axis = components.shape[2]
     if rows is None:
-        rows = (trace.edge_component < n_axis).nonzero().squeeze(-1)
+        kept = (trace.edge_component < n_axis) & (trace.edge_side != SIDES.index("inhibit"))
+        rows = kept.nonzero().squeeze(-1)
     deltas = torch.zeros_like(components)
     if rows.numel() == 0:
         return deltas
     batch = trace.firings.batch[trace.edge_firing[rows]]
     token, component = trace.edge_token[rows], trace.edge_component[rows]
-    value = trace.edge_side[rows] == SIDES.index("value")
-    if bool(value.any()):  # one side per call (an edge of the circuit), as verify asks
-        assert W_V is not None and bool(value.all()), "value edges alone, with W_V"
-        bases = value_bases(trace, W_V, rows, control=control, generator=generator)
-    else:
-        bases = edge_bases(
-            trace, vectors, rows, control=control, generator=generator, rotated=rotated
+    side = trace.edge_side[rows]
+    if bool((side == SIDES.index("inhibit")).any()):
+        raise ValueError("inhibition edges are not ablated: leave them out of rows")
+    value = side == SIDES.index("value")
+    rank = trace.firings.selected.shape[-1]
+    bases = components.new_zeros(len(rows), components.shape[-1], rank)
+    if bool(value.any()):  # one direction each, in the first column
+        if W_V is None:
+            raise ValueError("ablating value edges needs the model's W_V")
+        bases[value, :, :1] = value_bases(
+            trace, W_V, rows[value], control=control, generator=generator
+        )
+    if not bool(value.all()):
+        bases[~value] = edge_bases(
+            trace, vectors, rows[~value], control=control, generator=generator, rotated=rotated
         )
 
     # One span per (prompt, token, component): stack its edges' vectors, orthonormalise.

@@ -5,6 +5,7 @@ import torch
 
 from headgraph.ingest import tiny_ioi
 from headgraph.ingest.causal.intervene import ablation_deltas
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.jobs.trace_job import default_seeds
 from headgraph.ingest.model import build_model, load_model
@@ -63,7 +64,10 @@ def logit_diff(model, prompts, deltas=None) -> float:
 
 
 def test_ablating_the_traced_edges_beats_random_singular_vectors(model, held_out):
-    batch = next(trace(model, held_out, seeds=default_seeds(model), batch_size=len(held_out)))
+    params = TraceParams.paper()  # the card's figure: the paper's trace, every edge ablated
+    batch = next(
+        trace(model, held_out, seeds=default_seeds(model), params=params, batch_size=len(held_out))
+    )
     acts = model.run(*pad_tokens(held_out))
     qk = model.qk.to("cpu", torch.float32)
     base = logit_diff(model, held_out)

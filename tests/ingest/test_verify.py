@@ -164,3 +164,20 @@ def test_tiny_iois_strongest_value_edge_beats_its_control_in_the_heads_value_inp
     with pytest.raises(ValueError, match="inhibition edges cannot be verified"):
         verify_edges(model, prompts, [EdgeKey("0.0", "1.0", "inhibit")], seeds=(),
                      params=TraceParams(seeding="linear"))  # fmt: skip
+
+
+def test_a_whole_default_trace_is_ablated_at_once_query_key_and_value_edges(tiny_value):
+    from headgraph.ingest.causal.intervene import ablation_deltas
+
+    model, _, _, acts, traced = tiny_value
+    qk = model.qk.to(model.device, model.dtype)
+    with pytest.raises(ValueError, match="needs the model's W_V"):
+        ablation_deltas(traced, acts.components, (qk.U, qk.V))
+    every = ablation_deltas(traced, acts.components, (qk.U, qk.V), W_V=model.values.W_V)
+    value = (traced.edge_side == 2).nonzero().squeeze(-1)
+    alone = ablation_deltas(traced, acts.components, (qk.U, qk.V), rows=value,
+                            W_V=model.values.W_V)  # fmt: skip
+    assert alone.abs().sum() > 0 and every.abs().sum() > alone.abs().sum()
+    inhibit = (traced.edge_side == 3).nonzero().squeeze(-1)
+    with pytest.raises(ValueError, match="inhibition edges are not ablated"):
+        ablation_deltas(traced, acts.components, (qk.U, qk.V), rows=inhibit[:3])
