@@ -6,7 +6,8 @@ A :class:`Trace` holds the batches that :func:`headgraph.trace` traced. Its
 edges and firings convert to data frames (one row per record, the fields of
 :class:`~headgraph.ingest.core.records.Edge` and ``Firing``), and its edges
 aggregate into a circuit graph: components as nodes, and one edge per
-(upstream, head, side) with the number of prompts it occurs in and its mean share.
+(upstream, head, side) with the number of prompts it occurs in, its mean share and
+its relevance (its share of the prediction, per prompt).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 
 EDGE_COLUMNS = ("prompt_id", "upstream", "layer", "head", "side", "token", "role", "dest",
-                "source", "weight", "share", "singular_vectors", "terms")  # fmt: skip
+                "source", "weight", "share", "relevance", "singular_vectors", "terms")  # fmt: skip
 FIRING_COLUMNS = ("prompt_id", "layer", "head", "dest", "source", "dest_role", "source_role",
                   "attention", "score", "singular_vectors", "terms", "traced")  # fmt: skip
 
@@ -68,7 +69,8 @@ class Trace:
 
     def to_networkx(self) -> nx.MultiDiGraph:
         """The traced circuit: components as nodes; per (upstream, head, side) one edge with
-        ``prompts`` (how many prompts it occurs in), ``mean_share`` and ``side``."""
+        ``prompts`` (how many prompts it occurs in), ``mean_share``, ``relevance`` (summed
+        over the prompts and divided by their number) and ``side``."""
         return circuit_graph(self.to_pandas("edges"), n_prompts=self.prompts, model=self.model)
 
 
@@ -99,5 +101,6 @@ def circuit_graph(edges: pd.DataFrame, *, n_prompts: int, model: str) -> nx.Mult
             share_of_prompts=prompts / max(n_prompts, 1),
             mean_share=float(group["share"].mean()),
             mean_weight=float(group["weight"].mean()),
+            relevance=float(group["relevance"].sum()) / max(n_prompts, 1),
         )
     return graph

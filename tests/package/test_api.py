@@ -66,6 +66,8 @@ def test_a_trace_converts_to_frames_and_a_graph(prompts):
     assert {(a, b, k) for a, b, k in graph.edges(keys=True)} == triples
     assert all(1 <= d["prompts"] <= len(prompts) for *_, d in graph.edges(data=True))
     assert traced.batches[0].to_pandas().shape[1] == frame.shape[1]
+    summed = sum(d["relevance"] for *_, d in graph.edges(data=True)) * len(prompts)
+    assert summed == pytest.approx(sum(e.relevance for e in edges)) and summed > 0
 
 
 def test_a_stored_run_and_query_results_convert(tmp_path):
