@@ -134,8 +134,9 @@ TRACING_OPTIONS = [
         type=click.Choice(BASELINES),
         default=None,
         help="Measure contributions less each output's mean over the batch's prompts at the "
-        "same token role (a constant input then makes no edge), or as they are (the "
-        f"paper's). [default: mean; none for a run of under {MEAN_BATCH_MIN} prompts]",
+        "same token role (mean: a constant input then makes no edge), as they are (none: "
+        "the paper's), or less the output on the prompt's ABC corruption (counterfactual: "
+        f"the ioi task). [default: mean; none for a run of under {MEAN_BATCH_MIN} prompts]",
     ),
     click.option(
         "--edge-rule",
