@@ -67,6 +67,7 @@ def test_the_server_answers_json_read_only(store):
                 ("/api/circuit?min_prompts=1e400", 400, "give a whole number from 1"),
                 ("/api/circuit?top=-5", 400, "give a whole number from 1 to 10000"),
                 ("/api/circuit?min_share=nan", 400, "give a number from 0 to 1"),
+                ("/api/circuit?min_relevance=2", 400, "give a number from 0 to 1"),
                 ("/api/paths?to=1.0&max_hops=2.5", 400, "give a whole number"),
                 ("/secret", 404, "no page"),
             ]:
@@ -122,3 +123,22 @@ def test_explore_warns_when_serving_beyond_this_machine(store, monkeypatch):
     assert "warning" not in quiet.output and "labels can be edited" not in quiet.output
     writable = run("explore", "--store", store, "--port", "0", "--allow-labels")
     assert "labels can be edited in the page" in writable.output
+
+
+def test_render_and_the_server_draw_only_the_relevant_edges_when_asked(store, tmp_path):
+    out = tmp_path / "relevant.svg"
+    few = run("render", "--store", store, "--min-relevance", "0.05", "--out", str(out))
+    every = run("render", "--store", store, "--out", str(tmp_path / "all.svg"))
+    assert few.exit_code == every.exit_code == 0, few.output + every.output
+
+    def edges(output):  # "run R: N components, M edges -> F"
+        return int(output.split(" edges")[0].rsplit(" ", 1)[-1])
+
+    assert 0 < edges(few.output) < edges(every.output)
+    bad = run("render", "--store", store, "--min-relevance", "2", "--out", str(out))
+    assert bad.exit_code == 2 and "--min-relevance" in bad.output
+    with open_store(store, read_only=True) as opened:
+        found = Explorer(opened).answer("/api/circuit", {"min_relevance": "0.05"})
+    assert found["circuit"]["edges"] and all(
+        e["relevance"] >= 0.05 for e in found["circuit"]["edges"]
+    )
