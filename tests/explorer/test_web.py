@@ -140,8 +140,16 @@ def test_thresholds_and_the_prompt_picker_redraw_live(page, store):
     page.wait_for_function(
         f"document.querySelectorAll('path.edge').length === {len(expected.edges)}"
     )
-    prompt = store.query("MATCH ()-[s:SIGNAL]->(f:Firing) RETURN f.prompt AS p LIMIT 1")[0]["p"]
     page.fill("#min-prompts", "1")
+    page.fill("#min-relevance", "0.02")
+    page.dispatch_event("#min-relevance", "change")
+    relevant = circuit(store, top=60, min_relevance=0.02)
+    assert 0 < len(relevant.edges) < 60
+    page.wait_for_function(
+        f"document.querySelectorAll('path.edge').length === {len(relevant.edges)}"
+    )
+    page.fill("#min-relevance", "0")
+    prompt = store.query("MATCH ()-[s:SIGNAL]->(f:Firing) RETURN f.prompt AS p LIMIT 1")[0]["p"]
     page.select_option("#prompt", prompt)
     one = circuit(store, top=60, prompt=prompt)
     assert one.edges
@@ -151,17 +159,19 @@ def test_thresholds_and_the_prompt_picker_redraw_live(page, store):
     assert any(label.startswith("END · ") for label in labels), labels  # the prompt's own words
 
 
-def test_edge_width_follows_prompts_or_mean_share(page, store):
+def test_edge_width_follows_relevance_prompts_or_mean_share(page, store):
     def widths():
         return page.eval_on_selector_all(
             "path.edge", "els => els.map(e => parseFloat(e.getAttribute('stroke-width')))"
         )
 
     expected = circuit(store, top=60).edges
-    by_prompts = widths()
-    assert by_prompts[0] == pytest.approx(
-        1 + 7 * expected[0].prompts / max(e.prompts for e in expected)
-    )
+    most = max(e.relevance for e in expected)
+    assert widths() == pytest.approx([1 + 7 * e.relevance / most for e in expected])
+    assert page.text_content("#width-legend") == "width: relevance"
+    page.select_option("#width", "prompts")
+    most = max(e.prompts for e in expected)
+    assert widths() == pytest.approx([1 + 7 * e.prompts / most for e in expected])
     page.select_option("#width", "mean_share")
     most = max(e.mean_share for e in expected)
     assert widths() == pytest.approx([1 + 7 * e.mean_share / most for e in expected])

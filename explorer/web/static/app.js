@@ -316,7 +316,7 @@ async function compare() {
 }
 
 async function init() {
-  for (const id of ["min-prompts", "min-share", "top", "prompt"]) $(id).addEventListener("change", load);
+  for (const id of ["min-prompts", "min-share", "min-relevance", "top", "prompt"]) $(id).addEventListener("change", load);
   $("width").addEventListener("change", () => current && draw(current));
   $("path-go").addEventListener("click", findPaths);
   $("path-to").addEventListener("keydown", (e) => e.key === "Enter" && findPaths());
