@@ -130,9 +130,12 @@ def parse_singular_vector(text: str) -> tuple[tuple[int, int], int]:
     return parse_head(head), int(index)
 
 
+# The sides of a firing an edge can enter by: where the head looks (query at its
+# destination, key at its source), what it moves (value), what keeps it off its competitor.
+EDGE_SIDES = ("query", "key", "value", "inhibit")
 # UP->HEAD:SIDE, or UP-HEAD:SIDE, which needs no quotes in a shell (``>`` is a redirect there)
 _EDGE = re.compile(
-    r"^\s*(?P<up>[^\s>-]+)\s*->?\s*(?P<head>[\w.]+)\s*:\s*(?P<side>query|key|value|inhibit)\s*$"
+    rf"^\s*(?P<up>[^\s>-]+)\s*->?\s*(?P<head>[\w.]+)\s*:\s*(?P<side>{'|'.join(EDGE_SIDES)})\s*$"
 )
 
 

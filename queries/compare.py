@@ -31,11 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headgraph.errors import InputError, QueryError
-from headgraph.names import Head, model_name
+from headgraph.names import EDGE_SIDES, Head, model_name
 from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore
-
-EDGE_SIDES = ("query", "key", "value", "inhibit")
 
 REFERENCES = Path(__file__).parent / "references"
 MODEL_REFERENCES = {

@@ -24,7 +24,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from headgraph.names import Component, Head
+from headgraph.names import EDGE_SIDES, Component, Head
 from headgraph.queries.selection import RunRef, check_prompt
 from headgraph.queries.store import GraphStore
 
@@ -55,7 +55,7 @@ BELOW = " AND (f.layer < $layer OR f.head_name = $head)"  # a head's firings and
 COLUMNS = ("prompt", "up", "token", "side", "share", "weight", "relevance", "down", "dest")
 COLUMNS += ("source", "dest_role", "source_role", "up_role")
 FIRING_COLUMNS = ("prompt", "head", "dest", "source", "svs")
-SIDES = ("query", "key", "value", "inhibit", "logit")  # logit: a seed head into the logits
+SIDES = (*EDGE_SIDES, "logit")  # logit: a seed head into the logits
 
 
 def is_constant(component: str) -> bool:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from headgraph.errors import InputError, QueryError
-from headgraph.names import parse_edge
+from headgraph.names import EDGE_SIDES, parse_edge
 from headgraph.queries.selection import RunRef, resolve_run
 from headgraph.queries.store import GraphStore
 
@@ -73,7 +73,7 @@ def label_target(store: GraphStore, ref: RunRef, target: str) -> tuple[str, str]
         QueryError: not a component, singular vector or edge of the model.
     """
     text = target.strip()
-    if re.search(r"-.*:(query|key|value|inhibit)$", text):
+    if re.search(rf"-.*:({'|'.join(EDGE_SIDES)})$", text):
         try:
             edge = parse_edge(text)
         except InputError as error:

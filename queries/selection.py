@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from headgraph.errors import InputError, QueryError
-from headgraph.names import Head, model_name, parse_head, parse_singular_vector
+from headgraph.names import EDGE_SIDES, Head, model_name, parse_head, parse_singular_vector
 from headgraph.queries.store import GraphStore
 
 
@@ -104,8 +104,8 @@ class RunRef:
 def check_side(side: str) -> None:
     """Raise QueryError unless ``side`` is a side an edge has (query, key, value,
     inhibit) or ``any``."""
-    if side not in ("query", "key", "value", "inhibit", "any"):
-        raise QueryError(f"side {side!r}: use query, key, value, inhibit or any")
+    if side not in (*EDGE_SIDES, "any"):
+        raise QueryError(f"side {side!r}: use {', '.join(EDGE_SIDES)} or any")
 
 
 def check_prompt(store: GraphStore, run: str, prompt: str) -> None:

@@ -21,8 +21,9 @@ from headgraph.explorer.cli.common import (
     store_option,
 )
 from headgraph.explorer.output import render, to_json
+from headgraph.names import EDGE_SIDES
 
-SIDES = click.Choice(["query", "key", "value", "inhibit", "any"])
+SIDES = click.Choice([*EDGE_SIDES, "any"])
 query_options = add_options([store_option(), RUN_OPTION, FORMAT_OPTION])
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.records import Prompt, Seed
+from headgraph.names import EDGE_SIDES
 
-SIDE_NAMES = ("query", "key", "value", "inhibit")
+SIDE_NAMES = EDGE_SIDES
 PAPER_SIDES = ("query", "key")  # the paper's trace: where a head looks, not what it moves
 BASELINES = ("none", "mean", "counterfactual")
 EDGE_RULES = ("positive", "signed")
