@@ -35,7 +35,6 @@ from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.causal.intervene import ablation_deltas
-from headgraph.ingest.core.baseline import check_counterfactuals
 from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import SIDES, check_inputs, pad_tokens, run_batch, trace_batch
@@ -170,8 +169,7 @@ def verify_edges(
             "which verify's ablation does not weigh: shortformer models are not supported "
             "by verify yet"
         )
-    check_inputs(model, prompts, seeds, batch_size, params)
-    check_counterfactuals(prompts, counterfactuals, params.baseline)
+    check_inputs(model, prompts, seeds, batch_size, params, counterfactuals=counterfactuals)
     lacking = next((p.id for p in prompts if role not in p.roles), None)
     if lacking is not None:
         raise InputError(f"prompt {lacking!r} has no {role} role, where the metric is read")

@@ -299,8 +299,7 @@ def trace(
         ValueError: duplicate prompt ids, an unknown seed head, a missing role,
             a prompt longer than the model's context. Checked before any work.
     """
-    check_inputs(model, prompts, seeds, batch_size, params)
-    check_counterfactuals(prompts, counterfactuals, params.baseline)
+    check_inputs(model, prompts, seeds, batch_size, params, counterfactuals=counterfactuals)
     qk = model.qk.to(model.device, model.dtype)
     for start, end in batch_bounds(len(prompts), batch_size, params):
         batch = prompts[start:end]
@@ -330,6 +329,8 @@ def check_inputs(
     seeds: Sequence[Seed],
     batch_size: int,
     params: TraceParams = TraceParams(),
+    *,
+    counterfactuals: Sequence[Prompt] | None = None,
 ) -> None:
     """Reject bad input before any forward pass (see :func:`trace`)."""
     if batch_size < 1:
@@ -363,6 +364,7 @@ def check_inputs(
             "one prompt is its own mean. Give more prompts (and a batch size above 1), or no "
             "baseline (--baseline none, TraceParams(baseline='none'))"
         )
+    check_counterfactuals(prompts, counterfactuals, params.baseline)
 
 
 def _check_answers(

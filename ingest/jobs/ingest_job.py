@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from headgraph.ingest.core.baseline import check_counterfactuals
 from headgraph.ingest.core.params import RunParams, TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import check_inputs, trace
@@ -67,8 +66,7 @@ def check_ingest(
     check_name("run name", run)
     for p in prompts:
         check_name("prompt id", p.id)
-    check_inputs(model, prompts, seeds, batch_size, params)
-    check_counterfactuals(prompts, counterfactuals, params.baseline)
+    check_inputs(model, prompts, seeds, batch_size, params, counterfactuals=counterfactuals)
 
 
 def ingest(
