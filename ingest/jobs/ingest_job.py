@@ -152,10 +152,6 @@ def ingest(
             progress(len(traced.prompts), written)
 
     signals = store.signal_rows(run)
-    by_id = {p.id: p for p in prompts}
-    for s in signals:  # an inhibition edge's upstream end is at the competitor's token
-        if s["side"] == "inhibit":
-            s["role"] = by_id[s["prompt"]].role_at(s["token"])
     counts = {
         "firings": store.query(
             "MATCH (f:Firing) WHERE f.run = $run RETURN count(f) AS n", {"run": run}

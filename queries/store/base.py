@@ -121,14 +121,21 @@ class GraphStore:
         ]
 
     def signal_rows(self, run: str) -> list[dict[str, Any]]:
-        """Every per-prompt edge of a run (for the aggregates)."""
-        return self.query(
-            "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN s.upstream AS upstream, "
-            "f.head_name AS head, s.side AS side, CASE WHEN s.side = 'query' THEN f.dest_role "
-            "ELSE f.source_role END AS role, f.prompt AS prompt, s.weight AS weight, "
-            "f.svs AS svs, s.token AS token, coalesce(s.relevance, 0.0) AS relevance",
-            {"run": run},
-        )
+        """Every per-prompt edge of a run (for the aggregates). Its ``role`` is that of the
+        token where its upstream end writes (an upstream firing's destination, or a
+        site's token): the firing's destination on the query side, its source on the key
+        and value sides, its competitor on the inhibition side."""
+        return [
+            row
+            for source, role in (("Firing", "a.dest_role"), ("Site", "a.role"))
+            for row in self.query(
+                f"MATCH (a:{source})-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN "
+                f"s.upstream AS upstream, f.head_name AS head, s.side AS side, {role} AS role, "
+                "f.prompt AS prompt, s.weight AS weight, f.svs AS svs, "
+                "coalesce(s.relevance, 0.0) AS relevance",
+                {"run": run},
+            )
+        ]
 
     def predicts_rows(self, run: str) -> list[dict[str, Any]]:
         """Every seed of a run seeded from the prediction (for the aggregates)."""
