@@ -182,8 +182,9 @@ class Edge:
         share: ``weight`` divided by the side's whole signal.
         singular_vectors, terms: The firing's sparse set S and its terms (the
             features through which the signal travels).
-        relevance: The share of the prediction that flows through the edge (0 when
-            tracing did not start from the prediction or the seeds' weights).
+        relevance: The share of the prediction that flows through the edge (seed heads
+            named by hand share each prompt's prediction evenly; see
+            :mod:`headgraph.ingest.core.relevance`).
     """
 
     prompt_id: str

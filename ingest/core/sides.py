@@ -32,7 +32,6 @@ class LayerFirings:
         layer: The layer.
         batch, head, dest, source: ``[n]``.
         attention: ``[n]`` A(d, s).
-        proj_u: ``[n, rank]`` ``x~_d . u_k`` at each destination.
         weights: ``[n, rank]`` ``eps_k sqrt(sigma_k)`` on S, zero elsewhere.
         score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k)`` on S, zero elsewhere: the
             score's gradient with respect to the key side's projections.

@@ -206,10 +206,12 @@ def trace_batch(
             component = torch.where(column == n_up, len(layout), column)
             part = (rows[reading.firing[row]], torch.full_like(row, SIDES.index(side)),
                     component, token[row], weight, weight / signal, edge_relevance)  # fmt: skip
+            if directions or readers is not None:  # per firing read, before the norm
+                read = reading.direction[:, :-1]
+                if acts.ln_weight is not None:
+                    read = read * acts.ln_weight[layer]
             if directions:
-                read = reading.direction[row, :-1]
-                ln = acts.ln_weight
-                part += (read if ln is None else read * ln[layer],)
+                part += (read[row],)
             parts.append(part)
             # The recursion: an upstream head needs its firings that end at this token.
             is_head = axis_head[component] >= 0
@@ -218,9 +220,7 @@ def trace_batch(
             needed[up_b, up_l, up_h, up_t] = True
             relevance.index_put_((up_b, up_l, up_h, up_t), edge_relevance[is_head], accumulate=True)
             if readers is not None:  # one reader per firing read, shared by its edges
-                reader = reading.direction[:, :-1] / acts.scale[b, layer, token, None]
-                if acts.ln_weight is not None:
-                    reader = reader * acts.ln_weight[layer]
+                reader = read / acts.scale[b, layer, token, None]
                 readers.add_rows(up_l, up_b, up_h, up_t, row[is_head], reader)
 
     columns = (
