@@ -265,11 +265,8 @@ def feature_tokens(
     keys = [f"{model}|{f.head}|{f.index}" for f in features]
     if not keys:
         return {}
-    try:
-        rows = store.query(TOKENS.format(side=side), {"model": model, "keys": keys})
-    except RuntimeError:  # an older store: the SingularVector table has no token columns
-        return None
-    if any(r["tokens"] is None for r in rows):
+    rows = store.query(TOKENS.format(side=side), {"model": model, "keys": keys})
+    if any(r["tokens"] is None for r in rows):  # an older store's (its columns added empty)
         return None
     return {
         f"{r['head']}:{r['k']}": list(zip(r["tokens"][:n], r["projections"][:n], strict=True))

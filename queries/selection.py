@@ -158,16 +158,13 @@ def stored_prompts(store: GraphStore, run: str, *, prompt: str | None = None) ->
 
     only = " AND p.id = $id" if prompt is not None else ""
     params = {"run": run} | ({"id": prompt} if prompt is not None else {})
-    columns = "p.id AS id, p.text AS text, p.tokens AS tokens, p.roles AS roles, p.batch AS batch"
-    try:
-        rows = store.query(
-            f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN {columns}, p.words AS words, "
-            "p.counterfactual AS counterfactual",
-            params,
-        )
-    except RuntimeError:  # a store written before words were stored
-        rows = store.query(f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN {columns}", params)
-    for row in rows:
+    rows = store.query(
+        f"MATCH (p:Prompt) WHERE p.run = $run{only} RETURN p.id AS id, p.text AS text, "
+        "p.tokens AS tokens, p.roles AS roles, p.batch AS batch, p.words AS words, "
+        "p.counterfactual AS counterfactual",
+        params,
+    )
+    for row in rows:  # an older store's words and counterfactuals: null
         row["roles"] = json.loads(row["roles"] or "{}")
         row["tokens"] = [int(t) for t in row["tokens"]]
         row["words"] = list(row.get("words") or [])

@@ -318,6 +318,7 @@ def test_a_store_an_older_headgraph_wrote_is_upgraded_when_first_read(tmp_path):
     import ladybug
 
     from headgraph.queries.circuit import circuit
+    from headgraph.queries.selection import stored_prompts
     from tests.queries import handmade
 
     with open_store(str(tmp_path)) as store:
@@ -327,6 +328,8 @@ def test_a_store_an_older_headgraph_wrote_is_upgraded_when_first_read(tmp_path):
     conn = ladybug.Connection(db)
     for table in ("SIGNAL", "CARRIES"):  # as the schema was before relevance
         conn.execute(f"ALTER TABLE {table} DROP relevance")
+    for column in ("words", "counterfactual"):  # and before the prompts' words
+        conn.execute(f"ALTER TABLE Prompt DROP {column}")
     conn.close()
     db.close()
     with open_store(str(tmp_path), read_only=True) as store:
@@ -335,5 +338,7 @@ def test_a_store_an_older_headgraph_wrote_is_upgraded_when_first_read(tmp_path):
             (e.source, e.target, e.side) for e in before.edges
         }
         assert {e.relevance for e in found.edges} == {0.0} != {e.relevance for e in before.edges}
+        prompts = stored_prompts(store, handmade.RUN)
+        assert len(prompts) == 3 and all(p["words"] == p["counterfactual"] == [] for p in prompts)
     with open_store(str(tmp_path)) as store:  # and a writer can add runs with relevance
         assert store.query("MATCH ()-[s:SIGNAL]->() RETURN max(s.relevance) AS r")[0]["r"] == 0
