@@ -54,6 +54,12 @@ RUN_OPTION = click.option("--run", default=None, help="The run [default: the new
 FORMAT_OPTION = click.option(
     "--format", "out_format", type=click.Choice(FORMATS), default="table", help="Output."
 )
+MIN_RELEVANCE_OPTION = click.option(
+    "--min-relevance",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="An edge's least relevance (its share of the prediction, per prompt).",
+)
 
 
 @contextlib.contextmanager

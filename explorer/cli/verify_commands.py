@@ -10,6 +10,7 @@ import click
 from headgraph.errors import InputError
 from headgraph.explorer.cli.common import (
     FORMAT_OPTION,
+    MIN_RELEVANCE_OPTION,
     RUN_OPTION,
     SETTINGS,
     progress_bar,
@@ -125,12 +126,7 @@ def _metric(spec: str):
     "--min-prompts", type=click.IntRange(min=1), default=1, help="An edge's fewest prompts."
 )
 @click.option("--min-share", type=click.FloatRange(0, 1), default=0.0, help="Its least share.")
-@click.option(
-    "--min-relevance",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Its least relevance (share of the prediction, per prompt).",
-)
+@MIN_RELEVANCE_OPTION
 @FORMAT_OPTION
 def compare_command(
     store_target, run, reference, min_prompts, min_share, min_relevance, out_format

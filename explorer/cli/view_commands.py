@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from headgraph.explorer.cli.common import RUN_OPTION, SETTINGS, reading, store_option
+from headgraph.explorer.cli.common import (
+    MIN_RELEVANCE_OPTION,
+    RUN_OPTION,
+    SETTINGS,
+    reading,
+    store_option,
+)
 
 STORE = store_option()
 RUN = RUN_OPTION
@@ -17,12 +23,7 @@ def circuit_filters(command):
     options = [
         click.option("--min-prompts", type=click.IntRange(min=1), default=1, help="Fewest prompts"),
         click.option("--min-share", type=click.FloatRange(0, 1), default=0.0, help="Least share"),
-        click.option(
-            "--min-relevance",
-            type=click.FloatRange(0, 1),
-            default=0.0,
-            help="Least relevance (share of the prediction, per prompt).",
-        ),
+        MIN_RELEVANCE_OPTION,
         click.option("--top", type=click.IntRange(min=1), default=60, help="Most edges drawn."),
         click.option("--prompt", default=None, help="One prompt's own graph."),
     ]
