@@ -25,7 +25,7 @@ SEEDINGS = ("heads", "linear", "prob")
 SEEDING_FIELDS = ("seeding", "seed_frac", "tau", "ig_steps", "top_k", "top_p")
 # Edge options recorded only when they differ from the paper's trace, which runs
 # recorded before they existed used (and which their JSON therefore implies).
-EDGE_FIELDS = {"sides": ("query", "key"), "baseline": "none", "edge_rule": "positive"}
+EDGE_FIELDS = {"sides": PAPER_SIDES, "baseline": "none", "edge_rule": "positive"}
 
 
 def choose_seeding(
@@ -150,7 +150,7 @@ class TraceParams:
     @classmethod
     def paper(cls, **options: Any) -> TraceParams:
         """The paper's trace (query and key sides, no baseline), with ``options``."""
-        return cls(**{"sides": PAPER_SIDES, "baseline": "none", **options})
+        return cls(**{**EDGE_FIELDS, **options})
 
 
 def batch_bounds(n_prompts: int, batch_size: int, params: TraceParams) -> list[tuple[int, int]]:
