@@ -71,3 +71,12 @@ def projected(model, prompts):
     qk = model.qk.to("cpu", torch.float32)
     x_tilde = augment(acts.normalized)
     return acts, qk, project(x_tilde, qk.U), project(x_tilde, qk.V)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray cluster of 2 CPUs (sharded ingest), for one test module."""
+    ray = pytest.importorskip("ray", reason="sharded ingest needs ray (pip install -e '.[test]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -6,6 +6,7 @@ file answers at once, not after the model has loaded.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import replace
 from pathlib import Path
 
@@ -292,11 +293,28 @@ def trace_command(out, top, **shared):
     default=None,
     help="Run name; rerun the same command to resume [default: MODEL-TASK-N].",
 )
-def ingest_command(store_target, run_name, **shared):
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=1,
+    help="Trace the batches in this many Ray tasks (on a GPU where a worker has one); "
+    "the same graph as one process. Needs headgraph[ray].",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="The Ray cluster the shards run on (ray://HEAD:10001, or auto for the one "
+    "this machine belongs to) [default: a local one, started for the ingest].",
+)
+def ingest_command(store_target, run_name, shards, ray_address, **shared):
     """Trace prompts and write the circuit graph to a store (idempotent, resumable)."""
     source = Path(shared["prompts_file"]).stem if shared["prompts_file"] else shared["n_prompts"]
     if run_name is not None and not run_name.strip():
         raise click.UsageError("--run: give a non-empty name, or leave it out for the default")
+    if (shards > 1 or ray_address) and importlib.util.find_spec("ray") is None:
+        raise click.UsageError(
+            "--shards/--ray-address: sharded ingest runs on Ray: pip install 'headgraph[ray]'"
+        )
     run_name = run_name or f"{Path(shared['model_spec']).name}-{shared['task']}-{source}"
     model, prompts, options = prepare(**shared)
     from headgraph.ingest.jobs.ingest_job import check_ingest, ingest
@@ -310,9 +328,11 @@ def ingest_command(store_target, run_name, **shared):
         batch_size=options["batch_size"],
         params=options["params"],
         counterfactuals=options["counterfactuals"],
+        shards=shards,
     )  # before the store is opened: bad input leaves no store behind
     with open_store(store_target) as store, progress_bar(len(prompts), run_name) as progress:
-        result = ingest(model, prompts, store=store, run=run_name, **options, progress=progress)
+        result = ingest(model, prompts, store=store, run=run_name, **options, progress=progress,
+                        shards=shards, ray_address=ray_address)  # fmt: skip
     resumed = (
         f" ({result.resumed} of {result.batches} batches already done)" if result.resumed else ""
     )

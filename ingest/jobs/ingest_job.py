@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from headgraph.errors import InputError
 from headgraph.ingest.core.params import RunParams, TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
-from headgraph.ingest.core.trace import check_inputs, trace
+from headgraph.ingest.core.trace import check_inputs
+from headgraph.ingest.jobs.batches import BatchJob, traced_batches
 from headgraph.ingest.jobs.graph_rows import (
-    batch_rows,
     check_name,
-    edge_count,
     logits_component,
     model_rows,
 )
@@ -56,13 +56,16 @@ def check_ingest(
     batch_size: int,
     params: TraceParams = TraceParams(),
     counterfactuals: Sequence[Prompt] | None = None,
+    shards: int = 1,
 ) -> None:
     """Everything :func:`ingest` checks before it writes; call it before opening a store, so
     that bad input leaves no store behind.
 
     Raises:
-        InputError: a bad run name, prompt id, seed, role or batch size.
+        InputError: a bad run name, prompt id, seed, role, batch size or shard count.
     """
+    if not isinstance(shards, int) or shards < 1:
+        raise InputError(f"shards must be a whole number, 1 or more (got {shards!r})")
     check_name("run name", run)
     for p in prompts:
         check_name("prompt id", p.id)
@@ -81,11 +84,16 @@ def ingest(
     task: str = "ioi",
     progress: Callable[[int, int], None] | None = None,
     counterfactuals: Sequence[Prompt] | None = None,
+    shards: int = 1,
+    ray_address: str | None = None,
 ) -> IngestRun:
     """Trace ``prompts`` and write the run ``run`` to ``store`` (resuming it if it exists).
 
     ``counterfactuals`` (one per prompt) go with ``params.baseline == "counterfactual"``;
     they are stored with the prompts, so ``verify`` can trace the run again.
+
+    ``shards`` above 1 (or a ``ray_address``) traces the batches in that many Ray tasks
+    (:mod:`headgraph.ingest.jobs.shards`): the same graph, written into the same run.
 
     Raises:
         ValueError: bad input (checked before anything is written).
@@ -93,7 +101,7 @@ def ingest(
     """
     started = time.perf_counter()
     check_ingest(model, prompts, run=run, seeds=seeds, batch_size=batch_size, params=params,
-                 counterfactuals=counterfactuals)  # fmt: skip
+                 counterfactuals=counterfactuals, shards=shards)  # fmt: skip
     recorded = RunParams.of(prompts, seeds, params, batch_size, counterfactuals).to_json()
     n_batches = len(batch_bounds(len(prompts), batch_size, params))
     writer = uuid.uuid4().hex  # this ingest, as the run's claim records it
@@ -130,26 +138,27 @@ def ingest(
         if not store.has_model(model.key):  # a start killed before the model was written
             store.write(model_rows(model))
         done = set(info["done_batches"])
-    # Batches are written in order, so the done ones are a prefix: resume after it.
-    first = next((b for b in range(n_batches) if b not in done), n_batches)
-    if progress and first:
-        progress(min(first * batch_size, len(prompts)), 0)
+    job = BatchJob(run, tuple(prompts), tuple(seeds), params, batch_size,
+                   None if counterfactuals is None else tuple(counterfactuals))  # fmt: skip
+    todo = [b for b in range(n_batches) if b not in done]
+    if progress and done:
+        progress(sum(hi - lo for b, (lo, hi) in enumerate(job.bounds) if b in done), 0)
+    if shards > 1 or ray_address is not None:
+        from headgraph.ingest.jobs.shards import ray_batches  # Ray only where it is asked for
+
+        delivered = ray_batches(model, job, todo, shards=shards, ray_address=ray_address,
+                                store_address=store.shared_address)  # fmt: skip
+    else:
+        delivered = traced_batches(model, job, todo)
     written = 0
-    rest = prompts[first * batch_size :]
-    rest_cf = None if counterfactuals is None else counterfactuals[first * batch_size :]
-    batches = trace(
-        model, rest, seeds=seeds, params=params, batch_size=batch_size, counterfactuals=rest_cf
-    )
-    for batch, traced in enumerate(batches, start=first):
-        at = len(traced.prompts)
-        cf, rest_cf = (None, None) if rest_cf is None else (rest_cf[:at], rest_cf[at:])
-        rows = batch_rows(
-            traced, run=run, batch=batch, tokenizer=model.tokenizer, counterfactuals=cf
-        )
-        store.write_batch(run, batch, rows)
-        written += edge_count(rows)
+    for traced in delivered:
+        if traced.rows is None:  # a shard wrote it to the server
+            store.mark_done(run, traced.batch)
+        else:
+            store.write_batch(run, traced.batch, traced.rows)
+        written += traced.edges
         if progress:
-            progress(len(traced.prompts), written)
+            progress(traced.prompts, written)
 
     signals = store.signal_rows(run)
     counts = {

@@ -45,6 +45,8 @@ class Model(Interventions):
         tokenizer: Its tokenizer (see :mod:`headgraph.ingest.model.tokenizer`).
         layout: Its component axis.
         card: The model card of a bundled model (its seeds, roles and accuracy), or None.
+        source: The name or absolute path :func:`headgraph.load_model` loaded it from (the
+            workers of a sharded ingest load it again from there), or None.
     """
 
     def __init__(self, hooked, tokenizer: Tokenizer, name: str):
@@ -58,6 +60,7 @@ class Model(Interventions):
         self.tokenizer = tokenizer
         self.name = name
         self.card: dict | None = None  # a bundled model's card (seeds, roles, accuracy)
+        self.source: str | None = None  # what load_model loaded it from, to load it again
         cfg = hooked.cfg
         self.layout = ComponentLayout(cfg.n_layers, cfg.n_heads, has_mlp=not cfg.attn_only)
 

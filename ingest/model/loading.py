@@ -181,6 +181,14 @@ def load_model(spec: Any, *, device: str = "cpu", tokenizer: Tokenizer | None = 
             "or a TransformerLens HookedTransformer"
         )
     spec = str(spec)
+    model = _load_named(spec, device)
+    path = Path(spec).expanduser()
+    named = spec in ("tiny-ioi", "tiny-ioi-rope") or spec.startswith("random:")
+    model.source = str(path.resolve()) if not named and path.exists() else spec
+    return model
+
+
+def _load_named(spec: str, device: str) -> Model:
     if spec in ("tiny-ioi", "tiny-ioi-rope"):
         from headgraph.ingest.tiny_ioi.training import CHECKPOINT, ROPE_CHECKPOINT, load
 

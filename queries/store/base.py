@@ -30,6 +30,9 @@ class GraphStore:
     A store is a context manager that closes it."""
 
     APPEND_DONE: str  # each backend's dialect
+    # Where other processes may open this store to write beside this one (a server's
+    # address), or None: one writer process only (the embedded store).
+    shared_address: str | None = None
 
     def close(self) -> None:
         raise NotImplementedError
@@ -106,11 +109,21 @@ class GraphStore:
             StoreError: another ingest writes the run.
         """
 
-    def write_batch(self, run: str, batch: int, tables: dict[str, Rows]) -> None:
-        """Write one batch atomically; a leftover of an interrupted attempt is replaced."""
+    def write_batch(self, run: str, batch: int, tables: dict[str, Rows], *, done=True) -> None:
+        """Write one batch atomically; a leftover of an interrupted attempt is replaced.
+
+        ``done``: record the batch as done in the same transaction. A shard of a sharded
+        ingest writes its batches with False, and the ingest's driver alone records them
+        (:meth:`mark_done`), so that two writers never update the run at once.
+        """
         params = {"run": run, "batch": batch}
-        then = [(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)]
+        then = [(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)] if done else []
         self.write(tables, delete=self._leftovers(params), then=then)
+
+    def mark_done(self, run: str, batch: int) -> None:
+        """Record a batch that a shard wrote as done."""
+        params = {"run": run, "batch": batch}
+        self.write({}, then=[(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)])
 
     @staticmethod
     def _leftovers(params: dict) -> list[tuple[str, dict]]:

@@ -86,6 +86,7 @@ class Neo4jStore(GraphStore):
         user = os.environ.get("NEO4J_USER")
         auth = (user, os.environ.get("NEO4J_PASSWORD", "")) if user else None
         self.read_only = read_only
+        self.shared_address = uri  # the shards of a sharded ingest open their own
         # Reads run in read sessions: a server that enforces access modes refuses writes.
         self.access_mode = READ_ACCESS if read_only else WRITE_ACCESS
         try:

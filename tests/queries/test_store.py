@@ -287,6 +287,24 @@ def test_a_second_ingest_of_a_run_being_written_is_refused_on_a_server(tiny, bol
     assert again.resumed == again.batches  # finished and released: a rerun resumes nothing
 
 
+@pytest.mark.slow
+def test_shards_write_a_run_to_a_server_themselves(tiny, bolt_uri, local_ray, request):
+    """Each shard opens the server and writes its batches; the driver records them done."""
+    import json
+
+    from tests.ingest.test_shards import same_graph
+
+    model, prompts = tiny
+    store = request.getfixturevalue("bolt_store")
+    signatures = []
+    for run, shards in (("one-process", 1), ("sharded", 2)):
+        ingest(model, prompts, store=store, run=run, seeds=default_seeds(model), batch_size=8,
+               shards=shards)  # fmt: skip
+        named = json.dumps(signature(store, run)).replace(f'"{run}|', '"R|')
+        signatures.append(json.loads(named.replace(f'"{run}"', '"R"')))
+    same_graph(*signatures)
+
+
 def test_a_model_is_known_by_its_content_not_its_name(tmp_path):
     from headgraph.ingest.model import build_model
     from headgraph.ingest.tasks.ioi import ioi_prompts, word_tokenizer
