@@ -18,6 +18,7 @@ from headgraph.errors import InputError
 from headgraph.ingest.core.components import Component
 from headgraph.ingest.core.trace import SIDES, BatchTrace
 from headgraph.ingest.core.vocab import all_top_tokens
+from headgraph.ingest.jobs.aggregates import partial_rows
 from headgraph.ingest.model.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -114,7 +115,7 @@ def batch_rows(
     counterfactuals: Sequence[Prompt] | None = None,
 ) -> dict[str, Rows]:
     """Rows for one traced batch: prompts (with their ``counterfactuals``, under that
-    baseline), firings, and the SIGNAL, OF and IN relationships.
+    baseline), firings, the SIGNAL relationships, and the batch's partial aggregates.
 
     ``SIGNAL`` rows come in two tables, ``SIGNAL:Firing`` (from the upstream
     head's traced firings at the token) and ``SIGNAL:Site`` (from the
@@ -215,7 +216,7 @@ def batch_rows(
         **{column: [v[k] for v in sites.values()] for k, column in enumerate(site_columns)},
         "batch": [batch] * len(sites),
     }
-    return {
+    tables = {
         "Prompt": prompt_rows,
         "Firing": firings,
         "Site": site_rows,
@@ -225,6 +226,8 @@ def batch_rows(
         "PREDICTS:Firing": dict(predicts["Firing"]),
         "PREDICTS:Site": dict(predicts["Site"]),
     }
+    tables["Partial"] = partial_rows(run, batch, tables)
+    return tables
 
 
 def _prediction_rows(trace: BatchTrace, run: str, batch: int, firing_key, decode, sites):

@@ -11,23 +11,29 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from headgraph.errors import InputError
 from headgraph.ingest.core.params import RunParams, TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import check_inputs
+from headgraph.ingest.jobs.aggregates import (
+    carries_rows,
+    edge_partials,
+    prediction_signals,
+    stored_partials,
+)
 from headgraph.ingest.jobs.batches import BatchJob, traced_batches
 from headgraph.ingest.jobs.graph_rows import (
     check_name,
-    logits_component,
     model_rows,
 )
-from headgraph.queries.store import GraphStore, Rows, StoreError
+from headgraph.queries.store import GraphStore, StoreError
 
 if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
@@ -160,19 +166,29 @@ def ingest(
         if progress:
             progress(traced.prompts, written)
 
-    signals = store.signal_rows(run)
+    partials = stored_partials(store, run)
+    edges = sum(
+        store.query(
+            f"MATCH (:{source})-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN count(s) AS n",
+            {"run": run},
+        )[0]["n"]
+        for source in ("Firing", "Site")
+    )
+    if int(partials["weights"].to_numpy().sum()) != edges:  # batches an older headgraph wrote
+        partials = edge_partials(store.signal_rows(run))
     counts = {
         "firings": store.query(
             "MATCH (f:Firing) WHERE f.run = $run RETURN count(f) AS n", {"run": run}
         )[0]["n"],
-        "edges": len(signals),  # into heads; the seeds' edges into the logits come beside
+        "edges": edges,  # into heads; the seeds' edges into the logits come beside
         "status": "complete",
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if params.seeding == "linear":  # the seeds, as edges from heads into the logits
-        signals += prediction_signals(store, run, prompts, model=model.key)
+        logits = edge_partials(prediction_signals(store, run, prompts, model=model.key))
+        partials = pd.concat([partials, logits], ignore_index=True)
     store.finish_run(
-        run, carries_rows(signals, model=model.key, run=run, n_prompts=len(prompts)), counts
+        run, carries_rows(partials, model=model.key, run=run, n_prompts=len(prompts)), counts
     )
     return IngestRun(
         run,
@@ -184,54 +200,3 @@ def ingest(
         counts["edges"],
         round(time.perf_counter() - started, 3),
     )
-
-
-def prediction_signals(
-    store: GraphStore, run: str, prompts: Sequence[Prompt], *, model: str
-) -> list[dict]:
-    """The run's seeds as per-prompt edges ``head -> logits`` (side ``logit``, role: the
-    source token's), for :func:`carries_rows`; writes the ``logits`` node if missing."""
-    roles = {p.id: p for p in prompts}
-    if not store.query(
-        "MATCH (c:Component) WHERE c.key = $key RETURN c.key AS k", {"key": f"{model}|logits"}
-    ):
-        store.write({"Component": logits_component(model)})
-    return [
-        {"upstream": r["upstream"], "head": "logits", "side": "logit", "weight": r["weight"],
-         "role": roles[r["prompt"]].role_at(r["token"]), "prompt": r["prompt"], "svs": [],
-         "relevance": r["share"]}
-        for r in store.predicts_rows(run)
-    ]  # fmt: skip
-
-
-def carries_rows(signals: list[dict], *, model: str, run: str, n_prompts: int) -> Rows:
-    """Per-run aggregates: one CARRIES row per (upstream, head, side, role).
-
-    Deterministic whatever order the store returns the edges in: singular
-    vectors by count then index, weights summed in a fixed order.
-    """
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for s in signals:
-        groups[(s["upstream"], s["head"], s["side"], s["role"] or "")].append(s)
-    rows: Rows = defaultdict(list)
-    for (upstream, head, side, role), group in sorted(groups.items()):
-        prompts = len({s["prompt"] for s in group})
-        svs = sorted(
-            Counter(k for s in group for k in s["svs"]).items(),
-            key=lambda item: (-item[1], item[0]),
-        )
-        for column, value in (
-            ("from", f"{model}|{upstream}"),
-            ("to", f"{model}|{head}"),
-            ("run", run),
-            ("side", side),
-            ("role", role),
-            ("prompts", prompts),
-            ("share_of_prompts", prompts / n_prompts),
-            ("mean_weight", sum(sorted(s["weight"] for s in group)) / len(group)),
-            ("svs", [k for k, _ in svs]),
-            ("sv_counts", [n for _, n in svs]),
-            ("relevance", sum(sorted(s.get("relevance") or 0.0 for s in group)) / n_prompts),
-        ):
-            rows[column].append(value)
-    return dict(rows)

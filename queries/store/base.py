@@ -21,6 +21,7 @@ PER_BATCH = (
     "Site",
     "Prompt",
     "Prediction",
+    "Partial",
 )  # node types written per batch (with a `batch` property)
 
 

@@ -316,13 +316,24 @@ def missing_columns(conn: Any) -> list[tuple[str, str, str]]:
     for name, properties in [(n.name, n.properties) for n in NODES] + [
         (r.name, r.properties) for r in RELS
     ]:
-        have = {row[0] for row in conn.execute(f"CALL TABLE_INFO('{name}') RETURN name").get_all()}
+        try:
+            info = conn.execute(f"CALL TABLE_INFO('{name}') RETURN name").get_all()
+        except RuntimeError:  # the whole table is new
+            out.append((name, "", ""))
+            continue
+        have = {row[0] for row in info}
         out += [(name, p, t) for p, t in properties if p not in have]
     return out
 
 
 def add_columns(conn: Any, columns: list[tuple[str, str, str]]) -> None:
-    """Add ``columns`` (from :func:`missing_columns`); a number defaults to 0, else null."""
+    """Add ``columns`` (from :func:`missing_columns`); a number defaults to 0, else null. A
+    missing table (no property named) is created."""
+    if any(not name for _, name, _ in columns):
+        for statement in ladybug_ddl():
+            conn.execute(statement)
     for table, name, kind in columns:
+        if not name:
+            continue
         default = "0" if kind in ("DOUBLE", "INT64") else "NULL"
         conn.execute(f"ALTER TABLE {table} ADD `{name}` {kind} DEFAULT {default}")

@@ -79,6 +79,12 @@ NODES = (
                             ("measure", STRING), ("value", FLOAT), ("baseline", FLOAT),
                             ("correct", BOOL),
                             ("seeds", INT), ("batch", INT))),
+    # A batch's partial aggregates (the run's CARRIES are their sums): per upstream, head,
+    # side and role, its prompts, weight sum and count, S counts and relevance sum
+    NodeType("Partial", (("key", STRING), ("run", STRING), ("upstream", STRING),
+                         ("head", STRING), ("side", STRING), ("role", STRING), ("batch", INT),
+                         ("prompts", INT), ("weight_sum", FLOAT), ("weights", INT),
+                         ("svs", INTS), ("sv_counts", INTS), ("relevance_sum", FLOAT))),
     NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
                         ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),
                         ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),

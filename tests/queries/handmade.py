@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from headgraph.ingest.jobs.ingest_job import carries_rows
+from headgraph.ingest.jobs.aggregates import carries_rows, edge_partials
 
 RUN, MODEL = "hand", "hand"
 ROLES = {"A": 0, "B": 1, "END": 2}
@@ -179,7 +179,7 @@ def write(store) -> None:
     signals = store.signal_rows(RUN)
     store.finish_run(
         RUN,
-        carries_rows(signals, model=MODEL, run=RUN, n_prompts=3),
+        carries_rows(edge_partials(signals), model=MODEL, run=RUN, n_prompts=3),
         {"status": "complete", "firings": len(batch["Firing"]["key"]), "edges": len(EDGES)},
     )
 

@@ -10,6 +10,7 @@ import pytest
 
 from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.trace import trace
+from headgraph.ingest.jobs.aggregates import carries_rows, edge_partials
 from headgraph.ingest.jobs.graph_rows import batch_rows, edge_count
 from headgraph.ingest.jobs.ingest_job import ingest
 from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
@@ -143,6 +144,37 @@ def test_rerunning_a_run_changes_nothing(tiny, stored):
     again = ingest(model, prompts, store=store, run=RUN, seeds=default_seeds(model), batch_size=8)
     assert again.resumed == again.batches == 4
     assert signature(store, RUN) == before
+
+
+def test_aggregates_kept_per_batch_equal_those_of_every_edge_read_back(tiny, stored):
+    """The CARRIES summed from the batches' partials are those of the per-prompt edges;
+    a run whose batches have no partials (an older headgraph's) is aggregated from its
+    edges, to the same result."""
+    model, prompts = tiny
+    store, _ = stored
+    carries = signature(store, RUN)["carries"]
+    partials = store.query("MATCH (p:Partial) WHERE p.run = $run RETURN p.batch AS b", {"run": RUN})
+    assert {p["b"] for p in partials} == {0, 1, 2, 3}
+    from_edges = carries_rows(edge_partials(store.signal_rows(RUN)), model=model.key, run=RUN,
+                              n_prompts=len(prompts))  # fmt: skip
+    assert len(from_edges["from"]) == len(carries) > 0
+    mean_weight = store.query(
+        "MATCH (a)-[c:CARRIES]->(b) WHERE c.run = $run RETURN a.key AS ak, b.key AS bk, "
+        "c.side AS side, c.role AS role, c.mean_weight AS w, c.relevance AS r "
+        "ORDER BY ak, bk, side, role",
+        {"run": RUN},
+    )
+    expected = sorted(zip(from_edges["from"], from_edges["to"], from_edges["side"],
+                          from_edges["role"], from_edges["prompts"], from_edges["svs"],
+                          from_edges["sv_counts"], from_edges["mean_weight"],
+                          from_edges["relevance"], strict=True))  # fmt: skip
+    for c, m, e in zip(carries, mean_weight, expected, strict=True):
+        assert (c["ak"], c["bk"], c["side"], c["role"], c["n"], c["svs"], c["counts"]) == e[:7]
+        assert (m["w"], m["r"]) == pytest.approx(e[7:], rel=1e-5, abs=1e-6)
+
+    store.query("MATCH (p:Partial) WHERE p.run = $run DETACH DELETE p", {"run": RUN})
+    ingest(model, prompts, store=store, run=RUN, seeds=default_seeds(model), batch_size=8)
+    assert signature(store, RUN)["carries"] == carries
 
 
 def test_a_run_name_reused_with_other_parameters_is_refused(tiny, stored):
