@@ -164,6 +164,8 @@ def ingest(
     device: str = "cpu",
     tokenizer: Tokenizer | None = None,
     progress: Callable[[int, int], None] | None = None,
+    shards: int = 1,
+    ray_address: str | None = None,
 ) -> IngestRun:
     """Trace prompts and write the circuit graph to a store (resumable, as the CLI's ingest).
 
@@ -174,6 +176,10 @@ def ingest(
         run: The run's name (default: ``MODEL-TASK-N``); the same name resumes it.
         task: The generated prompts' task, recorded on the run.
         progress: Called after each batch with (its prompt count, edges so far).
+        shards: Trace the batches in this many Ray tasks (``headgraph[ray]``); the
+            same graph as one process.
+        ray_address: The Ray cluster to run them on (default: the one this process
+            joined, else a local one).
 
     Returns:
         What was written: run name, counts, seconds. Read it with
@@ -188,11 +194,13 @@ def ingest(
         tokenizer=tokenizer,
     )  # fmt: skip
     name = run or f"{Path(model.name).name}-{task}-{len(prompts)}"
-    check_ingest(model, prompts, run=name, seeds=chosen, batch_size=batch_size, params=params)
+    check_ingest(model, prompts, run=name, seeds=chosen, batch_size=batch_size, params=params,
+                 shards=shards)  # fmt: skip
     with _opened(store, create=True) as opened:
         return ingest_job(
             model, prompts, store=opened, run=name, seeds=chosen, params=params,
-            batch_size=batch_size, task=task, progress=progress,
+            batch_size=batch_size, task=task, progress=progress, shards=shards,
+            ray_address=ray_address,
         )  # fmt: skip
 
 

@@ -6,9 +6,11 @@ What every store does, on top of its backend's ``query`` and ``write``.
 A run is written batch by batch. Each batch is one transaction: it deletes
 anything an interrupted attempt left for that batch, copies the batch's nodes
 and relationships, and appends the batch to the run's ``done_batches``. A
-restarted run skips the batches already done. The run's aggregates are
-rebuilt from the stored edges at the end. Killed at any point and restarted,
-a run therefore ends with the same graph as an uninterrupted one.
+restarted run skips the batches already done, in whatever order they were
+done (the shards of a sharded ingest finish theirs apart). The run's aggregates
+are rebuilt at the end from the batches' partial aggregates (``Partial``). Killed
+at any point and restarted, a run therefore ends with the same graph as an
+uninterrupted one.
 """
 
 from __future__ import annotations
