@@ -12,7 +12,8 @@ and prints edges/second for both and their ratio (target: (b) >= 40k
 edges/s). Then, on the stored graph, the median latency of a path query
 filtered by prompt and of a top-k aggregate (target: < 50 ms each), and the run's
 end-of-run aggregation: from the batches' partial aggregates against reading every
-edge back (the baseline). Usage::
+edge back (the baseline); and the bytes per edge of the store and of its CSV export
+(for ``neo4j-admin database import``). Usage::
 
     python benchmarks/bench_store.py [--edges 200000] [--batch-size 8]
 """
@@ -128,6 +129,22 @@ def main() -> None:
             f"{len(partials)} partials summed and written {summed:.2f} s; "
             f"ratio {read_back / summed:.1f}x"
         )
+
+        # (d) size: the store's folder and the neo4j-admin CSV export, per edge
+        from pathlib import Path
+
+        from headgraph.queries.export import export_run
+
+        def size(path: str) -> int:
+            return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+        export_run(store, run="bench", format="csv", out=Path(folder) / "csv")
+        for name, path in (("embedded store", f"{folder}/store"), ("CSV export", f"{folder}/csv")):
+            per_edge = size(path) / edges
+            print(
+                f"(d) {name}: {per_edge:,.0f} bytes per edge (firings, sites, prompts and "
+                f"aggregates included); 10M edges: {per_edge * 1e7 / 1e9:.1f} GB"
+            )
 
         prompt = batches[0]["Prompt"]["id"][0]
         head = max(set(batches[0]["Firing"]["head_name"]))

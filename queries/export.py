@@ -3,8 +3,9 @@ graphs other tools open (circuit-tracer's viewer, networkx node-link, GraphML: s
 :mod:`headgraph.queries.graphs`).
 
 What a run is: its ``Run`` and ``Model`` nodes, the model's ``Component`` and
-``SingularVector`` nodes (with ``HAS_SV``), the run's ``Prompt``, ``Firing``
-and ``Site`` nodes, its ``SIGNAL`` relationships and its ``CARRIES``
+``SingularVector`` nodes (with ``HAS_SV``) and labels, the run's ``Prompt``,
+``Firing``, ``Site``, ``Prediction``, ``Partial``, ``Effect`` and ``SavedCircuit``
+nodes, its ``SIGNAL`` and ``PREDICTS`` relationships and its ``CARRIES``
 aggregates. Nodes are identified as ``Label:key``.
 
 - **json**: ``{"run", "nodes": [{"id", "label", "properties"}], "relationships":
@@ -51,16 +52,21 @@ NODE_SCOPE = {
     "Prompt": "n.run = $run",
     "Site": "n.run = $run",
     "Firing": "n.run = $run",
+    "Prediction": "n.run = $run",
+    "Partial": "n.run = $run",
     "Effect": "n.run = $run",
     "Label": "n.model = $model",
     "SavedCircuit": "n.run = $run",
 }
-LATER_TABLES = ("Effect", "Label", "SavedCircuit")  # absent from stores written before them
+# absent from stores written before them
+LATER_TABLES = ("Effect", "Label", "SavedCircuit", "Prediction", "Partial", "PREDICTS")
 REL_SCOPE = (
     ("HAS_SV", "Component", "SingularVector", "a.model = $model"),
     ("CARRIES", "Component", "Component", "r.run = $run"),
     ("SIGNAL", "Firing", "Firing", "b.run = $run"),
     ("SIGNAL", "Site", "Firing", "b.run = $run"),
+    ("PREDICTS", "Firing", "Prediction", "b.run = $run"),
+    ("PREDICTS", "Site", "Prediction", "b.run = $run"),
 )
 
 
@@ -104,11 +110,12 @@ def read_run(store: GraphStore, run: str | None = None) -> RunGraph:
     relationships = {}
     for rel, start, end, where in REL_SCOPE:
         columns = "".join(f", r.`{p}` AS `{p}`" for p, _ in REL[rel].properties)
-        relationships[(rel, start, end)] = store.query(
+        cypher = (
             f"MATCH (a:{start})-[r:{rel}]->(b:{end}) WHERE {where} "
-            f"RETURN a.key AS `start`, b.key AS `end`{columns}",
-            params,
+            f"RETURN a.key AS `start`, b.key AS `end`{columns}"
         )
+        read = store.query_if_present if rel in LATER_TABLES else store.query
+        relationships[(rel, start, end)] = read(cypher, params)
     return RunGraph(ref.key, nodes, relationships)
 
 

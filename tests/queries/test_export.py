@@ -55,6 +55,35 @@ def test_csv_is_neo4j_admin_layout_and_loads_back_to_the_same_answers(hand_store
         copy.close()
 
 
+def test_a_run_seeded_from_the_prediction_travels_whole_through_csv(tmp_path):
+    """Predictions, the seeds' PREDICTS edges and the per-batch partials go too: the run
+    read back from the loaded copy is the run exported."""
+    from headgraph import ingest, load_model
+    from headgraph.queries.export import read_run
+
+    model = load_model("tiny-ioi")
+    with open_store(tmp_path / "store") as store:
+        ingest(model, n_prompts=16, store=store, run="lin", batch_size=8)
+        original = read_run(store, "lin")
+        export_run(store, format="csv", out=tmp_path / "csv")
+    assert len(original.nodes["Prediction"]) == 16 and original.nodes["Partial"]
+    assert original.relationships[("PREDICTS", "Firing", "Prediction")]
+    tables = read_admin_csv(tmp_path / "csv")
+    with open_store(tmp_path / "copy") as copy:
+        first = ("Model", "Component", "SingularVector")
+        copy.write({k: v for k, v in tables.items() if k in first})
+        copy.write({k: v for k, v in tables.items() if k not in first})
+        loaded = read_run(copy, "lin")
+    for label, rows in original.nodes.items():
+        assert len(loaded.nodes[label]) == len(rows), label
+    for kind, rows in original.relationships.items():
+        assert len(loaded.relationships[kind]) == len(rows), kind
+    key = lambda r: r["key"]  # noqa: E731
+    assert sorted(loaded.nodes["Prediction"], key=key) == sorted(
+        original.nodes["Prediction"], key=key
+    )
+
+
 def read_admin_csv(folder: Path) -> dict[str, dict[str, list]]:
     """The CSV files as store tables, read by their neo4j-admin headers."""
     convert = {"long": int, "double": float, "boolean": lambda v: v == "true", "string": str}
