@@ -34,31 +34,50 @@ def role_means(prompts: Sequence[Prompt], components: Tensor) -> tuple[Tensor, T
     device = components.device
     role = torch.full((n_batch, n_pos), len(names), dtype=torch.long, device=device)
     means = components.new_zeros(len(names) + 1, *components.shape[2:])
-    real = torch.zeros(n_batch, n_pos, dtype=torch.bool, device=device)
-    for b, prompt in enumerate(prompts):
-        real[b, : len(prompt.tokens)] = True
     for r, name in enumerate(names):
         rows = [b for b, p in enumerate(prompts) if name in p.roles]
         at = torch.tensor([prompts[b].roles[name] for b in rows], device=device)
         rows = torch.tensor(rows, dtype=torch.long, device=device)
         role[rows, at] = r
         means[r] = components[rows, at].mean(dim=0)
-    means[-1] = components[real].mean(dim=0)
+    for b, prompt in enumerate(prompts):  # a prompt at a time: no copy of every real token
+        means[-1] += components[b, : len(prompt.tokens)].sum(dim=0)
+    means[-1] /= sum(len(p.tokens) for p in prompts)
     return role, means
 
 
-def relative_to_mean(prompts: Sequence[Prompt], components: Tensor) -> Tensor:
-    """``[batch, pos, component, d_model]``: each output less its role-aligned mean."""
+def relative_to_mean(
+    prompts: Sequence[Prompt], components: Tensor, *, in_place: bool = False
+) -> Tensor:
+    """``[batch, pos, component, d_model]``: each output less its role-aligned mean.
+
+    ``in_place``: overwrite ``components`` (a caller that needs them no more saves a copy
+    as large as the batch's outputs).
+    """
     role, means = role_means(prompts, components)
-    return relative_to(components, means[role])
+    out = components if in_place else torch.empty_like(components)
+    for b in range(len(components)):  # a prompt at a time: no batch-sized temporaries
+        _relative_into(out[b], components[b], means[role[b]])
+    return out
 
 
-def relative_to(components: Tensor, reference: Tensor) -> Tensor:
+def relative_to(components: Tensor, reference: Tensor, *, in_place: bool = False) -> Tensor:
     """``components - reference`` (both ``[batch, pos, component, d_model]``), exactly zero
-    where they agree (a constant token), not a rounding residue."""
-    relative = components - reference
-    same = relative.norm(dim=-1) <= 1e-5 * components.norm(dim=-1)
-    return relative.masked_fill(same.unsqueeze(-1), 0.0)
+    where they agree (a constant token), not a rounding residue. ``in_place``: as for
+    :func:`relative_to_mean`."""
+    out = components if in_place else torch.empty_like(components)
+    for b in range(len(components)):
+        _relative_into(out[b], components[b], reference[b])
+    return out
+
+
+def _relative_into(out: Tensor, x: Tensor, reference: Tensor) -> None:
+    """``out = x - reference`` (``out`` may be ``x``), zero where the two agree to 1e-5 of
+    ``x``'s norm."""
+    with torch.inference_mode(out.is_inference()):  # a forward pass's outputs, in place
+        scale = x.norm(dim=-1)
+        torch.sub(x, reference, out=out)
+        out.masked_fill_((out.norm(dim=-1) <= 1e-5 * scale).unsqueeze(-1), 0.0)
 
 
 def check_counterfactuals(

@@ -101,6 +101,7 @@ def trace_batch(
     reference: Tensor | None = None,
     *,
     directions: bool = False,
+    consume: bool = False,
 ) -> BatchTrace:
     """Find the firings of one batch and trace them from the seeds.
 
@@ -114,6 +115,8 @@ def trace_batch(
         reference: The counterfactual baseline: the components on the prompts'
             counterfactuals, ``[batch, pos, component, d_model]``.
         directions: Keep each edge's read direction (``BatchTrace.edge_direction``).
+        consume: ``acts`` is not read after: its outputs may be overwritten by their
+            baseline-relative values (saves memory as large as the outputs).
     """
     proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
     seeded = forced = None
@@ -151,10 +154,10 @@ def trace_batch(
         read_seeds(readers, seeded, prediction)
     components = acts.components
     if params.baseline == "mean":
-        components = relative_to_mean(prompts, components)
+        components = relative_to_mean(prompts, components, in_place=consume)
     elif params.baseline == "counterfactual":
         assert reference is not None, "the counterfactual baseline needs the reference"
-        components = relative_to(components, reference)
+        components = relative_to(components, reference, in_place=consume)
     parts: list[tuple[Tensor, ...]] = []
 
     for layer in reversed(range(n_layers)):
@@ -308,7 +311,7 @@ def trace(
         if counterfactuals is not None:
             reference = model.run(*pad_tokens(counterfactuals[start:end])).components
         yield trace_batch(run_batch(model, batch, tokens, lengths, params), qk,
-                          model.layout, batch, seeds, params, reference)  # fmt: skip
+                          model.layout, batch, seeds, params, reference, consume=True)  # fmt: skip
 
 
 def run_batch(

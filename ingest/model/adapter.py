@@ -159,18 +159,12 @@ class Model(Interventions):
         return ValueWeights(m.W_V.detach(), m.b_V.detach(), m.W_O.detach())
 
     def _hook_names(self) -> list[str]:
+        """The hooks kept whole (each linear in the prompt's length)."""
         names = ["hook_embed", "hook_pos_embed"]
         for l in range(self.n_layers):
-            names += [
-                f"blocks.{l}.ln1.hook_normalized",
-                f"blocks.{l}.ln1.hook_scale",
-                f"blocks.{l}.attn.hook_pattern",
-                f"blocks.{l}.attn.hook_z",
-            ]
+            names += [f"blocks.{l}.ln1.hook_normalized", f"blocks.{l}.ln1.hook_scale"]
             if self.hooked.cfg.use_normalization_before_and_after:
                 names.append(f"blocks.{l}.ln1_post.hook_scale")
-            if self.layout.has_mlp:
-                names.append(f"blocks.{l}.hook_mlp_out")
         return names
 
     @property
@@ -199,32 +193,57 @@ class Model(Interventions):
             readout: Also read every unit the unembedding sees at the last token
                 (probability-aware seeding).
         """
-        m, cfg = self.hooked, self.hooked.cfg
+        m, cfg, layout = self.hooked, self.hooked.cfg, self.layout
         tokens = tokens.to(self.device)
-        names = set(self._hook_names())
-        if answers is not None or readout:
-            names |= {f"blocks.{l}.attn.hook_v" for l in range(self.n_layers)}
-            names |= {"ln_final.hook_scale", "ln_final.hook_normalized"}
-        _, cache = m.run_with_cache(tokens, names_filter=lambda n: n in names, return_type=None)
         batch, pos = tokens.shape
-        per_layer, gains = [], []
-        for l in range(self.n_layers):
-            z = cache[f"blocks.{l}.attn.hook_z"]  # [batch, pos, head, d_head]
-            heads = torch.einsum("bphe,hed->bphd", z, m.W_O[l])  # [batch, pos, head, d_model]
-            parts = [heads, m.b_O[l].expand(batch, pos, 1, -1)]
-            if cfg.use_normalization_before_and_after:  # Gemma 2: RMSNorm of the heads' sum
+        layers = range(self.n_layers)
+        # What grows with the prompts is written straight into its final tensor by hooks, a
+        # layer at a time: the heads' outputs [batch, pos, component, d_model] and the
+        # patterns [batch, layer, head, dest, src]; nothing keeps a second copy.
+        components = torch.zeros(batch, pos, len(layout), cfg.d_model, dtype=self.dtype,
+                                 device=self.device)  # fmt: skip
+        pattern = torch.empty(batch, self.n_layers, self.n_heads, pos, pos, dtype=self.dtype,
+                              device=self.device)  # fmt: skip
+        cache: dict[str, Tensor] = {}
+
+        def heads_out(z: Tensor, hook) -> None:  # z: [batch, pos, head, d_head]
+            l = hook.layer()
+            at = layout.head_index(l, 0)
+            components[:, :, at : at + self.n_heads] = torch.einsum("bphe,hed->bphd", z, m.W_O[l])
+            components[:, :, at + self.n_heads] = m.b_O[l]
+
+        def mlp_out(out: Tensor, hook) -> None:
+            components[:, :, layout.head_index(hook.layer(), 0) + self.n_heads + 1] = out
+
+        def pattern_of(p: Tensor, hook) -> None:
+            pattern[:, hook.layer()] = p
+
+        def keep(t: Tensor, hook) -> None:
+            cache[hook.name] = t
+
+        small = set(self._hook_names())
+        if answers is not None or readout:
+            small |= {f"blocks.{l}.attn.hook_v" for l in layers}
+            small |= {"ln_final.hook_scale", "ln_final.hook_normalized"}
+        hooks = [(name, keep) for name in small]
+        for l in layers:
+            hooks += [(f"blocks.{l}.attn.hook_z", heads_out)]
+            hooks += [(f"blocks.{l}.attn.hook_pattern", pattern_of)]
+            if layout.has_mlp:
+                hooks += [(f"blocks.{l}.hook_mlp_out", mlp_out)]
+        hooks = [(name, hook) for name, hook in hooks if name in m.hook_dict]  # rotary: no pos
+        m.run_with_hooks(tokens, return_type=None, fwd_hooks=hooks)
+        gains = []
+        if cfg.use_normalization_before_and_after:  # Gemma 2: RMSNorm of the heads' sum
+            for l in layers:  # a frozen scale: linear in each head's output
                 post = m.blocks[l].ln1_post.w / cache[f"blocks.{l}.ln1_post.hook_scale"]
-                parts = [part * post.unsqueeze(2) for part in parts]  # frozen scale: linear
+                at = layout.head_index(l, 0)
+                components[:, :, at : at + self.n_heads + 1] *= post.unsqueeze(2)
                 gains.append(post)
-            if self.layout.has_mlp:
-                parts.append(cache[f"blocks.{l}.hook_mlp_out"].unsqueeze(2))
-            per_layer.append(torch.cat(parts, dim=2))
         embed = cache["hook_embed"]  # [batch, pos, d_model]
         positions = cache["hook_pos_embed"] if "hook_pos_embed" in cache else 0 * embed
-        components = torch.cat(
-            [embed.unsqueeze(2), positions.expand(batch, pos, -1).unsqueeze(2), *per_layer], dim=2
-        )
-        layers = range(self.n_layers)
+        components[:, :, 0] = embed
+        components[:, :, 1] = positions
         normalized = torch.stack([cache[f"blocks.{l}.ln1.hook_normalized"] for l in layers], 1)
         ln_weight = ln_bias = None
         if self.shortformer:  # ln1 is not folded: x = ln1(resid) * w + b + positions
@@ -236,7 +255,6 @@ class Model(Interventions):
             normalized = normalized * ln_weight[:, None] + ln_bias[:, None]
             normalized = normalized + positions.expand(batch, pos, -1).unsqueeze(1)
         lengths = (lengths if lengths is not None else torch.full((batch,), pos)).to(self.device)
-        pattern = torch.stack([cache[f"blocks.{l}.attn.hook_pattern"] for l in layers], 1)
         prediction = None
         if answers is not None:
             prediction = split_at_answers(
