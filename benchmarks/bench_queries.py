@@ -89,7 +89,7 @@ def main() -> None:
 
 
 def measure(store, run: str, target: str, repeat: int) -> None:
-    from headgraph.queries.cone import BELOW, EDGES
+    from headgraph.queries.cone import BELOW, edge_queries
     from headgraph.queries.features import features
     from headgraph.queries.paths import paths
     from headgraph.queries.redundancy import redundancy
@@ -97,8 +97,8 @@ def measure(store, run: str, target: str, repeat: int) -> None:
     params = {"run": run, "layer": int(target.split(".")[0]), "head": target}
 
     def read_rows():
-        for source in ("Firing", "Site"):
-            store.query(EDGES.format(source=source, where=BELOW), params)
+        for _, cypher in edge_queries(BELOW):
+            store.query(cypher, params)
 
     calls = {
         "baseline: read the cone as rows": read_rows,

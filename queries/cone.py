@@ -194,9 +194,7 @@ def load_cone(
     if prompt is not None:
         where, params["prompt"] = where + " AND f.prompt = $prompt", prompt
     frames = []
-    for source in ("Firing", "Site"):
-        up_role = "a.dest_role" if source == "Firing" else "a.role"
-        cypher = EDGES.format(source=source, where=where, up_role=up_role)
+    for source, cypher in edge_queries(where):
         frame = store.frame(cypher, params, columns=COLUMNS)
         frames.append(frame.assign(site=source == "Site"))
     if target in (LOGITS, None):  # routes into the logits, or the whole run
@@ -273,6 +271,15 @@ def load_cone(
         rows=rows,
         sparse_sets=sparse_sets,
     )
+
+
+def edge_queries(where: str) -> list[tuple[str, str]]:
+    """``(source label, Cypher)``: the cone's reads of the edges into firings, one per kind
+    of upstream node, with ``where`` added to the firing's filter (e.g. :data:`BELOW`)."""
+    return [
+        (source, EDGES.format(source=source, where=where, up_role=up_role))
+        for source, up_role in (("Firing", "a.dest_role"), ("Site", "a.role"))
+    ]
 
 
 def _first_of_runs(*keys: np.ndarray) -> np.ndarray:
