@@ -149,7 +149,7 @@ def ingest(
     todo = [b for b in range(n_batches) if b not in done]
     if progress and done:
         progress(sum(hi - lo for b, (lo, hi) in enumerate(job.bounds) if b in done), 0)
-    if shards > 1 or ray_address is not None:
+    if (shards > 1 or ray_address is not None) and todo:  # nothing left: no cluster needed
         from headgraph.ingest.jobs.shards import ray_batches  # Ray only where it is asked for
 
         delivered = ray_batches(model, job, todo, shards=shards, ray_address=ray_address,
