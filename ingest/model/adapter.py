@@ -197,9 +197,8 @@ class Model(Interventions):
         tokens = tokens.to(self.device)
         batch, pos = tokens.shape
         layers = range(self.n_layers)
-        # What grows with the prompts is written straight into its final tensor by hooks, a
-        # layer at a time: the heads' outputs [batch, pos, component, d_model] and the
-        # patterns [batch, layer, head, dest, src]; nothing keeps a second copy.
+        # Hooks write what grows with the prompts straight into its final tensor, a layer at a
+        # time: outputs [batch, pos, component, d_model], patterns [batch, layer, head, pos, pos]
         components = torch.zeros(batch, pos, len(layout), cfg.d_model, dtype=self.dtype,
                                  device=self.device)  # fmt: skip
         pattern = torch.empty(batch, self.n_layers, self.n_heads, pos, pos, dtype=self.dtype,
@@ -229,8 +228,7 @@ class Model(Interventions):
         for l in layers:
             hooks += [(f"blocks.{l}.attn.hook_z", heads_out)]
             hooks += [(f"blocks.{l}.attn.hook_pattern", pattern_of)]
-            if layout.has_mlp:
-                hooks += [(f"blocks.{l}.hook_mlp_out", mlp_out)]
+            hooks += [(f"blocks.{l}.hook_mlp_out", mlp_out)] if layout.has_mlp else []
         hooks = [(name, hook) for name, hook in hooks if name in m.hook_dict]  # rotary: no pos
         m.run_with_hooks(tokens, return_type=None, fwd_hooks=hooks)
         gains = []
@@ -242,12 +240,14 @@ class Model(Interventions):
                 gains.append(post)
         embed = cache["hook_embed"]  # [batch, pos, d_model]
         positions = cache["hook_pos_embed"] if "hook_pos_embed" in cache else 0 * embed
-        components[:, :, 0] = embed
-        components[:, :, 1] = positions
+        components[:, :, 0], components[:, :, 1] = embed, positions
         normalized = torch.stack([cache[f"blocks.{l}.ln1.hook_normalized"] for l in layers], 1)
         ln_weight = ln_bias = None
         if self.shortformer:  # ln1 is not folded: x = ln1(resid) * w + b + positions
-            components = _centred_outputs(components, keep=1)
+            # outputs less their mean over d_model (what LayerNorm sees), in place; not the
+            # positions (added after the normalisation)
+            for part in (components[:, :, :1], components[:, :, 2:]):
+                part -= part.mean(-1, keepdim=True)
             ln_weight, ln_bias = (
                 torch.stack([getattr(m.blocks[l].ln1, p).detach() for l in layers])
                 for p in ("w", "b")
@@ -260,9 +260,7 @@ class Model(Interventions):
             prediction = split_at_answers(
                 self, cache, components, pattern, lengths - 1, answers, wrong
             )
-        units = None
-        if readout:
-            units = readout_units(self, cache, components, pattern, lengths - 1)
+        units = readout_units(self, cache, components, pattern, lengths - 1) if readout else None
         return Activations(
             normalized=normalized,
             scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
@@ -314,14 +312,6 @@ class Model(Interventions):
     def residuals(self, tokens: Tensor) -> Tensor:
         """``[batch, layer, pos, d_model]`` each layer's ``resid_pre`` (for checks)."""
         return self.per_layer(tokens, "hook_resid_pre")
-
-
-def _centred_outputs(components: Tensor, *, keep: int) -> Tensor:
-    """Each component's output less its mean over ``d_model`` (what LayerNorm sees),
-    except component ``keep`` (shortformer positions, added after the normalisation)."""
-    centred = components - components.mean(-1, keepdim=True)
-    centred[:, :, keep] = components[:, :, keep]
-    return centred
 
 
 def new_hooked(*, tokenizer=None, **config: Any):
