@@ -115,9 +115,7 @@ class EmbeddedStore(GraphStore):
             with self._lock.held(exclusive=not read_only):
                 self._open()
                 if not read_only:
-                    for statement in ladybug_ddl():
-                        self._conn.execute(statement)
-                    add_columns(self._conn, missing_columns(self._conn))
+                    upgrade_schema(self._conn)
                     self._conn.execute("CHECKPOINT")
             if read_only and missing_columns(self._conn):
                 self._upgrade()
@@ -191,7 +189,7 @@ class EmbeddedStore(GraphStore):
                 db = ladybug.Database(str(self._file), read_only=False)
                 try:
                     conn = ladybug.Connection(db)
-                    add_columns(conn, missing_columns(conn))
+                    upgrade_schema(conn)
                     conn.execute("CHECKPOINT")
                     conn.close()
                 finally:
@@ -311,7 +309,7 @@ class EmbeddedStore(GraphStore):
 
 def missing_columns(conn: Any) -> list[tuple[str, str, str]]:
     """``(table, property, type)`` the schema has and the store's tables lack (a store an
-    older headgraph wrote)."""
+    older headgraph wrote); ``(table, "", "")`` for a whole table it lacks."""
     out = []
     for name, properties in [(n.name, n.properties) for n in NODES] + [
         (r.name, r.properties) for r in RELS
@@ -326,14 +324,12 @@ def missing_columns(conn: Any) -> list[tuple[str, str, str]]:
     return out
 
 
-def add_columns(conn: Any, columns: list[tuple[str, str, str]]) -> None:
-    """Add ``columns`` (from :func:`missing_columns`); a number defaults to 0, else null. A
-    missing table (no property named) is created."""
-    if any(not name for _, name, _ in columns):
-        for statement in ladybug_ddl():
-            conn.execute(statement)
-    for table, name, kind in columns:
-        if not name:
-            continue
+def upgrade_schema(conn: Any) -> None:
+    """Give a store the schema's tables it lacks (every one, when it is new) and the
+    properties its tables lack (a store an older headgraph wrote): a number defaults to
+    0, anything else to null."""
+    for statement in ladybug_ddl():  # CREATE ... IF NOT EXISTS
+        conn.execute(statement)
+    for table, name, kind in missing_columns(conn):
         default = "0" if kind in ("DOUBLE", "INT64") else "NULL"
         conn.execute(f"ALTER TABLE {table} ADD `{name}` {kind} DEFAULT {default}")

@@ -380,9 +380,11 @@ def test_a_store_an_older_headgraph_wrote_is_upgraded_when_first_read(tmp_path):
         conn.execute(f"ALTER TABLE {table} DROP relevance")
     for column in ("words", "counterfactual"):  # and before the prompts' words
         conn.execute(f"ALTER TABLE Prompt DROP {column}")
+    conn.execute("DROP TABLE Partial")  # and before the per-batch aggregates
     conn.close()
     db.close()
     with open_store(str(tmp_path), read_only=True) as store:
+        assert store.query("MATCH (p:Partial) RETURN count(p) AS n") == [{"n": 0}]
         found = circuit(store)
         assert {(e.source, e.target, e.side) for e in found.edges} == {
             (e.source, e.target, e.side) for e in before.edges
