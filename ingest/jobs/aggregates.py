@@ -12,7 +12,6 @@ every edge.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -38,48 +37,46 @@ def partial_rows(run: str, batch: int, tables: dict[str, Rows]) -> Rows:
     role_of.update(zip(tables["Site"]["key"], tables["Site"]["role"], strict=True))
     signals = [tables.get(t) or {} for t in ("SIGNAL:Firing", "SIGNAL:Site")]
     to = [i for s in signals for i in map(at.__getitem__, s.get("to", ()))]
-    frame = pd.DataFrame(
-        {
-            "upstream": [u for s in signals for u in s.get("upstream", ())],
-            "head": [firings["head_name"][i] for i in to],
-            "side": [v for s in signals for v in s.get("side", ())],
-            "role": [role_of[a] or "" for s in signals for a in s.get("from", ())],
-            "prompt": [firings["prompt"][i] for i in to],
-            "weight": [w for s in signals for w in s.get("weight", ())],
-            "relevance": [r for s in signals for r in s.get("relevance", ())],
-            "edge": range(len(to)),
-        }
-    )
-    if frame.empty:
+    if not to:
         return {}
-    groups = frame.groupby(KEY, sort=True)
+    partials = _partials(
+        pd.DataFrame(
+            {
+                "upstream": [u for s in signals for u in s.get("upstream", ())],
+                "head": [firings["head_name"][i] for i in to],
+                "side": [v for s in signals for v in s.get("side", ())],
+                "role": [role_of[a] or "" for s in signals for a in s.get("from", ())],
+                "prompt": [firings["prompt"][i] for i in to],
+                "weight": [w for s in signals for w in s.get("weight", ())],
+                "relevance": [r for s in signals for r in s.get("relevance", ())],
+                "svs": [firings["svs"][i] for i in to],
+            }
+        )
+    )
+    keys = zip(*(partials[k].tolist() for k in KEY), strict=True)
+    return {
+        "key": [f"{run}|{batch}|{u}->{h}:{s}@{r}" for u, h, s, r in keys],
+        "run": [run] * len(partials),
+        "batch": [batch] * len(partials),
+        **{column: partials[column].tolist() for column in PARTIAL_COLUMNS if column != "batch"},
+    }
+
+
+def _partials(edges: pd.DataFrame) -> pd.DataFrame:
+    """Per-prompt edges (``upstream``, ``head``, ``side``, ``role``, ``prompt``, ``weight``,
+    ``relevance``, and the ``svs`` of the firing each enters) summed per (upstream, head,
+    side, role), in row order: one partial each (columns :data:`PARTIAL_COLUMNS` but
+    ``batch``), sorted by key."""
+    groups = edges.groupby(KEY, sort=True)
     sums = groups.agg(
         prompts=("prompt", "nunique"),
         weight_sum=("weight", "sum"),
         weights=("weight", "size"),
         relevance_sum=("relevance", "sum"),
     )
-    # singular vectors: each edge counts the S of the firing it enters
-    svs = frame[[*KEY, "edge"]].assign(sv=[firings["svs"][i] for i in to]).explode("sv")
-    svs = svs.dropna(subset=["sv"]).groupby([*KEY, "sv"], sort=True).size()
-    sv_lists: dict[tuple, tuple[list, list]] = defaultdict(lambda: ([], []))
-    for (*key, sv), n in zip(svs.index, svs.to_numpy().tolist(), strict=True):
-        sv_lists[tuple(key)][0].append(int(sv))
-        sv_lists[tuple(key)][1].append(n)
-    keys = list(sums.index)
-    names = [f"{run}|{batch}|{u}->{h}:{s}@{r}" for u, h, s, r in keys]
-    return {
-        "key": names,
-        "run": [run] * len(keys),
-        **{column: [k[i] for k in keys] for i, column in enumerate(KEY)},
-        "batch": [batch] * len(keys),
-        "prompts": sums["prompts"].astype(int).tolist(),
-        "weight_sum": sums["weight_sum"].astype(float).tolist(),
-        "weights": sums["weights"].astype(int).tolist(),
-        "svs": [sv_lists[k][0] for k in keys],
-        "sv_counts": [sv_lists[k][1] for k in keys],
-        "relevance_sum": sums["relevance_sum"].astype(float).tolist(),
-    }
+    svs, sv_counts = _singular_vectors(groups.ngroup().to_numpy(), edges["svs"].tolist(), None,
+                                       len(sums))  # fmt: skip
+    return sums.reset_index().assign(svs=svs, sv_counts=sv_counts)
 
 
 def stored_partials(store: GraphStore, run: str) -> pd.DataFrame:
@@ -123,48 +120,41 @@ def carries_rows(partials: pd.DataFrame, *, model: str, run: str, n_prompts: int
     }
 
 
-def _singular_vectors(group: np.ndarray, svs: list, counts: list, n_groups: int):
-    """Each group's singular vectors and their summed counts, most often first, then by
-    index: ``(svs, counts)``, a list per group."""
+def _singular_vectors(group: np.ndarray, svs: list, counts: list | None, n_groups: int):
+    """Each group's singular vectors and their summed counts (``counts`` None: each listed
+    once), most often first, then by index: ``(svs, counts)``, a list per group."""
     lengths = np.array([len(v) for v in svs], dtype=np.int64)
     flat_group = np.repeat(group, lengths)
-    flat_sv = np.concatenate([np.asarray(v, dtype=np.int64) for v in svs] or [np.zeros(0, int)])
-    flat_n = np.concatenate([np.asarray(v, dtype=np.int64) for v in counts] or [np.zeros(0, int)])
+    flat_sv = _flat(svs)
+    flat_n = np.ones_like(flat_sv) if counts is None else _flat(counts)
     width = int(flat_sv.max()) + 1 if len(flat_sv) else 1
     code = flat_group * width + flat_sv
     codes, where = np.unique(code, return_inverse=True)
     totals = np.bincount(where, weights=flat_n).astype(np.int64)
     g, k = codes // width, codes % width
     order = np.lexsort((k, -totals, g))  # by group, most often first, then index
-    bounds = np.searchsorted(g[order], np.arange(n_groups + 1))
+    bounds = np.searchsorted(g[order], np.arange(n_groups + 1)).tolist()
     k, totals = k[order].tolist(), totals[order].tolist()
     pairs = [(k[a:b], totals[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+def _flat(lists: list) -> np.ndarray:
+    """Lists of integers, end to end."""
+    return np.concatenate([np.asarray(v, dtype=np.int64) for v in lists] or [np.zeros(0, int)])
+
+
 def edge_partials(signals: Iterable[dict]) -> pd.DataFrame:
     """Per-prompt edges (``upstream``, ``head``, ``side``, ``role``, ``prompt``, ``weight``,
     ``svs``, ``relevance``) as partials of one batch: the seeds' edges into the logits, and
-    the edges of a run whose batches were written before partials existed."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for s in signals:
-        groups[tuple(s[k] or "" for k in KEY)].append(s)
-    out = []
-    for key, group in sorted(groups.items()):
-        counts = Counter(k for s in group for k in s["svs"])
-        out.append(
-            {
-                **dict(zip(KEY, key, strict=True)),
-                "batch": -1,
-                "prompts": len({s["prompt"] for s in group}),
-                "weight_sum": sum(sorted(s["weight"] for s in group)),
-                "weights": len(group),
-                "svs": sorted(counts),
-                "sv_counts": [counts[k] for k in sorted(counts)],
-                "relevance_sum": sum(sorted(s.get("relevance") or 0.0 for s in group)),
-            }
-        )
-    return pd.DataFrame(out, columns=list(PARTIAL_COLUMNS))
+    the edges of a run whose batches were written before partials existed. Summed in a
+    fixed order, whatever order the store returned them in."""
+    edges = pd.DataFrame(list(signals), columns=[*KEY, "prompt", "weight", "svs", "relevance"])
+    if edges.empty:
+        return pd.DataFrame(columns=list(PARTIAL_COLUMNS))
+    edges = edges.assign(role=edges["role"].fillna(""), relevance=edges["relevance"].fillna(0.0))
+    edges = edges.sort_values([*KEY, "prompt", "weight"], ignore_index=True)
+    return _partials(edges).assign(batch=-1).reindex(columns=list(PARTIAL_COLUMNS))
 
 
 def prediction_signals(
