@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from headgraph.errors import InputError
-from headgraph.ingest.core.params import RunParams, TraceParams, batch_bounds
+from headgraph.ingest.core.params import RunParams, TraceParams
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import check_inputs
 from headgraph.ingest.jobs.aggregates import (
@@ -109,7 +109,9 @@ def ingest(
     check_ingest(model, prompts, run=run, seeds=seeds, batch_size=batch_size, params=params,
                  counterfactuals=counterfactuals, shards=shards)  # fmt: skip
     recorded = RunParams.of(prompts, seeds, params, batch_size, counterfactuals).to_json()
-    n_batches = len(batch_bounds(len(prompts), batch_size, params))
+    job = BatchJob(run, tuple(prompts), tuple(seeds), params, batch_size,
+                   None if counterfactuals is None else tuple(counterfactuals))  # fmt: skip
+    n_batches = len(job.bounds)
     writer = uuid.uuid4().hex  # this ingest, as the run's claim records it
     info = store.run_info(run)
     if info is None:
@@ -144,8 +146,6 @@ def ingest(
         if not store.has_model(model.key):  # a start killed before the model was written
             store.write(model_rows(model))
         done = set(info["done_batches"])
-    job = BatchJob(run, tuple(prompts), tuple(seeds), params, batch_size,
-                   None if counterfactuals is None else tuple(counterfactuals))  # fmt: skip
     todo = [b for b in range(n_batches) if b not in done]
     if progress and done:
         progress(sum(hi - lo for b, (lo, hi) in enumerate(job.bounds) if b in done), 0)
@@ -167,13 +167,9 @@ def ingest(
             progress(traced.prompts, written)
 
     partials = stored_partials(store, run)
-    edges = sum(
-        store.query(
-            f"MATCH (:{source})-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN count(s) AS n",
-            {"run": run},
-        )[0]["n"]
-        for source in ("Firing", "Site")
-    )
+    edges = store.query(
+        "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN count(s) AS n", {"run": run}
+    )[0]["n"]
     if int(partials["weights"].to_numpy().sum()) != edges:  # batches an older headgraph wrote
         partials = edge_partials(store.signal_rows(run))
     counts = {
