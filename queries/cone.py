@@ -18,6 +18,7 @@ copy is kept (a head firing from one token to several sources is one node).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -89,6 +90,17 @@ class Node:
     def name(self) -> str:
         return f"{self.component}@{self.role}"
 
+    @property
+    def key(self) -> str:
+        """The name, marked ``~`` for a site: ``7.1@END``, ``~embed@IO``."""
+        return ("~" if self.site else "") + self.name
+
+    @classmethod
+    def parse(cls, key: str) -> Node:
+        """The node a :attr:`key` names."""
+        component, _, role = key.removeprefix("~").rpartition("@")
+        return cls(component, role, key.startswith("~"))
+
 
 @dataclass(frozen=True)
 class Cone:
@@ -132,9 +144,30 @@ class Cone:
         return order, np.searchsorted(self.edge_down[order], np.arange(len(self.nodes) + 1))
 
     def edges_into(self, node: int) -> list[int]:
-        """Ids of the edges into a node (ascending)."""
+        """Ids of the edges into a node, strongest first: by :attr:`totals`, then by
+        upstream :attr:`Node.key` and side (the route index keeps them so)."""
         order, bounds = self._by_down
-        return order[bounds[node] : bounds[node + 1]].tolist()
+        edges, up = order[bounds[node] : bounds[node + 1]].tolist(), self.edge_up
+        key = {e: (-self.totals[e], self.nodes[up[e]].key, self.edge_side[e]) for e in edges}
+        return sorted(edges, key=key.__getitem__)
+
+    @cached_property
+    def totals(self) -> np.ndarray:
+        """``[edge]`` its shares summed over its prompts: a bound on the score of any route
+        through it (shares are at most 1)."""
+        shares = self.rows["share"].to_numpy(dtype=float)  # every edge has a row
+        return np.add.reduceat(shares, self.bounds[:-1]) if len(shares) else shares
+
+    def total(self, edge: int) -> float:
+        """The edge's :attr:`totals`."""
+        return float(self.totals[edge])
+
+    def node_prompts(self, node: int) -> set[int]:
+        """The prompts (indices) in which some edge enters the node."""
+        prompts, bounds = self.rows["prompt"].to_numpy(), self.bounds
+        return {
+            p for e in self.edges_into(node) for p in prompts[bounds[e] : bounds[e + 1]].tolist()
+        }
 
     def shares(self, edge: int) -> dict[int, float]:
         """Prompt index -> the edge's share in that prompt (where it occurs)."""
@@ -143,28 +176,55 @@ class Cone:
         return dict(zip(prompts, self.rows["share"].to_numpy()[a:b].tolist(), strict=True))
 
     def singular_vectors(self, edge: int, prompts) -> tuple[int, ...]:
-        """The singular vectors that carried the edge's target firings over ``prompts``: most
-        often in S first, then by their mean rank in S (S lists the strongest first)."""
+        """The singular vectors that carried the edge's target firings over ``prompts``
+        (see :func:`rank_singular_vectors`)."""
         a, b = self.bounds[edge], self.bounds[edge + 1]
-        wanted = set(prompts)
-        counts: dict[int, list[int]] = {}  # k -> [times in S, sum of its positions]
         head = self.nodes[int(self.edge_down[edge])].component
         if head == LOGITS:  # the unembedding reads no singular vectors
             return ()
-        for p, dest, source in zip(
-            self.rows["prompt"].to_numpy()[a:b].tolist(),
-            self.rows["dest"].to_numpy()[a:b].tolist(),
-            self.rows["source"].to_numpy()[a:b].tolist(),
-            strict=True,
-        ):
-            if p in wanted:
-                for rank, k in enumerate(
-                    self.sparse_sets[(self.prompt_ids[p], head, dest, source)]
-                ):
-                    count = counts.setdefault(k, [0, 0])
-                    count[0] += 1
-                    count[1] += rank
-        return tuple(sorted(counts, key=lambda k: (-counts[k][0], counts[k][1] / counts[k][0], k)))
+        wanted = set(prompts)
+        columns = (self.rows[c].to_numpy()[a:b].tolist() for c in ("prompt", "dest", "source"))
+        return rank_singular_vectors(
+            self.sparse_sets[(self.prompt_ids[p], head, dest, source)]
+            for p, dest, source in zip(*columns, strict=True)
+            if p in wanted
+        )
+
+    def reach(self, source: str):
+        """The fewest hops from any node of ``source`` to each node (forward, in the cone),
+        as a function of the node id (unreachable: infinity)."""
+        pairs = zip(self.edge_up.tolist(), self.edge_down.tolist(), strict=True)
+        start = [i for i, n in enumerate(self.nodes) if n.component == source]
+        hops, far = fewest_hops(pairs, start), float("inf")
+        return lambda node: hops.get(node, far)
+
+
+def fewest_hops(pairs, start) -> dict:
+    """The fewest hops along ``(up, down)`` pairs from any of ``start`` to each end reached."""
+    out: dict = {}
+    for up, down in pairs:
+        out.setdefault(up, []).append(down)
+    hops = dict.fromkeys(start, 0)
+    queue = deque(start)
+    while queue:
+        node = queue.popleft()
+        for down in out.get(node, ()):
+            if down not in hops:
+                hops[down] = hops[node] + 1
+                queue.append(down)
+    return hops
+
+
+def rank_singular_vectors(sparse_sets) -> tuple[int, ...]:
+    """The singular vectors of some firings' sparse sets: most often in S first, then by
+    their mean rank in S (S lists the strongest first), then by index."""
+    counts: dict[int, list[int]] = {}  # k -> [times in S, sum of its positions]
+    for sparse_set in sparse_sets:
+        for rank, k in enumerate(sparse_set):
+            count = counts.setdefault(int(k), [0, 0])
+            count[0] += 1
+            count[1] += rank
+    return tuple(sorted(counts, key=lambda k: (-counts[k][0], counts[k][1] / counts[k][0], k)))
 
 
 def load_cone(
@@ -193,16 +253,30 @@ def load_cone(
         where = BELOW
     if prompt is not None:
         where, params["prompt"] = where + " AND f.prompt = $prompt", prompt
-    frames = []
-    for source, cypher in edge_queries(where):
-        frame = store.frame(cypher, params, columns=COLUMNS)
-        frames.append(frame.assign(site=source == "Site"))
+    frames = edge_frames(store, where, params)
     if target in (LOGITS, None):  # routes into the logits, or the whole run
-        frames += _prediction_edges(store, run, prompt)
+        frames += prediction_edges(store, run, prompt)
     df = pd.concat(frames, ignore_index=True)
     if role is not None:
         df = df[(df["down"] != target) | (df["dest_role"] == role)]
+    firings = store.frame(FIRINGS.format(where=where), params, columns=FIRING_COLUMNS)
+    one = 1 if prompt is not None else None
+    cone = build_cone(df, firings, run=run, target=target, n_prompts=one)
+    if prompt is not None and not len(cone.prompt_ids):
+        check_prompt(store, run.key, prompt)
+    return cone
 
+
+def build_cone(
+    df: pd.DataFrame,
+    firings: pd.DataFrame,
+    *,
+    run: RunRef,
+    target: str | None,
+    n_prompts: int | None = None,
+) -> Cone:
+    """A :class:`Cone` from the rows of :data:`EDGES` (and :data:`PREDICTS`) with a
+    ``site`` column, and the firings' sparse sets (:data:`FIRINGS`)."""
     query = (df["side"] == "query").to_numpy()
     n = len(df)
     # Nodes as integer codes: (component, role or position, site), over up and down ends.
@@ -247,7 +321,6 @@ def load_cone(
             "source": df["source"].to_numpy()[keep],
         }
     )
-    firings = store.frame(FIRINGS.format(where=where), params, columns=FIRING_COLUMNS)
     sparse_sets = {
         (prompt, head, dest, source): svs.tolist() if hasattr(svs, "tolist") else list(svs)
         for prompt, head, dest, source, svs in zip(
@@ -256,13 +329,11 @@ def load_cone(
     }
     codes = np.asarray(codes, dtype=np.int64)
     targets = frozenset(i for i, n in enumerate(nodes) if n.component == target and not n.site)
-    if prompt is not None and not len(prompt_ids):
-        check_prompt(store, run.key, prompt)
     return Cone(
         run=run,
         target=target,
         prompt_ids=list(prompt_ids),
-        n_prompts=1 if prompt is not None else max(run.prompts, 1),
+        n_prompts=n_prompts or max(run.prompts, 1),
         nodes=nodes,
         targets=targets,
         edge_up=codes // n_sides // len(nodes) if len(nodes) else codes,
@@ -271,6 +342,14 @@ def load_cone(
         rows=rows,
         sparse_sets=sparse_sets,
     )
+
+
+def edge_frames(store: GraphStore, where: str, params: dict) -> list[pd.DataFrame]:
+    """The :data:`EDGES` rows of both upstream node types, with a ``site`` column."""
+    return [
+        store.frame(cypher, params, columns=COLUMNS).assign(site=source == "Site")
+        for source, cypher in edge_queries(where)
+    ]
 
 
 def edge_queries(where: str) -> list[tuple[str, str]]:
@@ -293,7 +372,7 @@ def _first_of_runs(*keys: np.ndarray) -> np.ndarray:
     return np.flatnonzero(changed)
 
 
-def _prediction_edges(store: GraphStore, run: RunRef, prompt: str | None) -> list[pd.DataFrame]:
+def prediction_edges(store: GraphStore, run: RunRef, prompt: str | None) -> list[pd.DataFrame]:
     """The seeds' edges into the logits, as cone rows (roles added from the prompts)."""
     import json
 

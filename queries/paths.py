@@ -21,13 +21,15 @@ stops after ``top``.
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from dataclasses import dataclass
 
 from headgraph.queries.cone import SIDES, Cone, load_cone
+from headgraph.queries.inbound import has_index
+from headgraph.queries.indexed_cone import IndexedCone
 from headgraph.queries.selection import QueryError, check_side, resolve_run
 from headgraph.queries.store import GraphStore
 
+BOUND, SCORED = 0, 1  # heap entries: at equal values, bounds first
 MAX_EXPANSIONS = 200_000  # partial routes examined before the search gives up (reported)
 
 
@@ -125,6 +127,7 @@ def paths(
     top: int = 10,
     prompt: str | None = None,
     score: str = "product",
+    index: bool = True,
 ) -> PathResult:
     """The strongest routes into head ``to`` (from component ``from_``, when given).
 
@@ -140,6 +143,9 @@ def paths(
         top: How many routes.
         prompt: Only this prompt (by id).
         score: ``product`` or ``min`` of the hops' shares.
+        index: Read through the run's route index (:mod:`headgraph.queries.inbound`),
+            when it has one; False reads the target's whole cone, as for a run without
+            one (the same routes, slower on large runs).
 
     Raises:
         QueryError: an unknown run, head, side, score or prompt.
@@ -152,7 +158,10 @@ def paths(
         raise QueryError(f"score {score!r}: use product or min")
     if max_hops < 1 or top < 1 or min_prompts < 1:
         raise QueryError("max_hops, top and min_prompts must be at least 1")
-    cone = load_cone(store, ref, target, role=role, prompt=prompt)
+    if index and has_index(store, ref.key):  # read only the nodes the search walks through
+        cone = IndexedCone(store, ref, target, role=role, prompt=prompt)
+    else:  # a run written before the route index: its whole cone
+        cone = load_cone(store, ref, target, role=role, prompt=prompt)
     routes, exhaustive = _search(
         cone,
         source=source,
@@ -165,26 +174,66 @@ def paths(
     return PathResult(ref.key, target, tuple(routes), score, exhaustive)
 
 
-def _search(cone: Cone, *, source, side, max_hops, min_prompts, top, product):
-    """Best-first over partial routes, extended backwards from the target."""
-    reach = _hops_from(cone, source) if source else None
-    heap, routes, counter, expansions = [], [], 0, 0
+def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, top, product):
+    """Best-first over partial routes, extended backwards from the target.
 
-    def push(edges: tuple[int, ...], scores: dict[int, float]) -> None:
-        nonlocal counter
-        if len(scores) >= min_prompts:
-            counter += 1
-            heapq.heappush(heap, (-sum(scores.values()), counter, edges, scores))
+    The edges into a node come strongest first (by their totals over the run). A route
+    extended by one of them enters the heap with a bound on its score: the smaller of
+    the route it extends and the edge's total (shares are at most 1). When it comes out,
+    the node's next edge goes in, with a bound no higher, and its own score is computed
+    and it goes back in with that. At equal values bounds come out first, so when a
+    scored route comes out every route that could tie with it has its score: routes come
+    out strongest first, ties by name. The search reads an edge's per-prompt rows, and
+    offers the next edge, only when a route through it may rank: its cost follows the
+    routes it returns, not the edges it could try.
+    """
+    reach = cone.reach(source) if source else None
+    heap, routes, expansions = [], [], 0
+    keys = [node.key for node in cone.nodes]  # grows with an indexed cone's nodes
 
-    for target in sorted(cone.targets):
-        for edge in cone.edges_into(target):
-            if side == "any" or SIDES[cone.edge_side[edge]] == side:
-                push((edge,), cone.shares(edge))
+    def name(edge: int) -> tuple[str, int]:
+        while len(keys) < len(cone.nodes):
+            keys.append(cone.nodes[len(keys)].key)
+        return keys[cone.edge_up[edge]], int(cone.edge_side[edge])
+
+    def offer(into: list[int], at: int, route: tuple, hops: int) -> None:
+        """Push the first edge of ``into[at:]`` that may extend ``route`` (edges, key,
+        scores and score; empty for a route into the target) to a route of ``hops``."""
+        for i in range(at, len(into)):
+            edge = into[i]
+            if hops == 1 and side != "any" and SIDES[cone.edge_side[edge]] != side:
+                continue
+            if reach is not None and reach(int(cone.edge_up[edge])) > max_hops - hops:
+                continue
+            edges, key, _, score = route
+            bound = cone.total(edge) if not edges else min(score, cone.total(edge))
+            candidate = (into, i, route, hops)
+            entry = (-bound, BOUND, (*name(edge), *key), (edge, *edges), None, candidate)
+            heapq.heappush(heap, entry)
+            return
+
+    for target in cone.targets:
+        offer(cone.edges_into(target), 0, ((), (cone.nodes[target].key,), None, 0.0), 1)
     while heap and len(routes) < top:
+        _, _, key, edges, scores, candidate = heapq.heappop(heap)
+        if candidate is not None:  # a bound: offer the node's next edge, then score this one
+            into, at, (_, _, parent, _), hops = candidate
+            offer(into, at + 1, candidate[2], hops)
+            shares = cone.shares(edges[0])
+            if parent is None:
+                scores = shares
+            else:
+                scores = {
+                    p: (s * shares[p] if product else min(s, shares[p]))
+                    for p, s in parent.items()
+                    if p in shares
+                }
+            if scores and len(scores) >= min_prompts:
+                heapq.heappush(heap, (-sum(scores.values()), SCORED, key, edges, scores, None))
+            continue
         expansions += 1
         if expansions > MAX_EXPANSIONS:
             return routes, False
-        _, _, edges, scores = heapq.heappop(heap)
         first = int(cone.edge_up[edges[0]])
         node = cone.nodes[first]
         if source is not None and node.component == source:
@@ -197,43 +246,18 @@ def _search(cone: Cone, *, source, side, max_hops, min_prompts, top, product):
             if source is None:
                 routes.append(_route(cone, edges, scores, truncated=True))
             continue
-        extended = False
-        for edge in cone.edges_into(first):
-            up = int(cone.edge_up[edge])
-            if reach is not None and reach.get(up, max_hops + 1) > max_hops - len(edges) - 1:
-                continue
-            shares = cone.shares(edge)
-            combined = {
-                p: (s * shares[p] if product else min(s, shares[p]))
-                for p, s in scores.items()
-                if p in shares
-            }
-            if combined:
-                extended = True
-                push((edge, *edges), combined)
-        if not extended and source is None:  # a firing whose inputs were not traced
+        if source is None and cone.node_prompts(first).isdisjoint(scores):
+            # a firing whose inputs were not traced in these prompts
             routes.append(_route(cone, edges, scores, truncated=True))
+            continue
+        route = (edges, key, scores, sum(scores.values()))
+        offer(cone.edges_into(first), 0, route, len(edges) + 1)
     return routes, True
 
 
-def _hops_from(cone: Cone, source: str) -> dict[int, int]:
-    """Fewest hops from any node of ``source`` to each node (forward, in the cone)."""
-    out_edges: dict[int, list[int]] = {}
-    for up, down in zip(cone.edge_up.tolist(), cone.edge_down.tolist(), strict=True):
-        out_edges.setdefault(up, []).append(down)
-    start = [i for i, n in enumerate(cone.nodes) if n.component == source]
-    hops = dict.fromkeys(start, 0)
-    queue = deque(start)
-    while queue:
-        node = queue.popleft()
-        for down in out_edges.get(node, ()):
-            if down not in hops:
-                hops[down] = hops[node] + 1
-                queue.append(down)
-    return hops
-
-
-def _route(cone: Cone, edges: tuple[int, ...], scores: dict[int, float], *, truncated) -> Route:
+def _route(
+    cone: Cone | IndexedCone, edges: tuple[int, ...], scores: dict[int, float], *, truncated
+) -> Route:
     prompts = sorted(scores)
     hops = []
     for edge in edges:

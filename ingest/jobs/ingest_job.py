@@ -33,6 +33,8 @@ from headgraph.ingest.jobs.graph_rows import (
     check_name,
     model_rows,
 )
+from headgraph.queries.inbound import index_rows
+from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore, StoreError
 
 if TYPE_CHECKING:
@@ -183,9 +185,9 @@ def ingest(
     if params.seeding == "linear":  # the seeds, as edges from heads into the logits
         logits = edge_partials(prediction_signals(store, run, prompts, model=model.key))
         partials = pd.concat([partials, logits], ignore_index=True)
-    store.finish_run(
-        run, carries_rows(partials, model=model.key, run=run, n_prompts=len(prompts)), counts
-    )
+    carries = carries_rows(partials, model=model.key, run=run, n_prompts=len(prompts))
+    index = index_rows(store, resolve_run(store, run))  # the route index
+    store.finish_run(run, carries, counts, index=index)
     return IngestRun(
         run,
         model.key,

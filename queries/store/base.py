@@ -27,6 +27,14 @@ PER_BATCH = (
 )  # node types written per batch (with a `batch` property)
 
 
+INDEX = ("Inbound", "InboundPage")  # the route index's node types (headgraph.queries.inbound)
+
+
+def index_deletes(run: str) -> list[tuple[str, dict]]:
+    """Statements that delete a run's route index."""
+    return [(f"MATCH (i:{label}) WHERE i.run = $run DELETE i", {"run": run}) for label in INDEX]
+
+
 class GraphStore:
     """Run bookkeeping and batch writes; backends provide ``query``, ``write``,
     ``close`` and the dialect's ``APPEND_DONE`` (append ``$batch`` to ``r.done_batches``).
@@ -162,11 +170,22 @@ class GraphStore:
             {"run": run},
         )
 
-    def finish_run(self, run: str, carries: Rows, counts: dict[str, Any]) -> None:
-        """Replace the run's aggregates and mark it complete, in one transaction."""
+    def finish_run(
+        self,
+        run: str,
+        carries: Rows,
+        counts: dict[str, Any],
+        *,
+        index: dict[str, Rows] | None = None,
+    ) -> None:
+        """Replace the run's aggregates and its route index (``Inbound``, ``InboundPage``)
+        and mark it complete, in one transaction."""
         sets = ", ".join(f"r.{k} = ${k}" for k in counts)
         self.write(
-            {"CARRIES": carries},
-            delete=[("MATCH ()-[c:CARRIES]->() WHERE c.run = $run DELETE c", {"run": run})],
+            {"CARRIES": carries, **(index or {})},
+            delete=[
+                ("MATCH ()-[c:CARRIES]->() WHERE c.run = $run DELETE c", {"run": run}),
+                *index_deletes(run),
+            ],
             then=[(f"MATCH (r:Run) WHERE r.key = $run SET {sets}", {"run": run, **counts})],
         )

@@ -4,7 +4,9 @@ Credentials come from ``NEO4J_USER`` and ``NEO4J_PASSWORD`` (never the command
 line, never logged). Writes are ``UNWIND`` statements generated from the
 schema, one transaction per batch, sent in chunks small enough for every
 server the tests use. (FalkorDB's experimental Bolt endpoint, the test server
-here, crashes on requests over 4 KiB.)
+here, crashes on requests over 4 KiB, and on a value over 64 KiB in an answer; a
+longer list or text, such as a route index's packed rows, is written empty and
+filled by appends.)
 """
 
 from __future__ import annotations
@@ -56,13 +58,19 @@ def _text(cypher: str) -> LiteralString:
     return cast(LiteralString, cypher)
 
 
-def chunks(rows: Rows, limit: int = MAX_REQUEST):
-    """Columns as lists of row dicts (``from``/``to`` as ``src``/``dst``), each under ``limit``."""
+def chunks(rows: Rows, limit: int = MAX_REQUEST, *, rest: list | None = None):
+    """Columns as lists of row dicts (``from``/``to`` as ``src``/``dst``), each under ``limit``.
+
+    A row over ``limit`` is written with its longest lists and texts empty until it fits;
+    they go to ``rest`` as ``(key, property, value)``, for :func:`appends` to send.
+    """
     names = [{"from": "src", "to": "dst"}.get(c, c) for c in rows]
     chunk, size = [], 0
     for values in zip(*rows.values(), strict=True):
         row = dict(zip(names, values, strict=True))
         length = len(json.dumps(row))
+        if length > limit and rest is not None:
+            row, length = _fit(row, limit, rest)
         if chunk and size + length > limit:
             yield chunk
             chunk, size = [], 0
@@ -70,6 +78,40 @@ def chunks(rows: Rows, limit: int = MAX_REQUEST):
         size += length
     if chunk:
         yield chunk
+
+
+def _fit(row: dict, limit: int, rest: list) -> tuple[dict, int]:
+    """The row with its longest lists and texts emptied into ``rest`` until it is under
+    ``limit`` (as JSON); and its new length."""
+    row = dict(row)
+    long = [k for k, v in row.items() if isinstance(v, list | str) and k != "key"]
+    for name in sorted(long, key=lambda k: -len(row[k])):
+        if len(json.dumps(row)) <= limit:
+            break
+        rest.append((row["key"], name, row[name]))
+        row[name] = row[name][:0]
+    return row, len(json.dumps(row))
+
+
+def appends(label: str, rest: list, limit: int = MAX_REQUEST):
+    """``(statement, parameters)`` that append what :func:`chunks` held back to their
+    nodes' lists and texts (``+`` joins both), each under ``limit``."""
+    for key, name, value in rest:
+        if isinstance(value, str):  # pieces of a text, counted as JSON (escapes included)
+            parts = [value[i : i + limit // 2] for i in range(0, len(value), limit // 2)]
+        else:
+            parts, part, size = [], [], 0
+            for item in value:
+                length = len(json.dumps(item)) + 2
+                if part and size + length > limit:
+                    parts.append(part)
+                    part, size = [], 0
+                part.append(item)
+                size += length
+            parts += [part] if part else []
+        for part in parts:
+            cypher = f"MATCH (n:{label} {{key: $key}}) SET n.`{name}` = n.`{name}` + $part"
+            yield cypher, {"key": key, "part": part}
 
 
 class Neo4jStore(GraphStore):
@@ -165,9 +207,17 @@ class Neo4jStore(GraphStore):
         if not rows or not rows[0]["free"]:
             raise StoreError(_busy(run))
 
-    def finish_run(self, run: str, carries: Rows, counts: dict[str, Any]) -> None:
-        """Write the aggregates, mark the run complete and release its claim."""
-        super().finish_run(run, carries, {**counts, "writer": ""})
+    def finish_run(
+        self,
+        run: str,
+        carries: Rows,
+        counts: dict[str, Any],
+        *,
+        index: dict[str, Rows] | None = None,
+    ) -> None:
+        """Write the aggregates and the route index, mark the run complete and release
+        its claim."""
+        super().finish_run(run, carries, {**counts, "writer": ""}, index=index)
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._driver.session(default_access_mode=self.access_mode) as session:
@@ -186,8 +236,11 @@ class Neo4jStore(GraphStore):
                 else:
                     pair = next(p for p in REL[name].pairs if not source or p[0] == source)
                     statement = rel_statement(name, *pair)
-                for chunk in chunks(rows):
+                rest: list = []
+                for chunk in chunks(rows, rest=rest if name in NODE else None):
                     tx.run(_text(statement), rows=chunk).consume()
+                for cypher, params in appends(name, rest):  # lists too long for one request
+                    tx.run(_text(cypher), params).consume()
             for cypher, params in then:
                 tx.run(_text(cypher), params).consume()
             tx.commit()

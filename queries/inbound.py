@@ -1,0 +1,228 @@
+"""The route index: a run's per-prompt edges, grouped by the node they enter.
+
+A route search (:mod:`headgraph.queries.paths`) walks backwards from a head's
+firings; at each step it needs the edges into one node, and the per-prompt
+shares of the few edges whose routes might rank. Reading the target's whole
+cone for that (:func:`~headgraph.queries.cone.load_cone`) costs time in
+proportion to the run. The index stores, per node of the run's graph (a
+component at a token role, ``7.1@END``):
+
+- an ``Inbound`` node: the edges into it (upstream node keys and sides),
+  strongest first, each with its shares summed over the run (``totals``, as
+  base64 of float64: a bound on the score of any route through it), the
+  prompts in which any edge enters the node, and where its pages start;
+- ``InboundPage`` nodes: the edges' per-prompt rows, packed, about
+  :data:`PAGE_ROWS` rows a page, strongest edges in the first page.
+
+A search reads the headers of the nodes it walks through and the pages of the
+edges whose bound reaches the routes it returns, so its cost follows the
+routes, not the size of the run. The ingest writes the index when it
+finishes a run (:func:`index_rows`, one layer of the run at a time);
+:func:`write_index` adds it to a run written before it existed (such a run's
+searches read the whole cone).
+
+A page's ``rows``: base64 of little-endian arrays, one after the other:
+``offsets`` int32 ``[edges + 1]`` (each edge's rows), per row ``prompt`` int32
+(an index into the run's prompt ids, sorted) and ``share`` float64, then
+``sv_offsets`` int32 ``[rows + 1]`` and ``svs`` int16: the sparse set of the
+firing each row enters, strongest first.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from headgraph.queries.cone import (
+    FIRING_COLUMNS,
+    FIRINGS,
+    Cone,
+    build_cone,
+    edge_frames,
+    prediction_edges,
+)
+from headgraph.queries.selection import QueryError, RunRef, resolve_run
+from headgraph.queries.store import GraphStore, Rows
+from headgraph.queries.store.base import index_deletes
+
+DTYPES = ("<i4", "<i4", "<f8", "<i4", "<i2")  # the fields of Packed, in order
+PAGE_ROWS = 1000  # rows per page, about 35 kB: a page is one read of one value
+HEADER = ("key", "run", "node", "component", "role", "ups", "sides", "totals", "prompts")
+HEADER += ("pages",)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A page of rows: edge ``e`` has rows ``offsets[e]:offsets[e + 1]``, and row ``r``
+    the sparse set ``svs[sv_offsets[r]:sv_offsets[r + 1]]``."""
+
+    offsets: np.ndarray  # [edges + 1]
+    prompts: np.ndarray  # [rows]
+    shares: np.ndarray  # [rows]
+    sv_offsets: np.ndarray  # [rows + 1]
+    svs: np.ndarray  # [the sparse sets' sizes, summed]
+
+    def pack(self) -> str:
+        """The arrays in field order and the :data:`DTYPES`, as base64."""
+        arrays = (self.offsets, self.prompts, self.shares, self.sv_offsets, self.svs)
+        raw = b"".join(
+            np.ascontiguousarray(a, dtype=t).tobytes() for a, t in zip(arrays, DTYPES, strict=True)
+        )
+        return base64.b64encode(raw).decode("ascii")
+
+    @classmethod
+    def unpack(cls, text: str, n_edges: int) -> Packed:
+        """What :meth:`pack` wrote for a page of ``n_edges`` edges."""
+        raw, at = base64.b64decode(text), 0
+
+        def take(dtype: str, n: int) -> np.ndarray:
+            nonlocal at
+            array = np.frombuffer(raw, dtype=dtype, count=n, offset=at)
+            at += array.nbytes
+            return array
+
+        offsets = take(DTYPES[0], n_edges + 1)
+        n_rows = int(offsets[-1])
+        prompts, shares = take(DTYPES[1], n_rows), take(DTYPES[2], n_rows)
+        sv_offsets = take(DTYPES[3], n_rows + 1)
+        return cls(offsets, prompts, shares, sv_offsets, take(DTYPES[4], int(sv_offsets[-1])))
+
+
+def encode(totals: np.ndarray) -> str:
+    """Edges' totals as the ``totals`` text: base64 of little-endian float64 (a list of
+    floats is several times slower to read)."""
+    return base64.b64encode(np.ascontiguousarray(totals, dtype="<f8").tobytes()).decode("ascii")
+
+
+def decode(text: str) -> list[float]:
+    """The totals :func:`encode` wrote."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f8").tolist()
+
+
+def prompt_ids(store: GraphStore, run: str) -> list[str]:
+    """The run's prompt ids, sorted: the index names a prompt by its place here."""
+    rows = store.query("MATCH (p:Prompt) WHERE p.run = $run RETURN p.id AS id", {"run": run})
+    return sorted(r["id"] for r in rows)
+
+
+def has_index(store: GraphStore, run: str) -> bool:
+    """Whether the run has a route index (runs written before it have none)."""
+    cypher = "MATCH (i:Inbound) WHERE i.run = $run RETURN i.key AS key LIMIT 1"
+    return bool(store.query_if_present(cypher, {"run": run}))
+
+
+def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
+    """The run's ``Inbound`` and ``InboundPage`` rows, read from its edges one layer at a
+    time (then the seeds' edges into the logits): memory holds one layer's edges."""
+    index = {p: i for i, p in enumerate(prompt_ids(store, run.key))}
+    tables: dict[str, Rows] = {
+        "Inbound": {k: [] for k in HEADER},
+        "InboundPage": {k: [] for k in ("key", "run", "rows")},
+    }
+    for layer in [*range(run.n_layers), None]:
+        _add_nodes(tables, load_layer(store, run, layer), index)
+    for rows in tables.values():
+        rows["run"] = [run.key] * len(rows["key"])
+    return tables
+
+
+def write_index(store: GraphStore, run: str | None = None) -> int:
+    """Write (or rewrite) a finished run's route index from its edges: for a run
+    ingested before the index existed. Returns the number of ``Inbound`` nodes.
+
+    Raises:
+        QueryError: no such run, or it has not finished (resuming its ingest writes it).
+    """
+    ref = resolve_run(store, run)
+    if ref.status != "complete":
+        raise QueryError(f"run {ref.key!r} is {ref.status}: resume its ingest, which indexes it")
+    tables = index_rows(store, ref)
+    store.write(tables, delete=index_deletes(ref.key))
+    return len(tables["Inbound"]["key"])
+
+
+def page_key(run: str, node: str, page: int) -> str:
+    """An ``InboundPage`` key: ``run/7.1@END/0``."""
+    return f"{run}/{node}/{page}"
+
+
+def load_layer(store: GraphStore, run: RunRef, layer: int | None) -> Cone:
+    """The edges into one layer's firings (``None``: the seeds' edges into the logits),
+    with no target: the index reads a run so."""
+    if layer is None:
+        frames = prediction_edges(store, run, None)
+        firings = pd.DataFrame(columns=list(FIRING_COLUMNS))
+    else:
+        where, params = " AND f.layer = $in_layer", {"run": run.key, "in_layer": layer}
+        frames = edge_frames(store, where, params)
+        firings = store.frame(FIRINGS.format(where=where), params, columns=FIRING_COLUMNS)
+    df = pd.concat(frames, ignore_index=True)
+    return build_cone(df, firings, run=run, target=None)
+
+
+def _add_nodes(tables: dict[str, Rows], cone: Cone, index: dict[str, int]) -> None:
+    """Append a header and its pages for each node that the cone's edges enter."""
+    if not len(cone.edge_up):
+        return
+    run = cone.run.key
+    keys = [n.key for n in cone.nodes]
+    key_rank = np.argsort(np.argsort(np.array(keys, dtype=str)))
+    totals = cone.totals
+    # by the node entered, then strongest first (ties by upstream key and side)
+    order = np.lexsort((cone.edge_side, key_rank[cone.edge_up], -totals, cone.edge_down))
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    rows = cone.rows
+    row_order = np.argsort(position[rows["edge"].to_numpy()], kind="stable")
+    local = rows["prompt"].to_numpy()[row_order]
+    prompt = np.array([index[p] for p in cone.prompt_ids], dtype=np.int64)[local]
+    share = rows["share"].to_numpy(dtype=float)[row_order]
+    edge_of_row = rows["edge"].to_numpy()[row_order]
+    heads = [cone.nodes[d].component for d in cone.edge_down[edge_of_row].tolist()]
+    svs = [
+        cone.sparse_sets.get((cone.prompt_ids[p], head, dest, source), [])
+        for p, head, dest, source in zip(
+            local.tolist(),
+            heads,
+            rows["dest"].to_numpy()[row_order].tolist(),
+            rows["source"].to_numpy()[row_order].tolist(),
+            strict=True,
+        )
+    ]
+    sv_counts = np.fromiter(map(len, svs), dtype=np.int64, count=len(svs))
+    sv_flat = np.fromiter((k for s in svs for k in s), dtype=np.int64, count=int(sv_counts.sum()))
+    sv_offsets = np.concatenate([[0], np.cumsum(sv_counts)])
+    edge_offsets = np.concatenate([[0], np.cumsum(np.diff(cone.bounds)[order])])
+    down = cone.edge_down[order]
+    nodes = np.flatnonzero(np.r_[True, down[1:] != down[:-1], True])
+    header, pages = tables["Inbound"], tables["InboundPage"]
+    for a, b in zip(nodes[:-1].tolist(), nodes[1:].tolist(), strict=True):
+        node = cone.nodes[int(down[a])]
+        starts = edge_offsets[a:b] - edge_offsets[a]  # each edge's first row in the node
+        cuts = np.flatnonzero(np.r_[True, np.diff(starts // PAGE_ROWS) > 0])
+        bounds = [a + int(c) for c in cuts] + [b]
+        for page, (e0, e1) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            r0, r1 = int(edge_offsets[e0]), int(edge_offsets[e1])
+            s0, s1 = int(sv_offsets[r0]), int(sv_offsets[r1])
+            packed = Packed(
+                edge_offsets[e0 : e1 + 1] - r0,
+                prompt[r0:r1],
+                share[r0:r1],
+                sv_offsets[r0 : r1 + 1] - s0,
+                sv_flat[s0:s1],
+            )
+            pages["key"].append(page_key(run, node.name, page))
+            pages["rows"].append(packed.pack())
+        r0, r1 = int(edge_offsets[a]), int(edge_offsets[b])
+        header["key"].append(f"{run}/{node.name}")
+        header["node"].append(node.name)
+        header["component"].append(node.component)
+        header["role"].append(node.role)
+        header["ups"].append("\n".join(keys[u] for u in cone.edge_up[order[a:b]].tolist()))
+        header["sides"].append(cone.edge_side[order[a:b]].tolist())
+        header["totals"].append(encode(totals[order[a:b]]))
+        header["prompts"].append(np.unique(prompt[r0:r1]).tolist())
+        header["pages"].append([c - a for c in bounds])
