@@ -1,4 +1,4 @@
-"""Questions about runs as a whole: list them (or those that use an edge), and compare two."""
+"""Runs as a whole: list them (or those that use an edge), compare two, index one."""
 
 from __future__ import annotations
 
@@ -79,4 +79,18 @@ def diff_command(run_a, run_b, min_prompts, min_change, show, store_target, out_
     click.echo(render(rows, out_format) if rows else "(no edges with that status)")
 
 
-COMMANDS = (runs_command, diff_command)
+@click.command("index", context_settings=SETTINGS)
+@click.option("--run", default=None, help="The run (default: the newest).")
+@store_option()
+def index_command(run, store_target):
+    """Write a run's route index, which keeps `paths` fast on large runs (an ingest
+    writes it; runs ingested before it existed lack it, and their searches read the
+    whole cone)."""
+    from headgraph.queries.inbound import write_index
+
+    with reading(store_target, write=True) as store:
+        nodes = write_index(store, run)
+    click.echo(f"indexed the edges into {nodes:,} nodes")
+
+
+COMMANDS = (runs_command, diff_command, index_command)
