@@ -1,20 +1,21 @@
-"""Speed of the query layer on a ~200k-edge run, embedded store (target: under 1 s each).
+"""Speed of the query layer on a run of the real ingest, embedded store (target: under
+1 s each, at 200k, 1M and 10M edges).
 
-Builds the run with the real ingest job (``random:gpt2-small``, a busy model with
-~9k edges per prompt: 24 prompts give ~210k edges) unless ``--store`` names an
-existing one. Then it times, median of ``--repeat`` calls after a first cold one:
+Builds the run with the real ingest job (``random:gpt2-small`` with the default
+trace, a busy model with ~27k edges per prompt: 8 prompts give ~215k edges, 40
+about 1M, 400 about 10M) unless ``--store`` names an existing one. Then it
+times, median of ``--repeat`` calls after a first cold one, for two targets
+(the head with the most edges into it, and the busiest head of the top layer,
+whose cone is the whole run):
 
-  baseline: reading the target's cone (every SIGNAL edge into it and below it)
-            as Python rows with one Cypher query per source type, the read a
-            query would start from without the columnar path;
-  paths --to X --top 10, redundancy --to X, features --head X,
-
-for two targets: the head with the most edges into it, and the busiest head
-of the top layer (whose cone is the whole run),
+  baseline: ``paths --to X --top 10`` over the target's whole cone, as before
+            the route index (and as for a run without one);
+  paths --to X --top 10 and paths --to X --from 0.1, through the route index;
+  redundancy --to X, features --head X,
 
 and prints each as seconds and as a ratio to the baseline. Usage::
 
-    python benchmarks/bench_queries.py [--prompts 24] [--store DIR --run NAME]
+    python benchmarks/bench_queries.py [--prompts 8] [--store DIR --run NAME]
 """
 
 from __future__ import annotations
@@ -54,10 +55,13 @@ def build(folder: str, n_prompts: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=24, help="24 give ~210k edges.")
+    parser.add_argument("--prompts", type=int, default=8, help="8 give ~215k edges.")
     parser.add_argument("--store", default=None, help="An existing store (skips the ingest).")
     parser.add_argument("--run", default=None)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--reindex", action="store_true", help="Time rewriting the run's route index too."
+    )
     args = parser.parse_args()
 
     from headgraph.queries.store import open_store
@@ -68,7 +72,14 @@ def main() -> None:
         if args.store is None:
             start = time.perf_counter()
             run = build(folder, args.prompts)
-            print(f"ingested run {run} in {time.perf_counter() - start:.0f} s")
+            print(f"ingested run {run} in {time.perf_counter() - start:.0f} s (with its index)")
+        if args.reindex or args.store is None:
+            from headgraph.queries.inbound import write_index
+
+            with open_store(folder) as store:
+                start = time.perf_counter()
+                nodes = write_index(store, run)
+                print(f"route index: {nodes:,} nodes in {time.perf_counter() - start:.1f} s")
         with open_store(folder, read_only=True) as store:
             info = store.run_info(run) if run else store.runs()[0]
             run = info.get("key", info.get("run"))
@@ -89,20 +100,16 @@ def main() -> None:
 
 
 def measure(store, run: str, target: str, repeat: int) -> None:
-    from headgraph.queries.cone import BELOW, edge_queries
     from headgraph.queries.features import features
     from headgraph.queries.paths import paths
     from headgraph.queries.redundancy import redundancy
 
-    params = {"run": run, "layer": int(target.split(".")[0]), "head": target}
-
-    def read_rows():
-        for _, cypher in edge_queries(BELOW):
-            store.query(cypher, params)
-
     calls = {
-        "baseline: read the cone as rows": read_rows,
+        "baseline: paths over the whole cone": lambda: paths(
+            store, to=target, run=run, index=False
+        ),
         f"paths --to {target} --top 10": lambda: paths(store, to=target, run=run),
+        f"paths --to {target} --from 0.1": lambda: paths(store, to=target, from_="0.1", run=run),
         f"redundancy --to {target}": lambda: redundancy(store, to=target, run=run),
         f"features --head {target}": lambda: features(store, head=target, run=run),
     }
@@ -111,10 +118,12 @@ def measure(store, run: str, target: str, repeat: int) -> None:
         first, median = timed(call, repeat)
         base = base or median
         print(
-            f"{name:40s} median {median:6.2f} s (first {first:5.2f} s)  "
-            f"ratio to baseline {median / base:5.2f}"
+            f"{name:40s} median {median:7.3f} s (first {first:6.3f} s)  "
+            f"ratio to baseline {median / base:5.3f}"
             + ("" if name.startswith("baseline") else "  target < 1 s")
         )
+    same = paths(store, to=target, run=run) == paths(store, to=target, run=run, index=False)
+    print(f"the index's routes equal the whole cone's: {same}")
 
 
 if __name__ == "__main__":
