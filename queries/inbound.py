@@ -10,7 +10,11 @@ component at a token role, ``7.1@END``):
 - an ``Inbound`` node: the edges into it (upstream node keys and sides),
   strongest first, each with its shares summed over the run (``totals``, as
   base64 of float64: a bound on the score of any route through it), the
-  prompts in which any edge enters the node, and where its pages start;
+  prompts in which any edge enters the node, where its pages start, and
+  ``reach``: the fewest hops to the node from each of the model's components
+  (one character each, in the order of their sorted names; ``-``: ten or more,
+  or none), so that a search ``--from`` a component prunes as exactly as the
+  whole cone's;
 - ``InboundPage`` nodes: the edges' per-prompt rows, packed, about
   :data:`PAGE_ROWS` rows a page, strongest edges in the first page.
 
@@ -51,7 +55,8 @@ from headgraph.queries.store.base import index_deletes
 DTYPES = ("<i4", "<i4", "<f8", "<i4", "<i2")  # the fields of Packed, in order
 PAGE_ROWS = 1000  # rows per page, about 35 kB: a page is one read of one value
 HEADER = ("key", "run", "node", "component", "role", "ups", "sides", "totals", "prompts")
-HEADER += ("pages",)
+HEADER += ("pages", "reach")
+FAR = 10  # a reach character '-': 10 hops or more, or none
 
 
 @dataclass(frozen=True)
@@ -118,12 +123,13 @@ def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
     """The run's ``Inbound`` and ``InboundPage`` rows, read from its edges one layer at a
     time (then the seeds' edges into the logits): memory holds one layer's edges."""
     index = {p: i for i, p in enumerate(prompt_ids(store, run.key))}
+    reach = Reach(components(store, run.model))
     tables: dict[str, Rows] = {
         "Inbound": {k: [] for k in HEADER},
         "InboundPage": {k: [] for k in ("key", "run", "rows")},
     }
     for layer in [*range(run.n_layers), None]:
-        _add_nodes(tables, load_layer(store, run, layer), index)
+        _add_nodes(tables, load_layer(store, run, layer), index, reach)
     for rows in tables.values():
         rows["run"] = [run.key] * len(rows["key"])
     return tables
@@ -142,6 +148,51 @@ def write_index(store: GraphStore, run: str | None = None) -> int:
     tables = index_rows(store, ref)
     store.write(tables, delete=index_deletes(ref.key))
     return len(tables["Inbound"]["key"])
+
+
+def components(store: GraphStore, model: str) -> list[str]:
+    """The model's component names, sorted: the order of a ``reach`` text's characters."""
+    rows = store.query(
+        "MATCH (c:Component) WHERE c.model = $model RETURN c.name AS name", {"model": model}
+    )
+    return sorted(r["name"] for r in rows)
+
+
+class Reach:
+    """Each node's fewest hops from every component (``reach``), built layer by layer:
+    a node is as far from a component as the nearest of its upstream nodes, plus one
+    (a node is 0 hops from its own component; a site, from no other)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.column = {name: i for i, name in enumerate(names)}
+        self.known: dict[str, np.ndarray] = {}  # a firing node's name -> its hops [component]
+
+    def add(self, cone: Cone, ups: np.ndarray, downs: np.ndarray, bounds: np.ndarray) -> list[str]:
+        """The ``reach`` texts of the cone's nodes ``downs``, whose upstream nodes are
+        ``ups[bounds[i]:bounds[i + 1]]``; remembered for the layers above."""
+        n_components = len(self.column)
+        base = np.full((len(cone.nodes), n_components), FAR, dtype=np.uint8)  # [node, component]
+        for i, node in enumerate(cone.nodes):
+            if not node.site and node.name in self.known:
+                base[i] = self.known[node.name]
+            base[i, self.column[node.component]] = 0
+        hops = np.empty((len(downs), n_components), dtype=np.uint8)  # [down node, component]
+        start = 0
+        while start < len(downs):  # nodes a chunk, about 2**18 upstream rows at a time
+            stop = int(np.searchsorted(bounds, bounds[start] + 2**18, side="right")) - 1
+            stop = min(max(stop, start + 1), len(downs))
+            a, b = bounds[start], bounds[stop]
+            nearest = np.minimum.reduceat(base[ups[a:b]], bounds[start:stop] - a, axis=0)
+            hops[start:stop] = np.minimum(nearest + 1, FAR)
+            start = stop
+        texts = []
+        for i, node in enumerate(cone.nodes[d] for d in downs.tolist()):
+            hops[i, self.column[node.component]] = 0
+            self.known[node.name] = hops[i]
+            texts.append(
+                np.where(hops[i] < FAR, hops[i] + 48, 45).astype(np.uint8).tobytes().decode()
+            )
+        return texts
 
 
 def page_key(run: str, node: str, page: int) -> str:
@@ -163,7 +214,7 @@ def load_layer(store: GraphStore, run: RunRef, layer: int | None) -> Cone:
     return build_cone(df, firings, run=run, target=None)
 
 
-def _add_nodes(tables: dict[str, Rows], cone: Cone, index: dict[str, int]) -> None:
+def _add_nodes(tables: dict[str, Rows], cone: Cone, index: dict[str, int], reach: Reach) -> None:
     """Append a header and its pages for each node that the cone's edges enter."""
     if not len(cone.edge_up):
         return
@@ -199,6 +250,7 @@ def _add_nodes(tables: dict[str, Rows], cone: Cone, index: dict[str, int]) -> No
     down = cone.edge_down[order]
     nodes = np.flatnonzero(np.r_[True, down[1:] != down[:-1], True])
     header, pages = tables["Inbound"], tables["InboundPage"]
+    header["reach"] += reach.add(cone, cone.edge_up[order], down[nodes[:-1]], nodes)
     for a, b in zip(nodes[:-1].tolist(), nodes[1:].tolist(), strict=True):
         node = cone.nodes[int(down[a])]
         starts = edge_offsets[a:b] - edge_offsets[a]  # each edge's first row in the node

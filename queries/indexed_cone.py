@@ -8,12 +8,13 @@ edge's total and per-prompt shares, its singular vectors), with the same numbers
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 import numpy as np
 
-from headgraph.queries.cone import LOGITS, Node, fewest_hops, rank_singular_vectors
-from headgraph.queries.inbound import Packed, decode, page_key, prompt_ids
+from headgraph.queries.cone import LOGITS, Node, rank_singular_vectors
+from headgraph.queries.inbound import FAR, Packed, components, decode, page_key, prompt_ids
 from headgraph.queries.selection import RunRef, check_prompt
 from headgraph.queries.store import GraphStore
 
@@ -123,7 +124,7 @@ class IndexedCone:
         header = self._headers[self.edge_down[edge]]
         assert header is not None  # an edge enters a node with a header
         k = edge - header.first_edge
-        page = int(np.searchsorted(header.pages, k, side="right")) - 1
+        page = bisect.bisect_right(header.pages, k) - 1
         if page not in header.loaded:
             key = page_key(self.run.key, header.name, page)
             (row,) = self.store.query(PAGE, {"key": key})
@@ -154,14 +155,27 @@ class IndexedCone:
         )
 
     def reach(self, source: str):
-        """A lower bound on the hops from ``source`` to each node: the hops between their
-        components in the run's ``CARRIES`` (a route between nodes is one between their
-        components, so a search may prune by it and miss nothing)."""
-        pairs = self.store.query(
-            "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
-            "RETURN DISTINCT a.name AS up, b.name AS down",
+        """The fewest hops from any node of ``source`` to each node, as a function of the
+        node id: from the nodes' ``reach`` texts (a site, or a firing no edge enters, is
+        0 hops from its own component and out of reach of the others)."""
+        names = components(self.store, self.run.model)
+        column = names.index(source) if source in names else None
+        rows = self.store.query(
+            "MATCH (i:Inbound) WHERE i.run = $run RETURN i.node AS node, i.reach AS reach",
             {"run": self.run.key},
         )
-        hops = fewest_hops(((p["up"], p["down"]) for p in pairs), [source])
         far = float("inf")
-        return lambda node: hops.get(self.nodes[node].component, far)
+        by_name = {}
+        for row in rows if column is not None else ():
+            char = row["reach"][column]
+            by_name[row["node"]] = int(char) if char != "-" else FAR
+        hops: dict[int, float] = {}  # by node id, as the search meets them
+
+        def reach(node: int) -> float:
+            if node not in hops:
+                n = self.nodes[node]
+                own = n.component == source
+                hops[node] = 0 if own else far if n.site else by_name.get(n.name, far)
+            return hops[node]
+
+        return reach

@@ -196,24 +196,32 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
             keys.append(cone.nodes[len(keys)].key)
         return keys[cone.edge_up[edge]], int(cone.edge_side[edge])
 
+    usable: dict[tuple[int, int], list[int]] = {}
+
+    def edges_into(node: int, hops: int) -> list[int]:
+        """The edges into ``node`` that can make a route of ``hops`` (the side asked for
+        into the target; within reach of ``source``), strongest first."""
+        if (node, hops) not in usable:
+            usable[node, hops] = [
+                edge
+                for edge in cone.edges_into(node)
+                if (hops > 1 or side == "any" or SIDES[cone.edge_side[edge]] == side)
+                and (reach is None or reach(int(cone.edge_up[edge])) <= max_hops - hops)
+            ]
+        return usable[node, hops]
+
     def offer(into: list[int], at: int, route: tuple, hops: int) -> None:
-        """Push the first edge of ``into[at:]`` that may extend ``route`` (edges, key,
-        scores and score; empty for a route into the target) to a route of ``hops``."""
-        for i in range(at, len(into)):
-            edge = into[i]
-            if hops == 1 and side != "any" and SIDES[cone.edge_side[edge]] != side:
-                continue
-            if reach is not None and reach(int(cone.edge_up[edge])) > max_hops - hops:
-                continue
-            edges, key, _, score = route
+        """Push ``into[at]``, if any, as the extension of ``route`` (edges, key, scores and
+        score; empty for a route into the target) to a route of ``hops``."""
+        if at < len(into):
+            edge, (edges, key, _, score) = into[at], route
             bound = cone.total(edge) if not edges else min(score, cone.total(edge))
-            candidate = (into, i, route, hops)
+            candidate = (into, at, route, hops)
             entry = (-bound, BOUND, (*name(edge), *key), (edge, *edges), None, candidate)
             heapq.heappush(heap, entry)
-            return
 
     for target in cone.targets:
-        offer(cone.edges_into(target), 0, ((), (cone.nodes[target].key,), None, 0.0), 1)
+        offer(edges_into(target, 1), 0, ((), (cone.nodes[target].key,), None, 0.0), 1)
     while heap and len(routes) < top:
         _, _, key, edges, scores, candidate = heapq.heappop(heap)
         if candidate is not None:  # a bound: offer the node's next edge, then score this one
@@ -251,7 +259,7 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
             routes.append(_route(cone, edges, scores, truncated=True))
             continue
         route = (edges, key, scores, sum(scores.values()))
-        offer(cone.edges_into(first), 0, route, len(edges) + 1)
+        offer(edges_into(first, len(edges) + 1), 0, route, len(edges) + 1)
     return routes, True
 
 

@@ -88,12 +88,12 @@ NODES = (
     # The route index (headgraph.queries.inbound), written when a run finishes: per node of
     # the run's graph (a component at a token role, 7.1@END), the edges into it (upstream
     # node keys, one per line; sides; shares summed over the run, as base64 of float64),
-    # strongest first, the
-    # prompts it is entered in and where its pages start; the pages hold the rows, packed
+    # strongest first, the prompts it is entered in, where its pages start, and its fewest
+    # hops from each component (reach); the pages hold the rows, packed
     NodeType("Inbound", (("key", STRING), ("run", STRING), ("node", STRING),
                          ("component", STRING), ("role", STRING), ("ups", STRING),
                          ("sides", INTS), ("totals", STRING), ("prompts", INTS),
-                         ("pages", INTS))),
+                         ("pages", INTS), ("reach", STRING))),
     NodeType("InboundPage", (("key", STRING), ("run", STRING), ("rows", STRING))),
     NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
                         ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),

@@ -10,9 +10,11 @@ from headgraph.ingest.jobs.ingest_job import ingest
 from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
 from headgraph.ingest.model import load_model
 from headgraph.queries import inbound
-from headgraph.queries.inbound import Packed, has_index, write_index
+from headgraph.queries.cone import load_cone
+from headgraph.queries.inbound import FAR, Packed, has_index, write_index
+from headgraph.queries.indexed_cone import IndexedCone
 from headgraph.queries.paths import paths
-from headgraph.queries.selection import QueryError
+from headgraph.queries.selection import QueryError, resolve_run
 from headgraph.queries.store import open_store
 from headgraph.queries.store.base import index_deletes
 from tests.conftest import small_model
@@ -102,6 +104,17 @@ def test_a_busy_random_model_through_the_index(tmp_path):
         indexed = answers(store, questions)
         assert sum(len(a.routes) for a in indexed) > 20
         assert indexed == without_index(store, questions)
+        # the index's reach texts give the whole cone's fewest hops, node for node
+        ref = resolve_run(store, "tiny")
+        cone, lazy = load_cone(store, ref, heads[0]), IndexedCone(store, ref, heads[0])
+        for source in ("0.0", "embed", f"{model.n_layers - 2}.1"):
+            exact, stored = cone.reach(source), lazy.reach(source)
+            hops = [
+                (min(exact(i), FAR), min(stored(lazy._node(n.key)), FAR))
+                for i, n in enumerate(cone.nodes)
+            ]
+            assert all(a == b for a, b in hops), source
+            assert sum(a < FAR for a, _ in hops) > 3  # some nodes are in reach
 
 
 def test_a_page_packs_and_unpacks():
