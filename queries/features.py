@@ -204,13 +204,14 @@ def _sigmas(store: GraphStore, model: str, head: str) -> dict[int, float]:
 
 @dataclass
 class _Use:
-    """A head's firings (key -> (prompt, S, terms)), by singular vector, and their writers."""
+    """A head's firings (key -> (prompt, S, terms)), by singular vector, and their writers
+    (firing key -> ``(upstream, side, weight)`` of each edge into it)."""
 
     head: str
     sigmas: dict[int, float]
     firings: dict[str, tuple[str, list[int], list[float]]]
     by_sv: dict[int, set[str]]
-    writes: list[dict]
+    writes: dict[str, list[tuple[str, str, float]]]
 
     @classmethod
     def read(cls, store, run, model, head, side, sigmas=None) -> _Use:
@@ -220,16 +221,21 @@ class _Use:
             firings[row["key"]] = (row["prompt"], list(row["svs"]), list(row["terms"]))
             for k in row["svs"]:
                 by_sv[int(k)].add(row["key"])
-        writes = [w for w in store.query(WRITES, params) if side == "any" or w["side"] == side]
+        rows = store.frame(WRITES, params, columns=("key", "upstream", "side", "weight"))
+        if side != "any":
+            rows = rows[rows["side"] == side]
+        writes = defaultdict(list)  # read as columns: a busy head has 10^5 edges into it
+        for key, *write in zip(*(rows[c].tolist() for c in rows.columns), strict=True):
+            writes[key].append(tuple(write))
         return cls(head, sigmas or _sigmas(store, model, head), firings, by_sv, writes)
 
     def feature(self, k: int) -> Feature:
         keys = self.by_sv.get(k, set())
         terms = [t for key in keys for s, t in zip(*self.firings[key][1:], strict=True) if s == k]
         writers = defaultdict(list)
-        for w in self.writes:
-            if w["key"] in keys:
-                writers[(w["upstream"], w["side"])].append(w["weight"])
+        for key in keys:
+            for upstream, side, weight in self.writes.get(key, ()):
+                writers[(upstream, side)].append(weight)
         return Feature(
             head=self.head,
             index=k,
