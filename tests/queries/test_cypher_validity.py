@@ -13,7 +13,12 @@ from pathlib import Path
 import pytest
 
 from headgraph.queries.store import GraphStore, open_store
-from headgraph.queries.store.neo4j_store import Neo4jStore, node_statement, rel_statement
+from headgraph.queries.store.neo4j_store import (
+    Neo4jStore,
+    appends,
+    node_statement,
+    rel_statement,
+)
 from headgraph.queries.store.schema import NODES, RELS, neo4j_ddl
 
 CHECKER = Path(__file__).parents[1] / "cypher"
@@ -62,6 +67,8 @@ def statements() -> list[str]:
     generated = [node_statement(n.name) for n in NODES]
     generated += [rel_statement(r.name, a, b) for r in RELS for a, b in r.pairs]
     generated += [f"CREATE INDEX FOR (n:{n.name}) ON (n.key)" for n in NODES]
+    long_values = [("k", "ups", "x" * 5000), ("k", "sides", list(range(2000)))]
+    generated += [cypher for cypher, _ in appends("Inbound", long_values)]
     docs = re.findall(r"```cypher\n(.*?)```", DOC.read_text(), flags=re.S)
     return [*neo4j_ddl(), *generated, *recorder.sent, *docs]
 
@@ -93,6 +100,7 @@ def query_layer_statements(folder) -> list[str]:
         effects,
         export,
         features,
+        inbound,
         paths,
         redundancy,
         stats,
@@ -103,6 +111,8 @@ def query_layer_statements(folder) -> list[str]:
     with open_store(str(folder / "store")) as inner:
         handmade.write(inner)
         s = Recording(inner)
+        paths.paths(s, to="1.0", from_="0.0", prompt="p1", index=False)
+        inbound.write_index(s, "hand")  # and the route index's reads
         paths.paths(s, to="1.0", from_="0.0", prompt="p1")
         redundancy.redundancy(s, to="1.0", role="END")
         features.features(s, head="0.0")
