@@ -175,7 +175,8 @@ class Reach:
         for i, node in enumerate(cone.nodes):
             if not node.site and node.name in self.known:
                 base[i] = self.known[node.name]
-            base[i, self.column[node.component]] = 0
+            if node.component in self.column:  # (the logits may have no Component node)
+                base[i, self.column[node.component]] = 0
         hops = np.empty((len(downs), n_components), dtype=np.uint8)  # [down node, component]
         start = 0
         while start < len(downs):  # nodes a chunk, about 2**18 upstream rows at a time
@@ -187,7 +188,8 @@ class Reach:
             start = stop
         texts = []
         for i, node in enumerate(cone.nodes[d] for d in downs.tolist()):
-            hops[i, self.column[node.component]] = 0
+            if node.component in self.column:
+                hops[i, self.column[node.component]] = 0
             self.known[node.name] = hops[i]
             texts.append(
                 np.where(hops[i] < FAR, hops[i] + 48, 45).astype(np.uint8).tobytes().decode()
