@@ -193,26 +193,20 @@ class Cone:
     def reach(self, source: str):
         """The fewest hops from any node of ``source`` to each node (forward, in the cone),
         as a function of the node id (unreachable: infinity)."""
-        pairs = zip(self.edge_up.tolist(), self.edge_down.tolist(), strict=True)
+        out_edges: dict[int, list[int]] = {}
+        for up, down in zip(self.edge_up.tolist(), self.edge_down.tolist(), strict=True):
+            out_edges.setdefault(up, []).append(down)
         start = [i for i, n in enumerate(self.nodes) if n.component == source]
-        hops, far = fewest_hops(pairs, start), float("inf")
+        hops = dict.fromkeys(start, 0)
+        queue = deque(start)
+        while queue:
+            node = queue.popleft()
+            for down in out_edges.get(node, ()):
+                if down not in hops:
+                    hops[down] = hops[node] + 1
+                    queue.append(down)
+        far = float("inf")
         return lambda node: hops.get(node, far)
-
-
-def fewest_hops(pairs, start) -> dict:
-    """The fewest hops along ``(up, down)`` pairs from any of ``start`` to each end reached."""
-    out: dict = {}
-    for up, down in pairs:
-        out.setdefault(up, []).append(down)
-    hops = dict.fromkeys(start, 0)
-    queue = deque(start)
-    while queue:
-        node = queue.popleft()
-        for down in out.get(node, ()):
-            if down not in hops:
-                hops[down] = hops[node] + 1
-                queue.append(down)
-    return hops
 
 
 def rank_singular_vectors(sparse_sets) -> tuple[int, ...]:

@@ -197,9 +197,14 @@ class Reach:
         return texts
 
 
+def header_key(run: str, node: str) -> str:
+    """An ``Inbound`` key: ``run/7.1@END``."""
+    return f"{run}/{node}"
+
+
 def page_key(run: str, node: str, page: int) -> str:
     """An ``InboundPage`` key: ``run/7.1@END/0``."""
-    return f"{run}/{node}/{page}"
+    return f"{header_key(run, node)}/{page}"
 
 
 def load_layer(store: GraphStore, run: RunRef, layer: int | None) -> Cone:
@@ -271,7 +276,7 @@ def _add_nodes(tables: dict[str, Rows], cone: Cone, index: dict[str, int], reach
             pages["key"].append(page_key(run, node.name, page))
             pages["rows"].append(packed.pack())
         r0, r1 = int(edge_offsets[a]), int(edge_offsets[b])
-        header["key"].append(f"{run}/{node.name}")
+        header["key"].append(header_key(run, node.name))
         header["node"].append(node.name)
         header["component"].append(node.component)
         header["role"].append(node.role)

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from headgraph.queries.cone import LOGITS, Node, rank_singular_vectors
-from headgraph.queries.inbound import FAR, Packed, components, decode, page_key, prompt_ids
+from headgraph.queries.inbound import (
+    FAR,
+    Packed,
+    components,
+    decode,
+    header_key,
+    page_key,
+    prompt_ids,
+)
 from headgraph.queries.selection import RunRef, check_prompt
 from headgraph.queries.store import GraphStore
 
@@ -100,7 +108,7 @@ class IndexedCone:
         if node not in self._headers:
             self._headers[node] = None  # a site, or a firing no edge enters
             if not self.nodes[node].site:
-                self._read("i.key = $key", {"key": f"{self.run.key}/{self.nodes[node].name}"})
+                self._read("i.key = $key", {"key": header_key(self.run.key, self.nodes[node].name)})
         return self._headers[node]
 
     def edges_into(self, node: int) -> list[int]:

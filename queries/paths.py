@@ -189,12 +189,9 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
     """
     reach = cone.reach(source) if source else None
     heap, routes, expansions = [], [], 0
-    keys = [node.key for node in cone.nodes]  # grows with an indexed cone's nodes
 
     def name(edge: int) -> tuple[str, int]:
-        while len(keys) < len(cone.nodes):
-            keys.append(cone.nodes[len(keys)].key)
-        return keys[cone.edge_up[edge]], int(cone.edge_side[edge])
+        return cone.nodes[cone.edge_up[edge]].key, int(cone.edge_side[edge])
 
     usable: dict[tuple[int, int], list[int]] = {}
 
@@ -225,8 +222,9 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
     while heap and len(routes) < top:
         _, _, key, edges, scores, candidate = heapq.heappop(heap)
         if candidate is not None:  # a bound: offer the node's next edge, then score this one
-            into, at, (_, _, parent, _), hops = candidate
-            offer(into, at + 1, candidate[2], hops)
+            into, at, route, hops = candidate
+            offer(into, at + 1, route, hops)
+            parent = route[2]
             shares = cone.shares(edges[0])
             if parent is None:
                 scores = shares

@@ -41,6 +41,8 @@ class GraphStore:
     A store is a context manager that closes it."""
 
     APPEND_DONE: str  # each backend's dialect
+    # What finishing a run also sets on it (a backend that claims runs releases the claim).
+    ON_FINISH: dict[str, Any] = {}
     # Where other processes may open this store to write beside this one (a server's
     # address), or None: one writer process only (the embedded store).
     shared_address: str | None = None
@@ -180,6 +182,7 @@ class GraphStore:
     ) -> None:
         """Replace the run's aggregates and its route index (``Inbound``, ``InboundPage``)
         and mark it complete, in one transaction."""
+        counts = {**counts, **self.ON_FINISH}
         sets = ", ".join(f"r.{k} = ${k}" for k in counts)
         self.write(
             {"CARRIES": carries, **(index or {})},

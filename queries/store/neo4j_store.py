@@ -65,19 +65,28 @@ def chunks(rows: Rows, limit: int = MAX_REQUEST, *, rest: list | None = None):
     they go to ``rest`` as ``(key, property, value)``, for :func:`appends` to send.
     """
     names = [{"from": "src", "to": "dst"}.get(c, c) for c in rows]
-    chunk, size = [], 0
-    for values in zip(*rows.values(), strict=True):
-        row = dict(zip(names, values, strict=True))
-        length = len(json.dumps(row))
-        if length > limit and rest is not None:
-            row, length = _fit(row, limit, rest)
-        if chunk and size + length > limit:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += length
-    if chunk:
-        yield chunk
+
+    def sized():
+        for values in zip(*rows.values(), strict=True):
+            row = dict(zip(names, values, strict=True))
+            length = len(json.dumps(row))
+            yield _fit(row, limit, rest) if length > limit and rest is not None else (row, length)
+
+    yield from _under(sized(), limit)
+
+
+def _under(sized, limit: int):
+    """``(item, size)`` pairs as lists of consecutive items whose sizes sum to at most
+    ``limit`` (an item over it alone)."""
+    group, total = [], 0
+    for item, size in sized:
+        if group and total + size > limit:
+            yield group
+            group, total = [], 0
+        group.append(item)
+        total += size
+    if group:
+        yield group
 
 
 def _fit(row: dict, limit: int, rest: list) -> tuple[dict, int]:
@@ -100,15 +109,7 @@ def appends(label: str, rest: list, limit: int = MAX_REQUEST):
         if isinstance(value, str):  # pieces of a text, counted as JSON (escapes included)
             parts = [value[i : i + limit // 2] for i in range(0, len(value), limit // 2)]
         else:
-            parts, part, size = [], [], 0
-            for item in value:
-                length = len(json.dumps(item)) + 2
-                if part and size + length > limit:
-                    parts.append(part)
-                    part, size = [], 0
-                part.append(item)
-                size += length
-            parts += [part] if part else []
+            parts = _under(((item, len(json.dumps(item)) + 2) for item in value), limit)
         for part in parts:
             cypher = f"MATCH (n:{label} {{key: $key}}) SET n.`{name}` = n.`{name}` + $part"
             yield cypher, {"key": key, "part": part}
@@ -120,6 +121,7 @@ class Neo4jStore(GraphStore):
     kind = "neo4j"
     # Each batch also beats the run's heartbeat: a live writer keeps its claim (claim_run).
     APPEND_DONE = "SET r.done_batches = r.done_batches + [$batch], r.heartbeat = timestamp()"
+    ON_FINISH = {"writer": ""}  # a finished run releases its writer's claim (claim_run)
 
     def __init__(self, uri: str, *, read_only: bool = False):
         from neo4j import READ_ACCESS, WRITE_ACCESS, GraphDatabase, exceptions
@@ -206,18 +208,6 @@ class Neo4jStore(GraphStore):
         )
         if not rows or not rows[0]["free"]:
             raise StoreError(_busy(run))
-
-    def finish_run(
-        self,
-        run: str,
-        carries: Rows,
-        counts: dict[str, Any],
-        *,
-        index: dict[str, Rows] | None = None,
-    ) -> None:
-        """Write the aggregates and the route index, mark the run complete and release
-        its claim."""
-        super().finish_run(run, carries, {**counts, "writer": ""}, index=index)
 
     def query(self, cypher: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._driver.session(default_access_mode=self.access_mode) as session:

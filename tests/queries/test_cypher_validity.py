@@ -43,6 +43,7 @@ class Recorder(GraphStore):
     """The shared store logic with the Neo4j dialect, recording what it would send."""
 
     APPEND_DONE = Neo4jStore.APPEND_DONE
+    ON_FINISH = Neo4jStore.ON_FINISH
 
     def __init__(self):
         self.sent: list[str] = []
