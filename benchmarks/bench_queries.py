@@ -13,7 +13,9 @@ whose cone is the whole run):
   paths --to X --top 10 and paths --to X --from 0.1, through the route index;
   redundancy --to X, features --head X,
 
-and prints each as seconds and as a ratio to the baseline. Usage::
+and prints each as seconds and as a ratio to the baseline; then the run's circuit
+(the explorer's view) read from its kept links, against the circuit computed
+from every edge of the run (once: it is the slow one). Usage::
 
     python benchmarks/bench_queries.py [--prompts 8] [--store DIR --run NAME]
 """
@@ -36,7 +38,7 @@ def timed(call, repeat: int) -> tuple[float, float]:
         start = time.perf_counter()
         call()
         times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
+    return first, statistics.median(times) if times else first
 
 
 def build(folder: str, n_prompts: int) -> str:
@@ -97,6 +99,8 @@ def main() -> None:
             for target, why in ((busiest, "most edges into it"), (deepest, "whole run below it")):
                 print(f"\ntarget {target} ({why})")
                 measure(store, run, target, args.repeat)
+            print("\nthe run's circuit (the explorer's first view: its 60 most relevant links)")
+            measure_circuit(store, run, args.repeat)
 
 
 def measure(store, run: str, target: str, repeat: int) -> None:
@@ -124,6 +128,38 @@ def measure(store, run: str, target: str, repeat: int) -> None:
         )
     same = paths(store, to=target, run=run) == paths(store, to=target, run=run, index=False)
     print(f"the index's routes equal the whole cone's: {same}")
+
+
+def measure_circuit(store, run: str, repeat: int) -> None:
+    from headgraph.queries import circuit as module
+
+    kept = module.read_links
+
+    def from_every_edge(**options):  # as before the links were kept, and for a run without
+        module.read_links = lambda *args, **kwargs: None
+        try:
+            return module.circuit(store, run=run, **options)
+        finally:
+            module.read_links = kept
+
+    calls = {
+        "baseline: circuit --top 60 from every edge": lambda: from_every_edge(top=60),
+        "circuit --top 60": lambda: module.circuit(store, run=run, top=60),
+        "circuit --min-prompts 2 --top 500": lambda: module.circuit(
+            store, run=run, min_prompts=2, top=500
+        ),
+        "circuit (every link)": lambda: module.circuit(store, run=run),
+    }
+    base = None
+    for name, call in calls.items():
+        first, median = timed(call, 0 if base is None else repeat)
+        base = base or median
+        print(
+            f"{name:44s} median {median:7.3f} s (first {first:6.3f} s)  "
+            f"ratio to baseline {median / base:5.3f}"
+        )
+    same = module.circuit(store, run=run, top=60) == from_every_edge(top=60)
+    print(f"the kept links equal the circuit of every edge: {same}")
 
 
 if __name__ == "__main__":

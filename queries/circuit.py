@@ -15,9 +15,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from headgraph.queries.cone import SIDES, layer_order, load_cone
+import numpy as np
+
+from headgraph.queries.circuit_index import (
+    DESCENDING,
+    ORDER,
+    TOP_SVS,
+    IndexedLinks,
+    read_links,
+)
+from headgraph.queries.cone import SIDES, Node, layer_order, load_cone
 from headgraph.queries.effects import effect_of
 from headgraph.queries.features import Feature, features
 from headgraph.queries.selection import QueryError, resolve_run
@@ -92,13 +101,81 @@ def circuit(
         QueryError: unknown run or prompt.
     """
     ref = resolve_run(store, run)
-    cone = load_cone(store, ref, None, prompt=prompt)
-    names = [n.name for n in cone.nodes]
-    rows = cone.rows.assign(
-        up=[names[i] for i in cone.edge_up[cone.rows["edge"].to_numpy()]],
-        down=[names[i] for i in cone.edge_down[cone.rows["edge"].to_numpy()]],
-        side=cone.edge_side[cone.rows["edge"].to_numpy()],
+    keep = {"min_prompts": min_prompts, "min_share": min_share, "min_relevance": min_relevance}
+    n_prompts = max(ref.prompts, 1)
+    kept = None
+    if prompt is None:  # the run's links, kept ready when it finished
+        kept = read_links(store, ref.key, n_prompts=n_prompts, top=top, **keep)
+    if kept is not None:
+        edges, fires = _indexed_edges(kept), kept.fires
+    else:  # one prompt's graph, or a run indexed before the links were kept
+        cone = load_cone(store, ref, None, prompt=prompt)
+        n_prompts, fires = cone.n_prompts, {n.name for n in cone.nodes if not n.site}
+        edges = _cone_edges(cone, top=top, **keep)
+    node_prompts = Counter()
+    for e in edges:
+        node_prompts[e.target] = max(node_prompts[e.target], e.prompts)
+        node_prompts[e.source] = max(node_prompts[e.source], e.prompts)
+    nodes = []
+    for name in {e.source for e in edges} | {e.target for e in edges}:
+        node = Node.parse(name)
+        order = layer_order(node.component)
+        nodes.append(CircuitNode(name, node.component, node.role, order, name in fires, 0))
+    nodes.sort(key=lambda n: (n.order, n.id))
+    return Circuit(
+        run=ref.key,
+        model=ref.model,
+        n_layers=ref.n_layers,
+        n_prompts=n_prompts,
+        prompt=prompt,
+        roles=_role_order(store, ref.key, {n.role for n in nodes}),
+        nodes=tuple(replace(n, prompts=node_prompts[n.id]) for n in nodes),
+        edges=tuple(edges),
     )
+
+
+def _indexed_edges(kept: IndexedLinks) -> list[CircuitEdge]:
+    """The links :func:`~headgraph.queries.circuit_index.read_links` kept, as edges."""
+    links, names, n_prompts = kept.links, kept.names, kept.n_prompts
+    return [
+        CircuitEdge(
+            names[up],
+            names[down],
+            SIDES[side],
+            prompts,
+            prompts / n_prompts,
+            share,
+            weight,
+            tuple(k for k in svs if k >= 0),
+            relevance,
+        )  # fmt: skip
+        for up, down, side, prompts, share, weight, svs, relevance in zip(
+            links["up"].tolist(),
+            links["down"].tolist(),
+            links["side"].tolist(),
+            links["prompts"].tolist(),
+            links["mean_share"].tolist(),
+            links["mean_weight"].tolist(),
+            links["svs"].tolist(),
+            links["relevance"].tolist(),
+            strict=True,
+        )  # fmt: skip
+    ]
+
+
+def _cone_edges(
+    cone, *, min_prompts: int, min_share: float, min_relevance: float, top: int | None
+) -> list[CircuitEdge]:
+    """The cone's edges aggregated into the circuit's edges, filtered, in its order."""
+    names = [n.name for n in cone.nodes]
+    edge = cone.rows["edge"].to_numpy()
+    site = np.array([n.site for n in cone.nodes], dtype=bool)
+    rows = cone.rows.assign(
+        up=[names[i] for i in cone.edge_up[edge]],
+        down=[names[i] for i in cone.edge_down[edge]],
+        side=cone.edge_side[edge],
+        site=site[cone.edge_up[edge]],
+    ).sort_values(["prompt", "site"], kind="stable")  # sums in one order: see circuit_index
     grouped = rows.groupby(["up", "down", "side"], sort=True).agg(
         prompts=("prompt", "nunique"),
         mean_share=("share", "mean"),
@@ -111,22 +188,19 @@ def circuit(
         & (grouped["mean_share"] >= min_share)
         & (grouped["relevance"] >= min_relevance)
     ]
-    grouped = grouped.reset_index().sort_values(
-        ["relevance", "prompts", "mean_share", "up", "down"],
-        ascending=[False, False, False, True, True],
-    )
+    grouped = grouped.reset_index().sort_values(list(ORDER), ascending=[not d for d in DESCENDING])
     if top is not None:
         grouped = grouped.head(top)
     edges_of = defaultdict(list)
-    for edge, (up, down, side) in enumerate(
+    for e, (up, down, side) in enumerate(
         zip(cone.edge_up.tolist(), cone.edge_down.tolist(), cone.edge_side.tolist(), strict=True)
     ):
-        edges_of[(names[up], names[down], side)].append(edge)
+        edges_of[(names[up], names[down], side)].append(e)
     edges = []
     for g in grouped.itertuples(index=False):
         counts = Counter()
-        for edge in edges_of[(g.up, g.down, g.side)]:
-            for rank, k in enumerate(cone.singular_vectors(edge, range(len(cone.prompt_ids)))):
+        for e in edges_of[(g.up, g.down, g.side)]:
+            for rank, k in enumerate(cone.singular_vectors(e, range(len(cone.prompt_ids)))):
                 counts[k] += 1.0 / (rank + 1)
         svs = tuple(sorted(counts, key=lambda k: (-counts[k], k)))
         edges.append(
@@ -138,38 +212,11 @@ def circuit(
                 int(g.prompts) / cone.n_prompts,
                 float(g.mean_share),
                 float(g.mean_weight),
-                svs[:5],
+                svs[:TOP_SVS],
                 float(g.relevance),
             )
         )
-    used = {e.source for e in edges} | {e.target for e in edges}
-    fires = {n.name for n in cone.nodes if not n.site}
-    node_prompts = Counter()
-    for e in edges:
-        node_prompts[e.target] = max(node_prompts[e.target], e.prompts)
-        node_prompts[e.source] = max(node_prompts[e.source], e.prompts)
-    by_name = {n.name: n for n in cone.nodes}
-    nodes = tuple(
-        CircuitNode(
-            name,
-            by_name[name].component,
-            by_name[name].role,
-            layer_order(by_name[name].component),
-            name in fires,
-            node_prompts[name],
-        )
-        for name in sorted(used, key=lambda n: (layer_order(by_name[n].component), n))
-    )
-    return Circuit(
-        run=ref.key,
-        model=ref.model,
-        n_layers=ref.n_layers,
-        n_prompts=cone.n_prompts,
-        prompt=prompt,
-        roles=_role_order(store, ref.key, {n.role for n in nodes}),
-        nodes=nodes,
-        edges=tuple(edges),
-    )
+    return edges
 
 
 def _role_order(store: GraphStore, run: str, roles: set[str]) -> tuple[str, ...]:

@@ -299,7 +299,9 @@ def build_cone(
     edge_id, codes = pd.factorize(edge_code, sort=True)
     prompt_index, prompt_ids = pd.factorize(df["prompt"], sort=True)
     share = np.clip(df["share"].to_numpy(dtype=float), 0.0, 1.0)
-    order = np.lexsort((-share, prompt_index, edge_id))  # by edge, prompt, strongest first
+    # by edge, prompt, strongest first; ties by weight and firing, whatever order the rows came in
+    tie_keys = (df["source"].to_numpy(), df["dest"].to_numpy(), -df["weight"].to_numpy(dtype=float))
+    order = np.lexsort((*tie_keys, -share, prompt_index, edge_id))
     starts = _first_of_runs(edge_id[order], prompt_index[order])
     keep = order[starts]
     relevance = df["relevance"].fillna(0.0).to_numpy(dtype=float)[order]

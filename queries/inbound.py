@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from headgraph.queries.circuit_index import LinkTable, row_sparse_sets
 from headgraph.queries.cone import (
     FIRING_COLUMNS,
     FIRINGS,
@@ -128,11 +129,15 @@ def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
         "Inbound": {k: [] for k in HEADER},
         "InboundPage": {k: [] for k in ("key", "run", "rows")},
     }
+    links = LinkTable()
     for layer in [*range(run.n_layers), None]:
-        _add_nodes(tables, load_layer(store, run, layer), index, reach)
+        cone = load_layer(store, run, layer)
+        sparse_sets = row_sparse_sets(cone)
+        _add_nodes(tables, cone, index, reach, sparse_sets)
+        links.add(cone, *sparse_sets)
     for rows in tables.values():
         rows["run"] = [run.key] * len(rows["key"])
-    return tables
+    return tables | links.rows(run.key, max(run.prompts, 1))
 
 
 def write_index(store: GraphStore, run: str | None = None) -> int:
@@ -221,8 +226,15 @@ def load_layer(store: GraphStore, run: RunRef, layer: int | None) -> Cone:
     return build_cone(df, firings, run=run, target=None)
 
 
-def _add_nodes(tables: dict[str, Rows], cone: Cone, index: dict[str, int], reach: Reach) -> None:
-    """Append a header and its pages for each node that the cone's edges enter."""
+def _add_nodes(
+    tables: dict[str, Rows],
+    cone: Cone,
+    index: dict[str, int],
+    reach: Reach,
+    sparse_sets: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Append a header and its pages for each node that the cone's edges enter
+    (``sparse_sets``: :func:`~headgraph.queries.circuit_index.row_sparse_sets` of the cone)."""
     if not len(cone.edge_up):
         return
     run = cone.run.key
@@ -238,21 +250,11 @@ def _add_nodes(tables: dict[str, Rows], cone: Cone, index: dict[str, int], reach
     local = rows["prompt"].to_numpy()[row_order]
     prompt = np.array([index[p] for p in cone.prompt_ids], dtype=np.int64)[local]
     share = rows["share"].to_numpy(dtype=float)[row_order]
-    edge_of_row = rows["edge"].to_numpy()[row_order]
-    heads = [cone.nodes[d].component for d in cone.edge_down[edge_of_row].tolist()]
-    svs = [
-        cone.sparse_sets.get((cone.prompt_ids[p], head, dest, source), [])
-        for p, head, dest, source in zip(
-            local.tolist(),
-            heads,
-            rows["dest"].to_numpy()[row_order].tolist(),
-            rows["source"].to_numpy()[row_order].tolist(),
-            strict=True,
-        )
-    ]
-    sv_counts = np.fromiter(map(len, svs), dtype=np.int64, count=len(svs))
-    sv_flat = np.fromiter((k for s in svs for k in s), dtype=np.int64, count=int(sv_counts.sum()))
+    sv_counts, sv_flat = sparse_sets
+    sv_starts = (np.cumsum(sv_counts) - sv_counts)[row_order]  # in the cone's row order
+    sv_counts = sv_counts[row_order]
     sv_offsets = np.concatenate([[0], np.cumsum(sv_counts)])
+    sv_flat = sv_flat[np.repeat(sv_starts - sv_offsets[:-1], sv_counts) + np.arange(len(sv_flat))]
     edge_offsets = np.concatenate([[0], np.cumsum(np.diff(cone.bounds)[order])])
     down = cone.edge_down[order]
     nodes = np.flatnonzero(np.r_[True, down[1:] != down[:-1], True])

@@ -27,7 +27,8 @@ PER_BATCH = (
 )  # node types written per batch (with a `batch` property)
 
 
-INDEX = ("Inbound", "InboundPage")  # the route index's node types (headgraph.queries.inbound)
+INDEX = ("Inbound", "InboundPage", "CircuitIndex", "CircuitPage")  # the route index's node types
+# (headgraph.queries.inbound, headgraph.queries.circuit_index)
 
 
 def index_deletes(run: str) -> list[tuple[str, dict]]:
@@ -180,8 +181,8 @@ class GraphStore:
         *,
         index: dict[str, Rows] | None = None,
     ) -> None:
-        """Replace the run's aggregates and its route index (``Inbound``, ``InboundPage``)
-        and mark it complete, in one transaction."""
+        """Replace the run's aggregates and its route index (:data:`INDEX`) and mark it
+        complete, in one transaction."""
         counts = {**counts, **self.ON_FINISH}
         sets = ", ".join(f"r.{k} = ${k}" for k in counts)
         self.write(

@@ -95,6 +95,13 @@ NODES = (
                          ("sides", INTS), ("totals", STRING), ("prompts", INTS),
                          ("pages", INTS), ("reach", STRING))),
     NodeType("InboundPage", (("key", STRING), ("run", STRING), ("rows", STRING))),
+    # The run's circuit kept ready (headgraph.queries.circuit_index), written with the
+    # route index: its node names (one per line) and which of them fire, and its links
+    # (upstream node, head node, side), most relevant first, packed in pages
+    NodeType("CircuitIndex", (("key", STRING), ("run", STRING), ("names", STRING),
+                              ("fires", INTS), ("links", INT), ("pages", INT))),
+    NodeType("CircuitPage", (("key", STRING), ("run", STRING), ("page", INT),
+                             ("rows", STRING))),
     NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
                         ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),
                         ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),

@@ -1,0 +1,124 @@
+"""The run's circuit kept ready: read from its pages, it equals the circuit computed
+from every edge of the run, and a view of the strongest links reads only the first pages."""
+
+import numpy as np
+import pytest
+
+from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.records import parse_seeds
+from headgraph.ingest.jobs.ingest_job import ingest
+from headgraph.ingest.jobs.trace_job import task_prompts
+from headgraph.ingest.model import load_model
+from headgraph.queries import circuit_index
+from headgraph.queries.circuit import circuit
+from headgraph.queries.circuit_index import links_frame, pack, unpack
+from headgraph.queries.inbound import write_index
+from headgraph.queries.store import open_store
+from tests.conftest import small_model
+from tests.queries.conftest import empty
+
+VIEWS = [
+    {},
+    {"top": 60},
+    {"top": 1},
+    {"min_prompts": 3},
+    {"min_share": 0.4, "top": 10},
+    {"min_relevance": 0.01},
+    {"min_prompts": 2, "min_share": 0.2, "min_relevance": 0.001, "top": 25},
+    {"min_prompts": 10**6},  # nothing passes
+]
+
+
+def circuits(store, views):
+    return [circuit(store, run="tiny", **v) for v in views]
+
+
+def from_every_edge(store, views):
+    """The same views computed from the run's edges (the circuit's pages removed)."""
+    for label in ("CircuitIndex", "CircuitPage"):
+        store.query(f"MATCH (c:{label}) WHERE c.run = 'tiny' DELETE c")
+    try:
+        return circuits(store, views)
+    finally:
+        write_index(store, "tiny")
+
+
+@pytest.fixture(scope="module", params=["embedded", "neo4j"])
+def store(request, tmp_path_factory):
+    model = load_model("tiny-ioi")
+    if request.param == "embedded":
+        store = open_store(str(tmp_path_factory.mktemp("links")))
+    else:
+        store = empty(request.getfixturevalue("bolt_store"))
+    prompts = task_prompts(model, 48, seed=5)
+    seeding = TraceParams(seeding="linear")  # seeded from the prediction: logit links too
+    ingest(model, prompts, store=store, run="tiny", seeds=(), params=seeding, batch_size=16)
+    yield store
+    if store.kind == "embedded":
+        store.close()
+
+
+def test_the_kept_circuit_equals_the_circuit_of_every_edge(store):
+    kept = circuits(store, VIEWS)
+    assert len(kept[0].edges) > 100 and len(kept[1].edges) == 60
+    assert {e.side for e in kept[0].edges} >= {"query", "key", "value", "inhibit", "logit"}
+    assert any(e.singular_vectors for e in kept[0].edges)
+    assert not kept[-1].edges
+    assert kept == from_every_edge(store, VIEWS)
+
+
+def test_the_strongest_links_read_only_the_first_page(store, monkeypatch):
+    monkeypatch.setattr(circuit_index, "PAGE_LINKS", 7)
+    write_index(store, "tiny")
+    try:
+        reads = []
+        query = store.query
+
+        def counted(cypher, params=None):
+            reads.append("CircuitPage" in cypher)
+            return query(cypher, params)
+
+        monkeypatch.setattr(store, "query", counted)
+        top = circuit(store, run="tiny", top=5)
+        assert sum(reads) == 1  # one page of 7 holds the 5 strongest
+        reads.clear()
+        whole = circuit(store, run="tiny")
+        assert sum(reads) == -(-len(whole.edges) // 7)  # every page
+        monkeypatch.setattr(store, "query", query)
+        assert top.edges == whole.edges[:5]
+        assert circuits(store, VIEWS) == from_every_edge(store, VIEWS)
+    finally:
+        monkeypatch.undo()
+        write_index(store, "tiny")
+
+
+def test_one_prompt_is_still_read_from_its_edges(store):
+    first = store.query("MATCH (p:Prompt) WHERE p.run = 'tiny' RETURN p.id AS id ORDER BY p.id")
+    one = circuit(store, run="tiny", prompt=first[0]["id"])
+    assert one.edges and all(e.prompts == 1 for e in one.edges)
+    assert one.n_prompts == 1
+
+
+def test_a_busy_random_model_keeps_its_circuit(tmp_path):
+    model = small_model(seed=1)
+    prompts = task_prompts(model, 12, seed=0, task="ioi")
+    with open_store(str(tmp_path)) as store:
+        seeds = parse_seeds(f"{model.n_layers - 1}.*", "END:*", n_heads=model.n_heads)
+        ingest(model, prompts, store=store, run="tiny", seeds=seeds)
+        views = [{}, {"top": 30}, {"min_prompts": 4, "top": 50}]
+        kept = circuits(store, views)
+        assert len(kept[0].edges) > 500
+        assert kept == from_every_edge(store, views)
+
+
+def test_a_page_packs_and_unpacks():
+    rng = np.random.default_rng(0)
+    table = links_frame(
+        up=[3, 0, 7], down=[9, 9, 1], side=[0, 2, 4], prompts=[5, 1, 12],
+        mean_share=rng.random(3), mean_weight=rng.normal(size=3), relevance=rng.random(3),
+        **{f"sv{i}": [i, -1, 60 + i] for i in range(5)},
+    )  # fmt: skip
+    back = unpack(pack(table))
+    for name in ("up", "down", "side", "prompts", "mean_share", "mean_weight", "relevance"):
+        assert np.array_equal(back[name], table[name].to_numpy()), name
+    assert back["svs"].tolist() == [[0, 1, 2, 3, 4], [-1] * 5, [60, 61, 62, 63, 64]]
