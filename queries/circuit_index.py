@@ -75,23 +75,28 @@ class LinkTable:
 
     frames: list[pd.DataFrame] = field(default_factory=list)
     fires: set[str] = field(default_factory=set)
+    ids: dict[str, int] = field(default_factory=dict)  # node name -> its id in the frames
 
     def add(self, cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> None:
         """The links into one layer's nodes (every edge into a node is in its layer's cone);
         ``sv_counts``, ``sv_flat``: :func:`row_sparse_sets` of the cone."""
         self.fires |= {n.name for n in cone.nodes if not n.site}
-        if len(cone.edge_up):
-            self.frames.append(links(cone, sv_counts, sv_flat))
+        if not len(cone.edge_up):
+            return
+        table, names = links(cone, sv_counts, sv_flat)
+        ids = np.array([self.ids.setdefault(n, len(self.ids)) for n in names], dtype=np.int64)
+        self.frames.append(table.assign(up=ids[table["up"]], down=ids[table["down"]]))
 
     def rows(self, run: str, n_prompts: int) -> dict[str, Rows]:
         """The ``CircuitIndex`` and ``CircuitPage`` rows of the run's links, ``relevance``
         divided by the run's ``n_prompts`` (then sorted, as the circuit sorts it)."""
         table = pd.concat(self.frames, ignore_index=True) if self.frames else links_frame()
         table["relevance"] /= n_prompts
-        names = sorted(self.fires | set(table["up"]) | set(table["down"]))
+        names = sorted(self.fires | set(self.ids))
         number = {name: i for i, name in enumerate(names)}  # sorted: ids order as names do
-        table["up"] = [number[n] for n in table["up"]]
-        table["down"] = [number[n] for n in table["down"]]
+        renumber = np.array([number[n] for n in self.ids], dtype=np.int64)  # [id in frames]
+        table["up"] = renumber[table["up"].to_numpy(dtype=np.int64)]
+        table["down"] = renumber[table["down"].to_numpy(dtype=np.int64)]
         table = table.sort_values(list(ORDER), ascending=[not d for d in DESCENDING])
         pages = [pack(table.iloc[a : a + PAGE_LINKS]) for a in range(0, len(table), PAGE_LINKS)]
         header = {
@@ -117,15 +122,16 @@ def page_key(run: str, page: int) -> str:
 
 
 def links_frame(**columns) -> pd.DataFrame:
-    """A links table: ``up``, ``down`` (names), ``side`` (index), ``prompts``,
+    """A links table: ``up``, ``down`` (node ids), ``side`` (index), ``prompts``,
     ``mean_share``, ``mean_weight``, ``relevance`` (summed) and ``sv0``... (``-1``: none)."""
     names = ("up", "down", "side", "prompts", "mean_share", "mean_weight", "relevance")
     names += tuple(f"sv{i}" for i in range(TOP_SVS))
     return pd.DataFrame({n: columns.get(n, []) for n in names})
 
 
-def links(cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> pd.DataFrame:
-    """The cone's edges aggregated into links, as :func:`links_frame`.
+def links(cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> tuple[pd.DataFrame, list]:
+    """The cone's edges aggregated into links, as :func:`links_frame`, and the names of
+    the node ids in it.
 
     A link's singular vectors: each of its edges ranks the singular vectors of the
     firings it enters (:func:`~headgraph.queries.cone.rank_singular_vectors`), and
@@ -150,9 +156,9 @@ def links(cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> pd.DataFram
     prompts = np.bincount(pairs // max(len(cone.prompt_ids), 1), minlength=len(link_codes))
     up, down_and_side = np.divmod(link_codes, n_names * len(SIDES))
     svs = _link_svs(cone, link_of_edge, len(link_codes), sv_counts, sv_flat)
-    return links_frame(
-        up=[unique_names[u] for u in up.tolist()],
-        down=[unique_names[d] for d in (down_and_side // len(SIDES)).tolist()],
+    table = links_frame(
+        up=up,
+        down=down_and_side // len(SIDES),
         side=down_and_side % len(SIDES),
         prompts=prompts,
         mean_share=grouped["mean_share"].to_numpy(),
@@ -160,6 +166,7 @@ def links(cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> pd.DataFram
         relevance=grouped["relevance"].to_numpy(),
         **{f"sv{i}": svs[:, i] for i in range(TOP_SVS)},
     )
+    return table, list(unique_names)
 
 
 def _link_svs(cone, link_of_edge, n_links: int, sv_counts, sv_flat) -> np.ndarray:
