@@ -178,18 +178,21 @@ def _link_svs(cone, link_of_edge, n_links: int, sv_counts, sv_flat) -> np.ndarra
     place = np.arange(len(sv_flat)) - starts  # [element] its place in its sparse set
     edge = np.repeat(cone.rows["edge"].to_numpy(), sv_counts)  # [element]
     width = int(sv_flat.max()) + 1
-    # each edge's ranking: most often in S, then by mean place, then by index
-    pair, inverse = np.unique(edge * width + sv_flat, return_inverse=True)
-    times = np.bincount(inverse)
-    mean_place = np.bincount(inverse, weights=place) / times
+    # each edge's ranking: most often in S, then by mean place, then by index (counted
+    # densely over (edge, k): a linear pass, where a sort of the elements was the cost)
+    times = np.bincount(edge * width + sv_flat, minlength=len(cone.edge_up) * width)
+    pair = np.flatnonzero(times)  # by edge, then k
+    mean_place = np.bincount(edge * width + sv_flat, weights=place, minlength=len(times))[pair]
+    mean_place /= times[pair]
     pair_edge, pair_k = np.divmod(pair, width)
-    order = np.lexsort((pair_k, mean_place, -times, pair_edge))
+    order = np.lexsort((pair_k, mean_place, -times[pair], pair_edge))
     pair_edge, pair_k = pair_edge[order], pair_k[order]
     first = np.searchsorted(pair_edge, pair_edge)  # each edge's first pair
     score = 1.0 / (np.arange(len(pair_edge)) - first + 1)
     # a link's score per k: summed over its edges (a site and a firing of one node)
-    code, inverse = np.unique(link_of_edge[pair_edge] * width + pair_k, return_inverse=True)
-    total = np.bincount(inverse, weights=score)
+    codes = link_of_edge[pair_edge] * width + pair_k
+    code = np.flatnonzero(np.bincount(codes, minlength=n_links * width))  # sorted, present
+    total = np.bincount(codes, weights=score, minlength=n_links * width)[code]
     link, k = np.divmod(code, width)
     order = np.lexsort((k, -total, link))
     link, k = link[order], k[order]
