@@ -180,26 +180,35 @@ def _link_svs(cone, link_of_edge, n_links: int, sv_counts, sv_flat) -> np.ndarra
     width = int(sv_flat.max()) + 1
     # each edge's ranking: most often in S, then by mean place, then by index (counted
     # densely over (edge, k): a linear pass, where a sort of the elements was the cost)
-    times = np.bincount(edge * width + sv_flat, minlength=len(cone.edge_up) * width)
+    element = edge * width + sv_flat
+    times = np.bincount(element, minlength=len(cone.edge_up) * width)
     pair = np.flatnonzero(times)  # by edge, then k
-    mean_place = np.bincount(edge * width + sv_flat, weights=place, minlength=len(times))[pair]
-    mean_place /= times[pair]
+    mean_place = np.bincount(element, weights=place, minlength=len(times))[pair] / times[pair]
+    times = times[pair]
     pair_edge, pair_k = np.divmod(pair, width)
-    order = np.lexsort((pair_k, mean_place, -times[pair], pair_edge))
+    # one key for (-times, mean place): a mean place is under width, and exact ties stay
+    # ties; the stable sort keeps k's order among them
+    order = np.lexsort((mean_place - times * float(width), pair_edge))
     pair_edge, pair_k = pair_edge[order], pair_k[order]
-    first = np.searchsorted(pair_edge, pair_edge)  # each edge's first pair
-    score = 1.0 / (np.arange(len(pair_edge)) - first + 1)
+    score = 1.0 / (1 + _place_in_group(pair_edge))
     # a link's score per k: summed over its edges (a site and a firing of one node)
     codes = link_of_edge[pair_edge] * width + pair_k
     code = np.flatnonzero(np.bincount(codes, minlength=n_links * width))  # sorted, present
     total = np.bincount(codes, weights=score, minlength=n_links * width)[code]
     link, k = np.divmod(code, width)
-    order = np.lexsort((k, -total, link))
+    order = np.lexsort((-total, link))  # stable: k's order among equal scores
     link, k = link[order], k[order]
-    place = np.arange(len(link)) - np.searchsorted(link, link)
+    place = _place_in_group(link)
     top = place < TOP_SVS
     out[link[top], place[top]] = k[top]
     return out
+
+
+def _place_in_group(sorted_ids: np.ndarray) -> np.ndarray:
+    """Each element's place among the equal ids around it (``sorted_ids`` grouped)."""
+    starts = np.r_[True, sorted_ids[1:] != sorted_ids[:-1]]
+    first = np.maximum.accumulate(np.where(starts, np.arange(len(sorted_ids)), 0))
+    return np.arange(len(sorted_ids)) - first
 
 
 def pack(table: pd.DataFrame) -> str:

@@ -115,6 +115,7 @@ def query_layer_statements(folder) -> list[str]:
         paths.paths(s, to="1.0", from_="0.0", prompt="p1", index=False)
         inbound.write_index(s, "hand")  # and the route index's reads
         paths.paths(s, to="1.0", from_="0.0", prompt="p1")
+        circuit.circuit(s, top=3)  # the run's kept links
         redundancy.redundancy(s, to="1.0", role="END")
         features.features(s, head="0.0")
         features.singular_vector(s, sv="0.0:1")
@@ -136,6 +137,7 @@ def query_layer_statements(folder) -> list[str]:
 def test_every_query_the_query_layer_sends_is_valid_neo4j_cypher(tmp_path):
     sent = query_layer_statements(tmp_path)
     assert len(sent) > 25
+    assert any("InboundPage" in s for s in sent) and any("CircuitPage" in s for s in sent)
     problems = {s: e for s, e in zip(sent, parser_errors(sent), strict=True) if e}
     assert not problems, json.dumps(problems, indent=1)
 
