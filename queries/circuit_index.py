@@ -152,10 +152,18 @@ def links(cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> tuple[pd.Da
     grouped = rows.groupby(link, sort=True).agg(
         mean_share=("share", "mean"), mean_weight=("weight", "mean"), relevance=("relevance", "sum")
     )
-    pairs = np.unique(link.astype(np.int64) * len(cone.prompt_ids) + rows["prompt"].to_numpy())
-    prompts = np.bincount(pairs // max(len(cone.prompt_ids), 1), minlength=len(link_codes))
+    # a link's prompts: its rows, less the prompts both of its edges (site, firing) hold
+    n_links, n_prompts = len(link_codes), max(len(cone.prompt_ids), 1)
+    shared = np.bincount(link_of_edge, minlength=n_links)[link] > 1  # [row]
+    pair, count = np.unique(
+        link[shared].astype(np.int64) * n_prompts + rows["prompt"].to_numpy()[shared],
+        return_counts=True,
+    )
+    prompts = np.bincount(link, minlength=n_links) - np.bincount(
+        pair[count > 1] // n_prompts, minlength=n_links
+    )
     up, down_and_side = np.divmod(link_codes, n_names * len(SIDES))
-    svs = _link_svs(cone, link_of_edge, len(link_codes), sv_counts, sv_flat)
+    svs = _link_svs(cone, link_of_edge, n_links, sv_counts, sv_flat)
     table = links_frame(
         up=up,
         down=down_and_side // len(SIDES),
