@@ -98,3 +98,21 @@ def hand_store(request, tmp_path_factory):
     yield store
     if store.kind == "embedded":
         store.close()
+
+
+def tiny_run(request, tmp_path_factory, **options):
+    """tiny-ioi's 48 prompts of seed 5 ingested as run ``tiny``, on the backend that
+    ``request.param`` names, in a fresh store (``options`` go to the ingest)."""
+    from headgraph.ingest.jobs.ingest_job import ingest
+    from headgraph.ingest.jobs.trace_job import task_prompts
+    from headgraph.ingest.model import load_model
+    from headgraph.queries.store import open_store
+
+    model = load_model("tiny-ioi")
+    if request.param == "embedded":
+        store = open_store(str(tmp_path_factory.mktemp("tiny")))
+    else:
+        store = empty(request.getfixturevalue("bolt_store"))
+    prompts = task_prompts(model, 48, seed=5)
+    ingest(model, prompts, store=store, run="tiny", batch_size=16, **options)
+    return store

@@ -8,14 +8,13 @@ from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.records import parse_seeds
 from headgraph.ingest.jobs.ingest_job import ingest
 from headgraph.ingest.jobs.trace_job import task_prompts
-from headgraph.ingest.model import load_model
 from headgraph.queries import circuit_index
 from headgraph.queries.circuit import circuit
 from headgraph.queries.circuit_index import links_frame, pack, unpack
 from headgraph.queries.inbound import write_index
 from headgraph.queries.store import open_store
 from tests.conftest import small_model
-from tests.queries.conftest import empty
+from tests.queries.conftest import tiny_run
 
 VIEWS = [
     {},
@@ -45,14 +44,8 @@ def from_every_edge(store, views):
 
 @pytest.fixture(scope="module", params=["embedded", "neo4j"])
 def store(request, tmp_path_factory):
-    model = load_model("tiny-ioi")
-    if request.param == "embedded":
-        store = open_store(str(tmp_path_factory.mktemp("links")))
-    else:
-        store = empty(request.getfixturevalue("bolt_store"))
-    prompts = task_prompts(model, 48, seed=5)
     seeding = TraceParams(seeding="linear")  # seeded from the prediction: logit links too
-    ingest(model, prompts, store=store, run="tiny", seeds=(), params=seeding, batch_size=16)
+    store = tiny_run(request, tmp_path_factory, seeds=(), params=seeding)
     yield store
     if store.kind == "embedded":
         store.close()

@@ -18,7 +18,7 @@ from headgraph.queries.selection import QueryError, resolve_run
 from headgraph.queries.store import open_store
 from headgraph.queries.store.base import index_deletes
 from tests.conftest import small_model
-from tests.queries.conftest import empty
+from tests.queries.conftest import tiny_run
 
 QUESTIONS = [
     {"to": "1.0"},
@@ -47,13 +47,7 @@ def without_index(store, questions, **extra):
 
 @pytest.fixture(scope="module", params=["embedded", "neo4j"])
 def store(request, tmp_path_factory):
-    model = load_model("tiny-ioi")
-    if request.param == "embedded":
-        store = open_store(str(tmp_path_factory.mktemp("index")))
-    else:
-        store = empty(request.getfixturevalue("bolt_store"))
-    prompts = task_prompts(model, 48, seed=5)
-    ingest(model, prompts, store=store, run="tiny", seeds=default_seeds(model), batch_size=16)
+    store = tiny_run(request, tmp_path_factory, seeds=default_seeds(load_model("tiny-ioi")))
     yield store
     if store.kind == "embedded":
         store.close()
