@@ -9,6 +9,7 @@ edge's total and per-prompt shares, its singular vectors), with the same numbers
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,28 @@ class _Header:
     loaded: dict[int, Packed]
 
 
+class _Interned:
+    """Node ids of node keys, each looked up when first asked for: a header lists every
+    edge into its node, of which a search meets a few."""
+
+    def __init__(self, intern: Callable[[str], int]) -> None:
+        self._keys: list[str] = []
+        self._ids: list[int] = []  # -1: not looked up yet
+        self._intern = intern
+
+    def extend(self, keys: list[str]) -> None:
+        self._keys.extend(keys)
+        self._ids.extend([-1] * len(keys))
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __getitem__(self, edge: int) -> int:
+        if self._ids[edge] < 0:
+            self._ids[edge] = self._intern(self._keys[edge])
+        return self._ids[edge]
+
+
 class IndexedCone:
     """The cone of head ``target`` from the run's route index.
 
@@ -69,7 +92,7 @@ class IndexedCone:
                 check_prompt(store, run.key, prompt)
             self.only = ids.index(prompt)
         self.nodes: list[Node] = []
-        self.edge_up: list[int] = []
+        self.edge_up = _Interned(self._node)
         self.edge_down: list[int] = []
         self.edge_side: list[int] = []
         self._totals: list[float] = []
@@ -98,7 +121,7 @@ class IndexedCone:
             if self.only is not None:
                 prompts &= {self.only}
             self._headers[node] = _Header(row["node"], len(self.edge_up), row["pages"], prompts, {})
-            self.edge_up.extend(map(self._node, ups))
+            self.edge_up.extend(ups)
             self.edge_down.extend([node] * len(ups))
             self.edge_side.extend(row["sides"])
             self._totals.extend(decode(row["totals"]))
