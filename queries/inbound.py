@@ -9,7 +9,9 @@ component at a token role, ``7.1@END``):
 
 - an ``Inbound`` node: the edges into it (upstream node keys and sides),
   strongest first, each with its shares summed over the run (``totals``, as
-  base64 of float64: a bound on the score of any route through it), the
+  base64 of float64: a bound on the score of any route through it): the
+  :data:`FIRST_EDGES` strongest there, the rest in ``InboundEdges`` chunks,
+  each twice the one before, read when a search gets that far; the
   prompts in which any edge enters the node, where its pages start, and
   ``reach``: the fewest hops to the node from each of the model's components
   (one character each, in the order of their sorted names; ``-``: ten or more,
@@ -58,6 +60,7 @@ PAGE_ROWS = 1000  # rows per page, about 35 kB: a page is one read of one value
 HEADER = ("key", "run", "node", "component", "role", "ups", "sides", "totals", "prompts")
 HEADER += ("pages", "reach")
 FAR = 10  # a reach character '-': 10 hops or more, or none
+FIRST_EDGES = 64  # edges in a header; the rest in chunks of 128, 256... (edge_chunks)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,7 @@ def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
     tables: dict[str, Rows] = {
         "Inbound": {k: [] for k in HEADER},
         "InboundPage": {k: [] for k in ("key", "run", "rows")},
+        "InboundEdges": {k: [] for k in ("key", "run", "ups", "sides", "totals")},
     }
     links = LinkTable()
     for layer in [*range(run.n_layers), None]:
@@ -207,6 +211,29 @@ def header_key(run: str, node: str) -> str:
     return f"{run}/{node}"
 
 
+def edges_key(run: str, node: str, chunk: int) -> str:
+    """An ``InboundEdges`` key: ``run/7.1@END/e1``."""
+    return f"{header_key(run, node)}/e{chunk}"
+
+
+def edge_chunks(n_edges: int) -> list[tuple[int, int]]:
+    """Where a node's edges go: ``(start, stop)`` of chunk 0 (the header's own, the
+    :data:`FIRST_EDGES` strongest), then of chunks 1, 2... (``InboundEdges``), each
+    twice the one before."""
+    bounds, size = [0], FIRST_EDGES
+    while bounds[-1] < n_edges:
+        bounds.append(min(bounds[-1] + size, n_edges))
+        size *= 2
+    return list(zip(bounds[:-1], bounds[1:], strict=True)) or [(0, 0)]
+
+
+def chunk_of(edge: int, first: int) -> tuple[int, int, int]:
+    """The chunk holding a node's edge ``edge`` (its place among the node's edges) and
+    the chunk's bounds, for a header of ``first`` edges (see :func:`edge_chunks`)."""
+    chunk = (edge // first + 1).bit_length() - 1
+    return chunk, first * (2**chunk - 1), first * (2 ** (chunk + 1) - 1)
+
+
 def page_key(run: str, node: str, page: int) -> str:
     """An ``InboundPage`` key: ``run/7.1@END/0``."""
     return f"{header_key(run, node)}/{page}"
@@ -282,8 +309,12 @@ def _add_nodes(
         header["node"].append(node.name)
         header["component"].append(node.component)
         header["role"].append(node.role)
-        header["ups"].append("\n".join(keys[u] for u in cone.edge_up[order[a:b]].tolist()))
-        header["sides"].append(cone.edge_side[order[a:b]].tolist())
-        header["totals"].append(encode(totals[order[a:b]]))
+        for chunk, (e0, e1) in enumerate(edge_chunks(b - a)):
+            into = header if chunk == 0 else tables["InboundEdges"]
+            if chunk:
+                into["key"].append(edges_key(run, node.name, chunk))
+            into["ups"].append("\n".join(keys[u] for u in cone.edge_up[order[a + e0 : a + e1]]))
+            into["sides"].append(cone.edge_side[order[a + e0 : a + e1]].tolist())
+            into["totals"].append(encode(totals[order[a + e0 : a + e1]]))
         header["prompts"].append(np.unique(prompt[r0:r1]).tolist())
         header["pages"].append([c - a for c in bounds])

@@ -18,8 +18,10 @@ from headgraph.queries.cone import LOGITS, Node, rank_singular_vectors
 from headgraph.queries.inbound import (
     FAR,
     Packed,
+    chunk_of,
     components,
     decode,
+    edges_key,
     header_key,
     page_key,
     prompt_ids,
@@ -32,6 +34,10 @@ HEADERS = (
     "i.sides AS sides, i.totals AS totals, i.prompts AS prompts, i.pages AS pages"
 )
 PAGE = "MATCH (p:InboundPage) WHERE p.key = $key RETURN p.rows AS rows"  # a key lookup
+EDGES = (
+    "MATCH (e:InboundEdges) WHERE e.key = $key "
+    "RETURN e.ups AS ups, e.sides AS sides, e.totals AS totals"
+)
 
 
 @dataclass
@@ -43,28 +49,32 @@ class _Header:
     pages: list[int]  # edge offsets in the node of each page, and the end
     prompts: set[int]
     loaded: dict[int, Packed]
+    first: int  # edges in the header itself (the first chunk)
 
 
-class _Interned:
-    """Node ids of node keys, each looked up when first asked for: a header lists every
-    edge into its node, of which a search meets a few."""
+class _Column:
+    """A value per edge id, filled a chunk of a node's edges at a time when first asked
+    for (``load(edge)``): a header lists the strongest edges into its node, of which a
+    search meets a few. ``intern`` turns a stored node key into a node id on first use."""
 
-    def __init__(self, intern: Callable[[str], int]) -> None:
-        self._keys: list[str] = []
-        self._ids: list[int] = []  # -1: not looked up yet
-        self._intern = intern
-
-    def extend(self, keys: list[str]) -> None:
-        self._keys.extend(keys)
-        self._ids.extend([-1] * len(keys))
+    def __init__(self, load: Callable[[int], None], intern: Callable[[str], int] | None = None):
+        self.values: list = []
+        self._load, self._intern = load, intern
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self.values)
 
-    def __getitem__(self, edge: int) -> int:
-        if self._ids[edge] < 0:
-            self._ids[edge] = self._intern(self._keys[edge])
-        return self._ids[edge]
+    def __getitem__(self, edge: int):
+        value = self.values[edge]
+        if value is None:
+            self._load(edge)
+            value = self.values[edge]
+        if self._intern is not None and isinstance(value, str):
+            value = self.values[edge] = self._intern(value)
+        return value
+
+    def fill(self, at: int, values: list) -> None:
+        self.values[at : at + len(values)] = values
 
 
 class IndexedCone:
@@ -92,10 +102,10 @@ class IndexedCone:
                 check_prompt(store, run.key, prompt)
             self.only = ids.index(prompt)
         self.nodes: list[Node] = []
-        self.edge_up = _Interned(self._node)
+        self.edge_up = _Column(self._load_chunk, self._node)
         self.edge_down: list[int] = []
-        self.edge_side: list[int] = []
-        self._totals: list[float] = []
+        self.edge_side = _Column(self._load_chunk)
+        self._totals = _Column(self._load_chunk)
         self._ids: dict[str, int] = {}
         self._headers: dict[int, _Header | None] = {}
         where, params = "i.component = $target", {"target": target}
@@ -116,16 +126,36 @@ class IndexedCone:
         for row in rows:
             node = self._node(row["node"])
             found.append(node)
-            ups = row["ups"].split("\n")
             prompts = set(row["prompts"])
             if self.only is not None:
                 prompts &= {self.only}
-            self._headers[node] = _Header(row["node"], len(self.edge_up), row["pages"], prompts, {})
-            self.edge_up.extend(ups)
-            self.edge_down.extend([node] * len(ups))
-            self.edge_side.extend(row["sides"])
-            self._totals.extend(decode(row["totals"]))
+            header = _Header(row["node"], len(self.edge_down), row["pages"], prompts, {}, 0)
+            n_edges = row["pages"][-1]
+            self._headers[node] = header
+            for column in (self.edge_up, self.edge_side, self._totals):
+                column.values.extend([None] * n_edges)  # filled chunk by chunk
+            self.edge_down.extend([node] * n_edges)
+            header.first = self._fill(header, 0, row)
         return found
+
+    def _fill(self, header: _Header, at: int, row: dict) -> int:
+        """Put a chunk of a node's edges (from its header, or ``InboundEdges``) at its
+        place ``at`` among them; its length."""
+        ups = row["ups"].split("\n") if row["ups"] else []
+        start = header.first_edge + at
+        self.edge_up.fill(start, ups)
+        self.edge_side.fill(start, row["sides"])
+        self._totals.fill(start, decode(row["totals"]))
+        return len(ups)
+
+    def _load_chunk(self, edge: int) -> None:
+        """Read the chunk of its node's edges that holds ``edge``."""
+        header = self._headers[self.edge_down[edge]]
+        assert header is not None  # an edge enters a node with a header
+        chunk, start, _ = chunk_of(edge - header.first_edge, header.first)
+        key = edges_key(self.run.key, header.name, chunk)
+        (row,) = self.store.query(EDGES, {"key": key})
+        self._fill(header, start, row)
 
     def _header(self, node: int) -> _Header | None:
         if node not in self._headers:

@@ -21,6 +21,7 @@ stops after ``top``.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from headgraph.queries.cone import SIDES, Cone, load_cone
@@ -193,25 +194,27 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
     def name(edge: int) -> tuple[str, int]:
         return cone.nodes[cone.edge_up[edge]].key, int(cone.edge_side[edge])
 
-    usable: dict[tuple[int, int], list[int]] = {}
+    usable: dict[tuple[int, int], _Found] = {}
 
-    def edges_into(node: int, hops: int) -> list[int]:
+    def edges_into(node: int, hops: int) -> _Found:
         """The edges into ``node`` that can make a route of ``hops`` (the side asked for
-        into the target; within reach of ``source``), strongest first."""
+        into the target; within reach of ``source``), strongest first, found as far as
+        the search asks (a node's weaker edges, in the route index, are read in chunks)."""
         if (node, hops) not in usable:
-            usable[node, hops] = [
+            usable[node, hops] = _Found(
                 edge
                 for edge in cone.edges_into(node)
                 if (hops > 1 or side == "any" or SIDES[cone.edge_side[edge]] == side)
                 and (reach is None or reach(int(cone.edge_up[edge])) <= max_hops - hops)
-            ]
+            )
         return usable[node, hops]
 
-    def offer(into: list[int], at: int, route: tuple, hops: int) -> None:
-        """Push ``into[at]``, if any, as the extension of ``route`` (edges, key, scores and
-        score; empty for a route into the target) to a route of ``hops``."""
-        if at < len(into):
-            edge, (edges, key, _, score) = into[at], route
+    def offer(into: _Found, at: int, route: tuple, hops: int) -> None:
+        """Push ``into``'s edge ``at``, if any, as the extension of ``route`` (edges, key,
+        scores and score; empty for a route into the target) to a route of ``hops``."""
+        edge = into.get(at)
+        if edge is not None:
+            edges, key, _, score = route
             bound = cone.total(edge) if not edges else min(score, cone.total(edge))
             candidate = (into, at, route, hops)
             entry = (-bound, BOUND, (*name(edge), *key), (edge, *edges), None, candidate)
@@ -259,6 +262,22 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
         route = (edges, key, scores, sum(scores.values()))
         offer(edges_into(first, len(edges) + 1), 0, route, len(edges) + 1)
     return routes, True
+
+
+class _Found:
+    """Edges from an iterator, kept as far as :meth:`get` has asked for them."""
+
+    def __init__(self, edges: Iterator[int]) -> None:
+        self._edges, self._found = edges, []
+
+    def get(self, at: int) -> int | None:
+        """The edge at ``at`` (None: there are not so many)."""
+        while len(self._found) <= at:
+            edge = next(self._edges, None)
+            if edge is None:
+                return None
+            self._found.append(edge)
+        return self._found[at]
 
 
 def _route(

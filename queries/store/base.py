@@ -27,7 +27,7 @@ PER_BATCH = (
 )  # node types written per batch (with a `batch` property)
 
 
-INDEX = ("Inbound", "InboundPage", "CircuitIndex", "CircuitPage")  # the route index's node types
+INDEX = ("Inbound", "InboundEdges", "InboundPage", "CircuitIndex", "CircuitPage")  # the index
 # (headgraph.queries.inbound, headgraph.queries.circuit_index)
 
 

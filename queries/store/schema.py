@@ -95,6 +95,9 @@ NODES = (
                          ("sides", INTS), ("totals", STRING), ("prompts", INTS),
                          ("pages", INTS), ("reach", STRING))),
     NodeType("InboundPage", (("key", STRING), ("run", STRING), ("rows", STRING))),
+    # the edges into a node past the header's first (queries.inbound.edge_chunks)
+    NodeType("InboundEdges", (("key", STRING), ("run", STRING), ("ups", STRING),
+                              ("sides", INTS), ("totals", STRING))),
     # The run's circuit kept ready (headgraph.queries.circuit_index), written with the
     # route index: its node names (one per line) and which of them fire, and its links
     # (upstream node, head node, side), most relevant first, packed in pages

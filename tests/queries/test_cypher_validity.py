@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -113,7 +114,8 @@ def query_layer_statements(folder) -> list[str]:
         handmade.write(inner)
         s = Recording(inner)
         paths.paths(s, to="1.0", from_="0.0", prompt="p1", index=False)
-        inbound.write_index(s, "hand")  # and the route index's reads
+        with patch.object(inbound, "FIRST_EDGES", 1):  # headers of one edge: chunks too
+            inbound.write_index(s, "hand")  # and the route index's reads
         paths.paths(s, to="1.0", from_="0.0", prompt="p1")
         circuit.circuit(s, top=3)  # the run's kept links
         redundancy.redundancy(s, to="1.0", role="END")
@@ -137,7 +139,8 @@ def query_layer_statements(folder) -> list[str]:
 def test_every_query_the_query_layer_sends_is_valid_neo4j_cypher(tmp_path):
     sent = query_layer_statements(tmp_path)
     assert len(sent) > 25
-    assert any("InboundPage" in s for s in sent) and any("CircuitPage" in s for s in sent)
+    for label in ("InboundPage", "InboundEdges", "CircuitPage"):
+        assert any(f":{label})" in s for s in sent), label
     problems = {s: e for s, e in zip(sent, parser_errors(sent), strict=True) if e}
     assert not problems, json.dumps(problems, indent=1)
 

@@ -85,6 +85,17 @@ def test_small_pages_give_the_same_routes(store, monkeypatch):
     write_index(store, "tiny")
 
 
+def test_small_headers_give_the_same_routes(store, monkeypatch):
+    before = answers(store, QUESTIONS)
+    monkeypatch.setattr(inbound, "FIRST_EDGES", 2)  # most edges in InboundEdges chunks
+    write_index(store, "tiny")
+    chunks = store.query("MATCH (e:InboundEdges) WHERE e.run = 'tiny' RETURN e.key AS key")
+    assert any(r["key"].endswith("/e3") for r in chunks)  # 2 + 4 + 8 + 16 edges, and more
+    assert answers(store, QUESTIONS) == before
+    monkeypatch.undo()
+    write_index(store, "tiny")
+
+
 def test_a_busy_random_model_through_the_index(tmp_path):
     model = small_model(seed=1)
     prompts = task_prompts(model, 12, seed=0, task="ioi")
