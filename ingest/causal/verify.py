@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from headgraph.errors import InputError
+from headgraph.groups import under_limit
 from headgraph.ingest.causal.intervene import ablation_deltas
 from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
@@ -221,7 +222,8 @@ def verify_edges(
                 )  # fmt: skip
                 changes.append((-1 if boost else 1) * d[:, :, axis[edge.upstream]][on_device])
             items.append((edge, occurs, *changes))
-        for chunk in _chunks(items, 2 * batch_size):
+        # each item's changed and controlled copies: 2 rows per prompt, 2 * batch_size a pass
+        for chunk in under_limit(((i, 2 * len(i[1])) for i in items), 2 * batch_size):
             changed = _forward(model, tokens, at, chunk, axis, mode, metric, batch)
             for (edge, occurs, _, _), (effect, control) in zip(chunk, changed, strict=True):
                 base = clean[occurs].double()
@@ -257,20 +259,6 @@ def _rows(traced, edge: EdgeKey, component: int) -> Tensor:
         & (traced.edge_side == SIDES.index(edge.side))
     )
     return match.nonzero().squeeze(-1)
-
-
-def _chunks(items: list, rows: int):
-    """Groups of items whose changed and controlled copies fit in ``rows`` rows (at least one)."""
-    chunk, size = [], 0
-    for item in items:
-        n = 2 * len(item[1])
-        if chunk and size + n > rows:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += n
-    if chunk:
-        yield chunk
 
 
 def _forward(

@@ -19,6 +19,7 @@ import time
 from typing import Any, LiteralString, cast
 
 from headgraph.errors import StoreError
+from headgraph.groups import under_limit
 from headgraph.queries.store.base import GraphStore, Rows
 from headgraph.queries.store.schema import NODE, NODES, REL, neo4j_ddl
 
@@ -72,21 +73,7 @@ def chunks(rows: Rows, limit: int = MAX_REQUEST, *, rest: list | None = None):
             length = len(json.dumps(row))
             yield _fit(row, limit, rest) if length > limit and rest is not None else (row, length)
 
-    yield from _under(sized(), limit)
-
-
-def _under(sized, limit: int):
-    """``(item, size)`` pairs as lists of consecutive items whose sizes sum to at most
-    ``limit`` (an item over it alone)."""
-    group, total = [], 0
-    for item, size in sized:
-        if group and total + size > limit:
-            yield group
-            group, total = [], 0
-        group.append(item)
-        total += size
-    if group:
-        yield group
+    yield from under_limit(sized(), limit)
 
 
 def _fit(row: dict, limit: int, rest: list) -> tuple[dict, int]:
@@ -109,7 +96,7 @@ def appends(label: str, rest: list, limit: int = MAX_REQUEST):
         if isinstance(value, str):  # pieces of a text, counted as JSON (escapes included)
             parts = [value[i : i + limit // 2] for i in range(0, len(value), limit // 2)]
         else:
-            parts = _under(((item, len(json.dumps(item)) + 2) for item in value), limit)
+            parts = under_limit(((item, len(json.dumps(item)) + 2) for item in value), limit)
         for part in parts:
             cypher = f"MATCH (n:{label} {{key: $key}}) SET n.`{name}` = n.`{name}` + $part"
             yield cypher, {"key": key, "part": part}
