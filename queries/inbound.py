@@ -227,11 +227,11 @@ def edge_chunks(n_edges: int) -> list[tuple[int, int]]:
     return list(zip(bounds[:-1], bounds[1:], strict=True)) or [(0, 0)]
 
 
-def chunk_of(edge: int, first: int) -> tuple[int, int, int]:
+def chunk_of(edge: int, first: int) -> tuple[int, int]:
     """The chunk holding a node's edge ``edge`` (its place among the node's edges) and
-    the chunk's bounds, for a header of ``first`` edges (see :func:`edge_chunks`)."""
+    where the chunk starts, for a header of ``first`` edges (see :func:`edge_chunks`)."""
     chunk = (edge // first + 1).bit_length() - 1
-    return chunk, first * (2**chunk - 1), first * (2 ** (chunk + 1) - 1)
+    return chunk, first * (2**chunk - 1)
 
 
 def page_key(run: str, node: str, page: int) -> str:

@@ -152,7 +152,7 @@ class IndexedCone:
         """Read the chunk of its node's edges that holds ``edge``."""
         header = self._headers[self.edge_down[edge]]
         assert header is not None  # an edge enters a node with a header
-        chunk, start, _ = chunk_of(edge - header.first_edge, header.first)
+        chunk, start = chunk_of(edge - header.first_edge, header.first)
         key = edges_key(self.run.key, header.name, chunk)
         (row,) = self.store.query(EDGES, {"key": key})
         self._fill(header, start, row)
