@@ -19,6 +19,7 @@ from headgraph.ingest.core.params import (
     BASELINES,
     EDGE_RULES,
     MEAN_BATCH_MIN,
+    WEIGHTINGS,
     TraceParams,
     choose_seeding,
 )
@@ -127,8 +128,8 @@ TRACING_OPTIONS = [
         default=",".join(TraceParams.sides),
         help="Sides of a firing decomposed into edges, comma-separated: query, key (the "
         "paper's trace: --sides query,key --baseline none), value (what a head moves from "
-        "its source, read along what its readers use), inhibit (what keeps it off its "
-        "strongest competing source).",
+        "its source, read along what its readers use), inhibit (what keeps it off the "
+        "sources whose win would cost its readers most).",
     ),
     click.option(
         "--baseline",
@@ -145,6 +146,14 @@ TRACING_OPTIONS = [
         default=TraceParams.edge_rule,
         help="Edges reach --edge-frac of the positive contributions, or of their signed "
         "total (the authors' code).",
+    ),
+    click.option(
+        "--weighting",
+        type=click.Choice(WEIGHTINGS),
+        default=TraceParams.weighting,
+        help="Relevance through the key, inhibition and value sides: what the readers stand "
+        "to lose through each (stakes; the competitors by that loss) or the softmax's "
+        "sensitivity 4A(1-A) (the most attended competitor: runs traced before).",
     ),
     click.option(
         "--batch-size",
@@ -177,6 +186,7 @@ def prepare(
     sides,
     baseline,
     edge_rule,
+    weighting,
     batch_size,
     device,
 ):
@@ -202,7 +212,7 @@ def prepare(
             attention_threshold, signal_frac, edge_frac, seed_frac=seed_frac, tau=tau,
             ig_steps=ig_steps, top_k=top_k, top_p=top_p,
             sides=tuple(s.strip() for s in sides.split(",") if s.strip()),
-            baseline=baseline or TraceParams.baseline, edge_rule=edge_rule,
+            baseline=baseline or TraceParams.baseline, edge_rule=edge_rule, weighting=weighting,
         )  # fmt: skip
         if seed_heads is not None:  # the syntax now; the heads against the model below
             parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=1)

@@ -71,6 +71,35 @@ def relative_to(components: Tensor, reference: Tensor, *, in_place: bool = False
     return out
 
 
+def relative_input(
+    components: Tensor,
+    *,
+    n_upstream: int,
+    scale: Tensor,
+    ln_weight: Tensor | None = None,
+    positions_after_norm: bool = False,
+) -> Tensor:
+    """``[batch, pos, d_model]`` a layer's input less its baseline, as the layer's heads read
+    it: the baseline-relative outputs upstream of it, summed, through the norm's scale and
+    weight (positions added after the norm, in a shortformer model, as they are).
+
+    Args:
+        components: ``[batch, pos, component, d_model]`` baseline-relative outputs.
+        n_upstream: Components upstream of the layer (a prefix of the axis).
+        scale: ``[batch, pos]`` the layer's normalisation scale.
+        ln_weight: ``[d_model]`` its unfolded weight, if any.
+        positions_after_norm: Component 1 (positions) is added after the norm.
+    """
+    upstream = components[:, :, :n_upstream]  # [batch, pos, n_up, d_model]
+    summed = upstream.sum(2)
+    if positions_after_norm:
+        summed = summed - upstream[:, :, 1]
+    if ln_weight is not None:
+        summed = summed * ln_weight
+    summed = summed / scale[:, :, None]
+    return summed + upstream[:, :, 1] if positions_after_norm else summed
+
+
 def _relative_into(out: Tensor, x: Tensor, reference: Tensor) -> None:
     """``out = x - reference`` (``out`` may be ``x``), zero where the two agree to 1e-5 of
     ``x``'s norm."""

@@ -16,6 +16,7 @@ SIDE_NAMES = EDGE_SIDES
 PAPER_SIDES = ("query", "key")  # the paper's trace: where a head looks, not what it moves
 BASELINES = ("none", "mean", "counterfactual")
 EDGE_RULES = ("positive", "signed")
+WEIGHTINGS = ("stakes", "sensitivity")
 # The mean baseline measures outputs against their mean over a batch's prompts: a batch
 # has at least this many where the run has (a shorter last batch joins the one before),
 # and a run of fewer is traced with no baseline when none was asked for.
@@ -25,7 +26,12 @@ SEEDINGS = ("heads", "linear", "prob")
 SEEDING_FIELDS = ("seeding", "seed_frac", "tau", "ig_steps", "top_k", "top_p")
 # Edge options recorded only when they differ from the paper's trace, which runs
 # recorded before they existed used (and which their JSON therefore implies).
-EDGE_FIELDS = {"sides": PAPER_SIDES, "baseline": "none", "edge_rule": "positive"}
+EDGE_FIELDS = {
+    "sides": PAPER_SIDES,
+    "baseline": "none",
+    "edge_rule": "positive",
+    "weighting": "sensitivity",
+}
 
 
 def choose_seeding(
@@ -97,6 +103,13 @@ class TraceParams:
         edge_rule: ``positive`` (the fewest components reaching ``edge_frac`` of the
             positive contributions) or ``signed`` (of the signed total, as the authors'
             code; none when that total is not positive).
+        weighting: What share of a firing's relevance its key, inhibition and value
+            sides hand on, and which competitors it inhibits: ``stakes`` (what the
+            head's readers stand to lose through each side, the competitors by that
+            loss; needs the value side and a baseline, else as ``sensitivity``; the
+            default, which path patching scores best) or ``sensitivity`` (the
+            softmax's ``4 A (1 - A)``, the most attended competitor: runs traced
+            before). See :mod:`headgraph.ingest.core.competition`.
     """
 
     attention_threshold: float = 0.5
@@ -111,6 +124,7 @@ class TraceParams:
     sides: tuple[str, ...] = SIDE_NAMES
     baseline: str = "mean"
     edge_rule: str = "positive"
+    weighting: str = "stakes"
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sides if s not in SIDE_NAMES]
@@ -124,6 +138,8 @@ class TraceParams:
             raise InputError(f"baseline {self.baseline!r}: use one of {', '.join(BASELINES)}")
         if self.edge_rule not in EDGE_RULES:
             raise InputError(f"edge rule {self.edge_rule!r}: use one of {', '.join(EDGE_RULES)}")
+        if self.weighting not in WEIGHTINGS:
+            raise InputError(f"weighting {self.weighting!r}: use one of {', '.join(WEIGHTINGS)}")
         if not 0.0 < self.attention_threshold <= 1.0:
             raise InputError(
                 f"attention_threshold must be in (0, 1], got {self.attention_threshold}"

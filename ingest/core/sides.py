@@ -8,7 +8,10 @@ input space; the upstream components' contributions along it are its edges
 - ``key``: at the source s, the same with ``v_k``;
 - ``value``: at the source s, along what the head's readers use
   (:mod:`headgraph.ingest.core.values`);
-- ``inhibit``: at the strongest competing source s', along the score gap.
+- ``inhibit``: at each competing source s' whose win would cost the readers most,
+  along the score gap (:mod:`headgraph.ingest.core.competition`).
+
+Each reading also says what share of its firing's relevance the side hands on.
 """
 
 from __future__ import annotations
@@ -19,9 +22,20 @@ import torch
 from torch import Tensor
 
 from headgraph.ingest.core.activations import Activations
+from headgraph.ingest.core.baseline import relative_input
+from headgraph.ingest.core.competition import (
+    CHUNK,
+    Stakes,
+    competitors,
+    harm,
+    most_attended,
+    reads,
+    score_moves,
+)
 from headgraph.ingest.core.contributions import signal_directions
+from headgraph.ingest.core.relevance import sensitivity
 from headgraph.ingest.core.svd import QKDecomposition
-from headgraph.ingest.core.values import ReaderTable, competitors, value_directions
+from headgraph.ingest.core.values import value_directions
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,11 @@ class LayerFirings:
     weights: Tensor
     score_weights: Tensor
 
+    @property
+    def at_dest(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(batch, head, dest)``: where each firing's output is read."""
+        return self.batch, self.head, self.dest
+
 
 @dataclass(frozen=True)
 class SideReading:
@@ -55,11 +74,17 @@ class SideReading:
         firing: ``[m]`` which of the layer's firings (positions in :class:`LayerFirings`).
         token: ``[m]`` the token the side reads.
         direction: ``[m, d_model+1]`` along what, in the augmented input space.
+        share: ``[m]`` the share of the firing's relevance the side hands on: on the
+            key, value and inhibition sides what the readers stand to lose through it
+            (:mod:`headgraph.ingest.core.competition`), where that is known; else, and
+            always on the query side, the softmax's sensitivity ``4 A (1 - A)`` (all of
+            it on the value side).
     """
 
     firing: Tensor
     token: Tensor
     direction: Tensor
+    share: Tensor
 
 
 def read_side(
@@ -67,9 +92,27 @@ def read_side(
     firings: LayerFirings,
     acts: Activations,
     qk: QKDecomposition,
-    readers: ReaderTable | None,
+    reader: tuple[Tensor, Tensor] | None,
+    stakes: Stakes | None = None,
+    *,
+    frac: float = 0.7,
 ) -> SideReading | None:
-    """Where and along what ``side`` reads, for those of ``firings`` it applies to (None: none)."""
+    """Where and along what ``side`` reads, for those of ``firings`` it applies to (None: none).
+
+    Args:
+        side: ``query``, ``key``, ``value`` or ``inhibit``.
+        firings: The layer's traced firings.
+        acts: The batch's activations.
+        qk: The QK decompositions.
+        reader: ``(reader [n, d_model], has [n])`` how each firing's head is read at its
+            destination (:meth:`~headgraph.ingest.core.values.ReaderTable.take`), or None
+            without a value side.
+        stakes: What the firings' readers stand to lose (:func:`layer_stakes`), or None
+            (no value side, or no baseline): the key and value sides then hand on the
+            softmax's sensitivity and all of the relevance, and the inhibition side
+            takes the most attended other source.
+        frac: The edge rule's share, for how many competitors a firing has.
+    """
     f, layer = firings, firings.layer
     every = torch.arange(len(f.batch), device=f.batch.device)
     if side in ("query", "key"):
@@ -80,33 +123,161 @@ def read_side(
         direction = signal_directions(
             f.weights, vectors[layer], head=f.head, token=token, rotated=rotated
         )
-        return SideReading(every, token, direction)
+        share = sensitivity(f.attention)
+        if not query and stakes is not None:  # what the key's input at its baseline would cost
+            share = torch.where(stakes.known(), stakes.lost_share(f.source), share)
+        return SideReading(every, token, direction, share)
     if side == "inhibit":
-        pattern = acts.pattern[f.batch, layer, f.head, f.dest]  # [n, src]
-        rival = competitors(pattern, dest=f.dest, source=f.source)
-        keep = (rival >= 0).nonzero().squeeze(-1)
-        if keep.numel() == 0:
+        firing, rival, share = _competitors(f, acts, stakes, frac)
+        if firing.numel() == 0:
             return None
         direction = signal_directions(
-            -f.score_weights[keep], qk.V[layer], head=f.head[keep], token=rival[keep],
+            -f.score_weights[firing], qk.V[layer], head=f.head[firing], token=rival,
             rotated=_rotated(acts, qk, layer, query=False),
         )  # fmt: skip
-        return SideReading(keep, rival[keep], direction)
+        return SideReading(firing, rival, direction, share)
     if side == "value":
-        if readers is None or acts.values is None:
+        if reader is None or acts.values is None:
             raise ValueError("the value side needs the readers and the model's value weights")
-        reader, has = readers.take(layer, f.batch, f.head, f.dest)
-        keep = has.nonzero().squeeze(-1)
+        keep = reader[1].nonzero().squeeze(-1)
         if keep.numel() == 0:
             return None
-        reader = reader[keep].to(f.weights.dtype)
-        if acts.head_gain is not None:  # the readers read z W_O through the frozen norm
-            reader = reader * acts.head_gain[f.batch[keep], layer, f.dest[keep]]
         direction = value_directions(
-            reader, f.attention[keep], acts.values, layer=layer, head=f.head[keep]
-        )
-        return SideReading(keep, f.source[keep], direction)
+            _read_as(f, acts, reader[0], keep), f.attention[keep], acts.values, layer=layer,
+            head=f.head[keep],
+        )  # fmt: skip
+        share = torch.ones_like(f.attention[keep])
+        if stakes is not None:  # its part of the head's output less the baseline's
+            share = torch.where(stakes.known()[keep], stakes.moved_share(f.source)[keep], share)
+        return SideReading(keep, f.source[keep], direction, share)
     raise ValueError(f"unknown side {side!r}")
+
+
+def _read_as(f: LayerFirings, acts: Activations, reader: Tensor, rows: Tensor) -> Tensor:
+    """``[rows, d_model]`` how the readers of firings ``rows`` read their head's ``z W_O``."""
+    read = reader[rows].to(f.weights.dtype)
+    if acts.head_gain is not None:  # the readers read z W_O through the frozen norm
+        read = read * acts.head_gain[f.batch[rows], f.layer, f.dest[rows]]
+    return read
+
+
+MOST_COMPETITORS = 4  # a firing's competitors, at most
+
+
+def _competitors(
+    f: LayerFirings, acts: Activations, stakes: Stakes | None, frac: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``firing [m]``, ``rival [m]`` and ``share [m]``: where the stakes are known, the fewest
+    competitors whose harm reaches ``frac`` of the total, each handing on its share of
+    what the readers would lose; elsewhere the most attended other source, weighted
+    like a key side."""
+    pattern = acts.pattern[f.batch, f.layer, f.head, f.dest]  # [n, src]
+    rival = most_attended(pattern, dest=f.dest, source=f.source)
+    known = torch.zeros_like(rival, dtype=torch.bool) if stakes is None else stakes.known()
+    plain = ((rival >= 0) & ~known).nonzero().squeeze(-1)
+    firing, rival, share = plain, rival[plain], sensitivity(f.attention[plain])
+    if stakes is not None:
+        rows = known.nonzero().squeeze(-1)
+        at, rivals = competitors(stakes, rows, dest=f.dest[rows], source=f.source[rows],
+                                 frac=frac, most=MOST_COMPETITORS)  # fmt: skip
+        lost = stakes.lost[rows[at], rivals] / stakes.out[rows[at]].abs().clamp_min(1e-30)
+        firing = torch.cat([firing, rows[at]])
+        rival = torch.cat([rival, rivals])
+        share = torch.cat([share, lost.clamp(0, 1).to(share.dtype)])
+    order = firing.argsort(stable=True)  # the layer's firings in order, as the other sides
+    return firing[order], rival[order], share[order]
+
+
+def layer_stakes(
+    f: LayerFirings,
+    acts: Activations,
+    qk: QKDecomposition,
+    reader: tuple[Tensor, Tensor] | None,
+    components: Tensor,
+    n_upstream: int,
+) -> Stakes | None:
+    """What each of a layer's firings' readers stand to lose, source by source
+    (:mod:`headgraph.ingest.core.competition`); None without readers or a baseline.
+
+    Args:
+        f: The layer's traced firings.
+        acts: The batch's activations.
+        qk: The QK decompositions.
+        reader: ``(reader [n, d_model], has [n])`` how each firing's head is read.
+        components: ``[batch, pos, component, d_model]`` the outputs less their baseline.
+        n_upstream: Components upstream of the layer.
+    """
+    if reader is None or acts.values is None:
+        return None
+    relative = relative_input(
+        components, n_upstream=n_upstream, scale=acts.scale[:, f.layer],
+        ln_weight=None if acts.ln_weight is None else acts.ln_weight[f.layer],
+        positions_after_norm=acts.positions_after_norm,
+    )  # fmt: skip
+    pattern = acts.pattern[f.batch, f.layer, f.head, f.dest]  # [n, src]
+    n, n_src = pattern.shape
+    lost, moved = pattern.new_zeros(n, n_src), pattern.new_zeros(n, n_src)
+    out, moved_out = pattern.new_full((n,), float("nan")), pattern.new_full((n,), float("nan"))
+    rows = reader[1].nonzero().squeeze(-1)  # in prompt order, as the firings
+    if rows.numel() == 0:
+        return Stakes(lost, out, moved, moved_out)
+    b, head = f.batch[rows], f.head[rows]
+    w = value_directions(_read_as(f, acts, reader[0], rows), f.attention.new_ones(len(rows)),
+                         acts.values, layer=f.layer, head=head)  # [rows, d_model+1]  # fmt: skip
+    values = reads(acts.normalized[:, f.layer], w[:, :-1], b) + w[:, -1:]  # [rows, src]
+    moved_r = reads(relative, w[:, :-1], b)
+    rotated = _rotated(acts, qk, f.layer, query=False)
+    if rotated is None:  # g is the same at every source
+        g = score_gradients(f.score_weights[rows], qk, layer=f.layer, head=head, rotated=None,
+                            n_src=n_src)  # fmt: skip
+        moves = -reads(relative, g, b)
+    else:  # g turns with the source's position
+        moves = torch.cat([
+            score_moves(relative[b[c]].to(w.dtype), score_gradients(
+                f.score_weights[rows[c]], qk, layer=f.layer, head=head[c], rotated=rotated,
+                n_src=n_src))
+            for c in torch.arange(len(rows), device=rows.device).split(CHUNK)
+        ])  # fmt: skip
+    a = pattern[rows].to(w.dtype)
+    lost_r, out_r = harm(a, values, moves)
+    lost[rows], out[rows] = lost_r.to(lost.dtype), out_r.to(out.dtype)
+    moved[rows] = moved_r.to(moved.dtype)
+    moved_out[rows] = (a * moved_r).sum(-1).to(out.dtype)
+    return Stakes(lost, out, moved, moved_out)
+
+
+def score_gradients(
+    score_weights: Tensor,
+    qk: QKDecomposition,
+    *,
+    layer: int,
+    head: Tensor,
+    rotated: tuple | None,
+    n_src: int,
+) -> Tensor:
+    """g, each firing's score gradient with respect to a source's input on its sparse set.
+
+    Args:
+        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k)`` on S, zero elsewhere.
+        qk: The QK decompositions.
+        layer: The firings' layer.
+        head: ``[n]``.
+        rotated: The key side's rotated-frame arguments (:func:`_rotated`), or None.
+        n_src: Positions.
+
+    Returns:
+        ``[n, d_model]``, or ``[n, src, d_model]`` in a rotary model (g turns with the
+        source's position).
+    """
+    if rotated is None:
+        g = signal_directions(score_weights, qk.V[layer], head=head, token=torch.zeros_like(head))
+        return g[:, :-1]
+    every = torch.arange(n_src, device=head.device).repeat(len(head))
+    g = signal_directions(
+        score_weights.repeat_interleave(n_src, 0), qk.V[layer],
+        head=head.repeat_interleave(n_src), token=every, rotated=rotated,
+    )  # fmt: skip
+    return g[:, :-1].unflatten(0, (len(head), n_src))
 
 
 def _rotated(acts: Activations, qk: QKDecomposition, layer: int, *, query: bool):

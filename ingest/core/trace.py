@@ -27,12 +27,12 @@ from headgraph.ingest.core.contributions import select_edges, side_contributions
 from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed
-from headgraph.ingest.core.relevance import read_seeds, seed_relevance, sensitivity
+from headgraph.ingest.core.relevance import read_seeds, seed_relevance
 from headgraph.ingest.core.seeding import (
     linear_seeds,
     token_sets,
 )
-from headgraph.ingest.core.sides import LayerFirings, read_side
+from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side
 from headgraph.ingest.core.signals import (
     FiringTable,
     augment,
@@ -172,8 +172,14 @@ def trace_batch(
             + firing_seed[rows]
         )  # [n]
         n_up = layout.n_upstream(layer)
+        read_by = None if readers is None else readers.take(layer, *layer_firings.at_dest)
+        stakes = None
+        if read_by is not None and params.baseline != "none" and params.weighting == "stakes":
+            stakes = layer_stakes(layer_firings, acts, qk, read_by, components, n_up)
         for side in params.sides:
-            reading = read_side(side, layer_firings, acts, qk, readers)
+            reading = read_side(
+                side, layer_firings, acts, qk, read_by, stakes, frac=params.edge_frac
+            )
             if reading is None:
                 continue
             b, token = layer_firings.batch[reading.firing], reading.token
@@ -201,11 +207,9 @@ def trace_batch(
             weight = contributions[row, column]
             signal = contributions.sum(dim=-1)[row]
             positive = candidates.clamp_min(0).sum(-1).clamp_min(1e-30)[row]
-            edge_relevance = firing_relevance[reading.firing[row]] * weight / positive
-            if side != "value":
-                edge_relevance = edge_relevance * sensitivity(
-                    layer_firings.attention[reading.firing[row]]
-                )
+            edge_relevance = (
+                firing_relevance[reading.firing[row]] * reading.share[row] * weight / positive
+            )
             component = torch.where(column == n_up, len(layout), column)
             part = (rows[reading.firing[row]], torch.full_like(row, SIDES.index(side)),
                     component, token[row], weight, weight / signal, edge_relevance)  # fmt: skip

@@ -14,8 +14,8 @@ exactly as a key side does, along the value direction
 Summed over every source the value signals give h's contribution to its
 readers, so the value edges explain the weight of the edges above them.
 
-**Inhibition side.** A firing (d, s) wins against the head's strongest
-competing source s' (the highest-scoring other source, never token 0): its
+**Inhibition side.** A firing (d, s) wins against a competing source s' (the one
+whose win would cost the readers most: :mod:`headgraph.ingest.core.competition`): its
 score gap on the sparse set S is ``(x~_s - x~_s') . g`` with
 ``g = sum_{k in S} sigma_k (x~_d . u_k) v_k``. What is written at s' carries
 ``-x~_s' . g`` of it; its positive contributors keep the head off s', and they
@@ -70,25 +70,6 @@ def value_directions(
         direction[rows, :-1] = through @ weights.W_V[layer, h].T
         direction[rows, -1] = through @ weights.b_V[layer, h]
     return direction * attention[:, None]
-
-
-def competitors(pattern: Tensor, *, dest: Tensor, source: Tensor) -> Tensor:
-    """Each firing's strongest competing source: the most attended other one, never token 0.
-
-    Args:
-        pattern: ``[firing, src]`` the head's attention from each firing's destination.
-        dest, source: ``[firing]``.
-
-    Returns:
-        ``[firing]`` the competitor's position, or -1 when there is none (d < 2).
-    """
-    n_src = pattern.shape[-1]
-    positions = torch.arange(n_src, device=pattern.device)
-    allowed = (positions[None] <= dest[:, None]) & (positions[None] != source[:, None])
-    allowed[:, 0] = False
-    scores = pattern.masked_fill(~allowed, -1.0)
-    best = scores.argmax(-1)
-    return torch.where(allowed.any(-1), best, -1)
 
 
 class ReaderTable:

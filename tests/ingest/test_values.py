@@ -11,7 +11,7 @@ from headgraph.errors import InputError
 from headgraph.ingest.core.contributions import select_edges, side_contributions
 from headgraph.ingest.core.params import SIDE_NAMES, RunParams, TraceParams
 from headgraph.ingest.core.trace import trace
-from headgraph.ingest.core.values import ReaderTable, ValueWeights, competitors, value_directions
+from headgraph.ingest.core.values import ReaderTable, ValueWeights, value_directions
 from headgraph.ingest.jobs.trace_job import task_prompts
 from headgraph.ingest.model import load_model
 
@@ -64,12 +64,6 @@ def test_the_readers_of_a_head_are_summed_per_prompt_head_and_token():
     assert reader[0].tolist() == [3.0, 3.0, 3.0] and reader[1].abs().sum() == 0
     reader, has = table.take(0, torch.tensor([0]), torch.tensor([1]), torch.tensor([4]))
     assert has.tolist() == [True] and reader[0].tolist() == [2.0, 2.0, 2.0]
-
-
-def test_the_competitor_is_the_most_attended_other_source_never_token_zero():
-    pattern = torch.tensor([[0.5, 0.1, 0.3, 0.1, 0.0], [0.6, 0.4, 0.0, 0.0, 0.0]])
-    rival = competitors(pattern, dest=torch.tensor([3, 1]), source=torch.tensor([2, 1]))
-    assert rival.tolist() == [1, -1]
 
 
 def test_the_signed_rule_needs_a_positive_total_and_reaches_its_share():
@@ -164,15 +158,25 @@ def test_edge_options_are_recorded_and_read_back_and_older_runs_read_as_the_pape
     assert RunParams.from_json(run.to_json()).params == params
     legacy = json.loads(RunParams.of([], (), TraceParams.paper(), 8).to_json())
     assert "sides" not in legacy and "baseline" not in legacy  # as runs recorded before
+    assert "weighting" not in legacy
     assert RunParams.from_json(json.dumps(legacy)).params == TraceParams.paper()
     default = json.loads(RunParams.of([], (), TraceParams(), 8).to_json())
     assert (default["sides"], default["baseline"]) == (list(SIDE_NAMES), "mean")
+    assert default["weighting"] == "stakes"
     assert RunParams.from_json(json.dumps(default)).params == TraceParams()
+    del default["weighting"]  # a run traced before the stakes: read back as it was traced
+    assert RunParams.from_json(json.dumps(default)).params.weighting == "sensitivity"
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"sides": ("query", "values")}, {"sides": ()}, {"baseline": "abc"}, {"edge_rule": "all"}],
+    [
+        {"sides": ("query", "values")},
+        {"sides": ()},
+        {"baseline": "abc"},
+        {"edge_rule": "all"},
+        {"weighting": "gradient"},
+    ],
 )
 def test_bad_edge_options_are_refused_naming_the_choices(bad):
     with pytest.raises(InputError, match="use one of|give one or more"):
