@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from headgraph.names import EDGE_SIDES
 from headgraph.queries.store import GraphStore
 
 COLUMNS = ("upstream", "head", "side", "mode", "boost", "metric", "prompts", "clean")
@@ -59,9 +60,9 @@ def effect_of(store: GraphStore, run: str, upstream: str, head: str, side: str) 
 
 def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, str, str, int]]:
     """The run's ``top`` edges ``(upstream, head, side, prompts)`` that can be ablated (not a
-    head's own QK bias, not a seed's edge into the logits, not an inhibition edge): the
-    most relevant first (relevance summed over the edge's roles), then those in the most
-    prompts (the most over the edge's roles)."""
+    head's own QK bias, not a seed's edge into the logits): the most relevant first
+    (relevance summed over the edge's roles), then those in the most prompts (the most
+    over the edge's roles)."""
     rows = store.query(
         "MATCH (a:Component)-[c:CARRIES]->(b:Component) WHERE c.run = $run "
         "RETURN a.name AS up, b.name AS head, c.side AS side, c.prompts AS prompts, "
@@ -71,8 +72,8 @@ def strongest_edges(store: GraphStore, run: str, top: int) -> list[tuple[str, st
     best: dict[tuple[str, str, str], int] = {}
     relevance: dict[tuple[str, str, str], float] = {}
     for r in rows:
-        # a seed's edge reads no input of a head; inhibition is not ablated by verify
-        if not r["up"].endswith(":qk_bias") and r["side"] in ("query", "key", "value"):
+        # a seed's edge reads no input of a head
+        if not r["up"].endswith(":qk_bias") and r["side"] in EDGE_SIDES:
             key = (r["up"], r["head"], r["side"])
             best[key] = max(best.get(key, 0), int(r["prompts"]))
             relevance[key] = relevance.get(key, 0.0) + float(r["relevance"])

@@ -99,12 +99,49 @@ def value_bases(
         control: Draw the control's directions.
         generator: For the control's draw.
     """
+    firing = trace.edge_firing[rows]
+    span = W_V[trace.firings.layer[firing], trace.firings.head[firing]]  # [edge, d, d_head]
+    return _read_bases(trace, rows, span, control=control, generator=generator)
+
+
+def inhibition_bases(
+    trace: BatchTrace,
+    V: Tensor,
+    rows: Tensor,
+    *,
+    control: bool,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """``[edge, d_model, 1]``: the unit direction each inhibition edge is read along (the
+    firing's score gradient on S, at its competitor), or for the control a random unit
+    direction of the head's key input orthogonal to it.
+
+    Args:
+        trace: A batch's trace, with its edges' directions (``directions=True``).
+        V: The model's key-side singular vectors, ``[layer, head, d_model+1, rank]``.
+        rows: ``[edge]`` which (inhibition) edges of ``trace``.
+        control: Draw the control's directions.
+        generator: For the control's draw.
+    """
+    firing = trace.edge_firing[rows]
+    span = V[trace.firings.layer[firing], trace.firings.head[firing], :-1]  # [edge, d, rank]
+    return _read_bases(trace, rows, span, control=control, generator=generator)
+
+
+def _read_bases(
+    trace: BatchTrace,
+    rows: Tensor,
+    span: Tensor,
+    *,
+    control: bool,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """``[edge, d_model, 1]``: each edge's unit reading direction, or a random unit direction
+    of ``span [edge, d_model, k]`` orthogonal to it."""
     assert trace.edge_direction is not None, "trace the batch with directions=True"
     w = trace.edge_direction[rows]  # [edge, d_model]
     w = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-30)
     if control:
-        firing = trace.edge_firing[rows]
-        span = W_V[trace.firings.layer[firing], trace.firings.head[firing]]  # [edge, d, d_head]
         draw = torch.randn(len(rows), span.shape[-1], 1, generator=generator).to(span)
         v = (span @ draw)[..., 0]
         v = v - (v * w).sum(-1, keepdim=True) * w
@@ -130,8 +167,9 @@ def ablation_deltas(
         components: ``[batch, pos, component, d_model]`` the batch's component outputs.
         vectors: The model's ``(U, V)`` in the components' dtype.
         rows: ``[edge]`` edges to ablate (default: every query, key and value edge whose
-            upstream is in the residual stream, i.e. all but the heads' own QK bias;
-            inhibition edges are not ablated).
+            upstream is in the residual stream, i.e. all but the heads' own QK bias; an
+            inhibition edge is ablated only when asked for, along its score gradient at
+            the competitor).
         control: Ablate random singular vectors from outside S instead.
         generator: For the control's draw.
         rotated: For a rotary model, see :func:`edge_bases`.
@@ -150,9 +188,7 @@ def ablation_deltas(
     batch = trace.firings.batch[trace.edge_firing[rows]]
     token, component = trace.edge_token[rows], trace.edge_component[rows]
     side = trace.edge_side[rows]
-    if bool((side == SIDES.index("inhibit")).any()):
-        raise ValueError("inhibition edges are not ablated: leave them out of rows")
-    value = side == SIDES.index("value")
+    value, inhibit = side == SIDES.index("value"), side == SIDES.index("inhibit")
     rank = trace.firings.selected.shape[-1]
     bases = components.new_zeros(len(rows), components.shape[-1], rank)
     if bool(value.any()):  # one direction each, in the first column
@@ -161,9 +197,14 @@ def ablation_deltas(
         bases[value, :, :1] = value_bases(
             trace, W_V, rows[value], control=control, generator=generator
         )
-    if not bool(value.all()):
-        bases[~value] = edge_bases(
-            trace, vectors, rows[~value], control=control, generator=generator, rotated=rotated
+    if bool(inhibit.any()):
+        bases[inhibit, :, :1] = inhibition_bases(
+            trace, vectors[1], rows[inhibit], control=control, generator=generator
+        )
+    sparse = ~(value | inhibit)
+    if bool(sparse.any()):
+        bases[sparse] = edge_bases(
+            trace, vectors, rows[sparse], control=control, generator=generator, rotated=rotated
         )
 
     # One span per (prompt, token, component): stack its edges' vectors, orthonormalise.

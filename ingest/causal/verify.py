@@ -11,7 +11,10 @@ singular directions is projected out, mean-centred (:mod:`headgraph.ingest.causa
 
 A value edge is ablated along the direction its firing reads the source (there is
 no sparse set on the value side), its control along a random direction of the
-head's value input; an inhibition edge cannot be verified yet.
+head's value input. An inhibition edge is ablated along the firing's score
+gradient on S at the competitor's token (what keeps the head off it; ``local``:
+in the head's key input there), its control along a random direction of the
+head's key input.
 
 The control projects out as many singular vectors of the same head drawn at
 random from outside S. With ``boost`` the part is added again instead of
@@ -176,12 +179,6 @@ def verify_edges(
         raise InputError(f"prompt {lacking!r} has no {role} role, where the metric is read")
     axis = {c.name: i for i, c in enumerate(model.layout.components)}
     for edge in edges:
-        if edge.side not in ("query", "key", "value"):
-            raise InputError(
-                f"{edge.name}: an inhibition edge is what keeps a head off a token its "
-                "firing does not attend, which no ablation of the firing measures: "
-                "inhibition edges cannot be verified yet"
-            )
         if edge.upstream not in axis:
             raise InputError(
                 f"{edge.name}: {edge.upstream} is not a component of {model.name} that writes "
@@ -191,6 +188,7 @@ def verify_edges(
     vectors = (qk.U, qk.V)
     any_value = any(e.side == "value" for e in edges)
     W_V = model.values.W_V.to(model.device, model.dtype) if any_value else None
+    directions = any(e.side in ("value", "inhibit") for e in edges)
     sums = {e: torch.zeros(4, dtype=torch.float64) for e in edges}  # n, clean, effect, control
     differences = {e: [] for e in edges}  # per prompt: effect - control
     for start, end in batch_bounds(len(prompts), batch_size, params):
@@ -201,7 +199,7 @@ def verify_edges(
         if counterfactuals is not None:
             reference = model.run(*pad_tokens(counterfactuals[start:end])).components
         traced = trace_batch(
-            acts, qk, model.layout, batch, seeds, params, reference, directions=any_value
+            acts, qk, model.layout, batch, seeds, params, reference, directions=directions
         )
         at = torch.tensor([p.roles[role] for p in batch])
         clean = metric(model.log_probs(tokens, at=at), batch)  # [batch]

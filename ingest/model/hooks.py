@@ -55,8 +55,9 @@ class Interventions:
     ) -> Tensor:
         """Like :meth:`log_probs`, with changes that only one head's query, key or value
         input sees: ``deltas[(layer, head, side)]`` is ``[batch, pos, d_model]``, added to
-        that head's input before ln1 (``side`` ``query``, ``key`` or ``value``; with grouped
-        key/value heads, a key or value change reaches the heads of its group)."""
+        that head's input before ln1 (``side`` ``query``, ``key`` or ``value``, or ``inhibit``:
+        the key input, where an inhibition reads; with grouped key/value heads, a key or
+        value change reaches the heads of its group)."""
         m = self.hooked
         hooks = []
         n_heads = m.cfg.n_heads
@@ -68,7 +69,7 @@ class Interventions:
                 act[:, :, head * act.shape[2] // n_heads] += delta  # a grouped head's group
                 return act
 
-            letter = {"query": "q", "key": "k", "value": "v"}[side]
+            letter = {"query": "q", "key": "k", "value": "v", "inhibit": "k"}[side]
             hooks.append((f"blocks.{layer}.hook_{letter}_input", add))
         previous = m.cfg.use_split_qkv_input
         m.set_use_split_qkv_input(True)
