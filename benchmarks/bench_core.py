@@ -8,7 +8,9 @@ over 256 IOI prompts (~16 tokens), it measures prompts/second for
   (p) forward + the QK decomposition + firings + sparse sets + the paper's trace
       (query and key sides, no baseline), to the columnar ``BatchTrace``,
   (b) the same with the default trace (every side: value and inhibition too, the
-      mean baseline), and
+      mean baseline, the stakes weighting),
+  (s) (b) weighted by the softmax's sensitivity instead of the stakes (the
+      default before them), and
   (c) (b) + materialising every firing and edge as a typed Python record,
 
 each in a fresh process so that each phase's peak memory (max RSS) is its own,
@@ -49,7 +51,8 @@ def phase(name: str, n_prompts: int, batch_size: int, device: str) -> dict:
         for i in range(0, n_prompts, batch_size):
             model.run(*pad_tokens(prompts[i : i + batch_size]))
     else:
-        params = TraceParams.paper() if name == "paper" else TraceParams()
+        params = {"paper": TraceParams.paper(), "sensitivity": TraceParams(weighting="sensitivity")}
+        params = params.get(name, TraceParams())
         seeds = default_seeds(model)
         for batch in trace(model, prompts, seeds=seeds, params=params, batch_size=batch_size):
             counts["firings"] += len(batch.firings)
@@ -69,7 +72,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
-        "--phase", choices=["forward", "paper", "trace", "records"], help=argparse.SUPPRESS
+        "--phase",
+        choices=["forward", "paper", "sensitivity", "trace", "records"],
+        help=argparse.SUPPRESS,
     )
     args = parser.parse_args()
     if args.phase:
@@ -77,7 +82,7 @@ def main() -> None:
         return
 
     results = {}
-    for name in ("forward", "paper", "trace", "records"):
+    for name in ("forward", "paper", "sensitivity", "trace", "records"):
         argv = [
             sys.executable,
             __file__,
@@ -100,6 +105,7 @@ def main() -> None:
     labels = {
         "forward": "(a) forward + cache",
         "paper": "(p) + decomposition, QK trace",
+        "sensitivity": "(s) (b), sensitivity weighting",
         "trace": "(b) + the default trace",
         "records": "(c) + typed records",
     }
@@ -110,11 +116,13 @@ def main() -> None:
             f"peak {r['peak_gb']:.2f} GB{ratio}"
         )
     full, paper = results["trace"], results["paper"]
-    for name, r in (("paper's", paper), ("default", full)):
+    sensitivity = results["sensitivity"]
+    for name, r in (("paper's", paper), ("sensitivity", sensitivity), ("default", full)):
         print(f"{name} trace: {r['firings']} firings, {r['traced']} traced, {r['edges']} edges")
     print(
         f"targets: (b)/(a) <= 2 -> {full['seconds'] / fwd['seconds']:.2f} "
-        f"((b)/(p) {full['seconds'] / paper['seconds']:.2f}); "
+        f"((b)/(p) {full['seconds'] / paper['seconds']:.2f}; the stakes weighting "
+        f"(b)/(s) {full['seconds'] / sensitivity['seconds']:.2f}); "
         f"peak < 8 GB -> {max(r['peak_gb'] for r in results.values()):.2f} GB"
     )
 

@@ -343,6 +343,8 @@ def main() -> None:
         ("+ value, inhibit", paper(seeding="linear", sides=every), effect),
         ("+ value, inhibit, baseline mean (the default, linear seeds)",
          TraceParams(seeding="linear"), effect),
+        ("+ value, inhibit, baseline mean, sensitivity weighting (before)",
+         TraceParams(seeding="linear", weighting="sensitivity"), effect),
         ("+ value, inhibit, baseline counterfactual (ABC)",
          TraceParams(seeding="linear", baseline="counterfactual"), effect),
         ("+ value, inhibit, baseline mean, signed rule",
