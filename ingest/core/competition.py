@@ -31,7 +31,9 @@ are the fewest sources, strongest first, whose harm reaches the edge rule's shar
 of its total positive harm (never token 0 or s, at most four); each inhibition
 hands on ``harm / |out|`` of the firing's relevance, at most all of it. The key
 side hands on the same share at the firing's own source, and the value side its
-source's part of the head's output less the baseline's. Where there are no
+source's part of the head's output less the baseline's (of a seed's own share of
+the prediction, measured from the value as it is, the part of that value that
+differs from the baseline's). Where there are no
 readers (no value side) or no baseline, the competitor is the most attended
 other source and the key and inhibition sides are weighted by the softmax's
 sensitivity.
@@ -61,12 +63,14 @@ class Stakes:
             read it, less its baseline's.
         moved_out: ``[firing]`` ``sum_t A(d,t) moved_t``: the head's output, as read, less
             its baseline's.
+        own_value: ``[firing]`` ``v_s``, the firing's own source's value as read.
     """
 
     lost: Tensor
     out: Tensor
     moved: Tensor
     moved_out: Tensor
+    own_value: Tensor
 
     def known(self) -> Tensor:
         """``[firing]`` bool: the firing's stakes are known."""
@@ -77,6 +81,13 @@ class Stakes:
         if ``token [firing]``'s input went to its baseline, in [0, 1]."""
         rows = torch.arange(len(token), device=token.device)
         return (self.lost[rows, token] / self.out.abs().clamp_min(1e-30)).clamp(0, 1)
+
+    def seed_share(self, source: Tensor) -> Tensor:
+        """``[firing]`` the part of the value at ``source [firing]`` (the firing's own) that
+        differs from its baseline's, ``moved_s / |v_s|`` in [0, 1]: what the value side hands on
+        of a seed's own share of the prediction, which is measured from the value as it is."""
+        rows = torch.arange(len(source), device=source.device)
+        return (self.moved[rows, source] / self.own_value.abs().clamp_min(1e-30)).clamp(0, 1)
 
     def moved_share(self, token: Tensor) -> Tensor:
         """``[firing]`` the share of the head's output, less its baseline's, that comes from

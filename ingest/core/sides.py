@@ -79,12 +79,25 @@ class SideReading:
             (:mod:`headgraph.ingest.core.competition`), where that is known; else, and
             always on the query side, the softmax's sensitivity ``4 A (1 - A)`` (all of
             it on the value side).
+        seed_share: ``[m]`` on the value side with stakes, the share of a seed firing's own
+            share of the prediction the side hands on (the part of its value that
+            differs from the baseline's); None: as ``share``.
     """
 
     firing: Tensor
     token: Tensor
     direction: Tensor
     share: Tensor
+    seed_share: Tensor | None = None
+
+    def handed(self, relevance: Tensor, seed: Tensor) -> Tensor:
+        """``[m]`` the relevance the side hands on, of its firing's ``relevance [firing]`` (of
+        which ``seed [firing]`` is the firing's own share as a seed): ``share`` of it, but
+        ``seed_share`` of the seed's part where given."""
+        if self.seed_share is None:
+            return relevance[self.firing] * self.share
+        own = seed[self.firing]
+        return (relevance[self.firing] - own) * self.share + own * self.seed_share
 
 
 def read_side(
@@ -147,9 +160,12 @@ def read_side(
             head=f.head[keep],
         )  # fmt: skip
         share = torch.ones_like(f.attention[keep])
-        if stakes is not None:  # its part of the head's output less the baseline's
-            share = torch.where(stakes.known()[keep], stakes.moved_share(f.source)[keep], share)
-        return SideReading(keep, f.source[keep], direction, share)
+        if stakes is None:
+            return SideReading(keep, f.source[keep], direction, share)
+        known = stakes.known()[keep]  # its part of the head's output less the baseline's
+        moved = torch.where(known, stakes.moved_share(f.source)[keep], share)
+        seed = torch.where(known, stakes.seed_share(f.source)[keep], share)
+        return SideReading(keep, f.source[keep], direction, moved, seed)
     raise ValueError(f"unknown side {side!r}")
 
 
@@ -220,7 +236,7 @@ def layer_stakes(
     out, moved_out = pattern.new_full((n,), float("nan")), pattern.new_full((n,), float("nan"))
     rows = reader[1].nonzero().squeeze(-1)  # in prompt order, as the firings
     if rows.numel() == 0:
-        return Stakes(lost, out, moved, moved_out)
+        return Stakes(lost, out, moved, moved_out, out.clone())
     b, head = f.batch[rows], f.head[rows]
     w = value_directions(_read_as(f, acts, reader[0], rows), f.attention.new_ones(len(rows)),
                          acts.values, layer=f.layer, head=head)  # [rows, d_model+1]  # fmt: skip
@@ -243,7 +259,9 @@ def layer_stakes(
     lost[rows], out[rows] = lost_r.to(lost.dtype), out_r.to(out.dtype)
     moved[rows] = moved_r.to(moved.dtype)
     moved_out[rows] = (a * moved_r).sum(-1).to(out.dtype)
-    return Stakes(lost, out, moved, moved_out)
+    own = out.clone()
+    own[rows] = values[torch.arange(len(rows), device=rows.device), f.source[rows]].to(own.dtype)
+    return Stakes(lost, out, moved, moved_out, own)
 
 
 def score_gradients(

@@ -207,9 +207,8 @@ def trace_batch(
             weight = contributions[row, column]
             signal = contributions.sum(dim=-1)[row]
             positive = candidates.clamp_min(0).sum(-1).clamp_min(1e-30)[row]
-            edge_relevance = (
-                firing_relevance[reading.firing[row]] * reading.share[row] * weight / positive
-            )
+            handed = reading.handed(firing_relevance, firing_seed[rows])
+            edge_relevance = handed[row] * weight / positive
             component = torch.where(column == n_up, len(layout), column)
             part = (rows[reading.firing[row]], torch.full_like(row, SIDES.index(side)),
                     component, token[row], weight, weight / signal, edge_relevance)  # fmt: skip

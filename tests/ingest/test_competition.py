@@ -12,7 +12,7 @@ from headgraph.ingest.core.competition import (
     score_moves,
 )
 from headgraph.ingest.core.params import TraceParams
-from headgraph.ingest.core.sides import score_gradients
+from headgraph.ingest.core.sides import SideReading, score_gradients
 from headgraph.ingest.core.signals import augment, project, project_rotated
 from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.jobs.trace_job import task_prompts
@@ -49,7 +49,7 @@ def test_competitors_are_the_fewest_reaching_the_edge_share_never_token_zero_or_
         [0.0, 4.0, 4.0, 0.0, 0.0, 0.0],  # the source (1) never competes with itself
         [0.0, -1.0, 0.0, 0.0, 0.0, 0.0],  # nothing to lose: no competitor
     ])  # fmt: skip
-    stakes = Stakes(lost, torch.ones(3), torch.zeros_like(lost), torch.ones(3))
+    stakes = Stakes(lost, torch.ones(3), torch.zeros_like(lost), torch.ones(3), torch.ones(3))
     rows = torch.arange(3)
     firing, rival = competitors(stakes, rows, dest=torch.tensor([4, 5, 5]),
                                 source=torch.tensor([2, 1, 3]), frac=0.7, most=4)  # fmt: skip
@@ -58,6 +58,25 @@ def test_competitors_are_the_fewest_reaching_the_edge_share_never_token_zero_or_
     few, _ = competitors(stakes, rows[:1], dest=torch.tensor([4]), source=torch.tensor([4]),
                          frac=0.7, most=1)  # fmt: skip
     assert few.tolist() == [0]
+
+
+def test_a_seeds_own_share_is_handed_on_as_far_as_its_value_differs_from_the_baseline():
+    """A seed's share of the prediction is measured from its value as it is; the value side
+    hands on the part that differs from the baseline, and the rest of the firing's
+    relevance (from its readers) by the head's output less the baseline's."""
+    moved = torch.tensor([[0.0, 3.0, 1.0], [0.0, 0.0, -2.0]])
+    stakes = Stakes(torch.zeros(2, 3), torch.ones(2), moved, torch.tensor([2.0, 4.0]),
+                    own_value=torch.tensor([4.0, 1.0]))  # fmt: skip
+    source = torch.tensor([1, 2])
+    assert stakes.seed_share(source).tolist() == [0.75, 0.0]  # a part opposed to v: none
+    assert stakes.moved_share(source).tolist() == [1.0, 0.0]  # 3 / 2, at most all
+    reading = SideReading(torch.tensor([0, 1, 1]), torch.tensor([1, 2, 2]), torch.zeros(3, 2),
+                          share=torch.tensor([0.5, 0.5, 0.5]),
+                          seed_share=torch.tensor([0.25, 0.25, 1.0]))  # fmt: skip
+    relevance, seed = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 2.0])
+    assert reading.handed(relevance, seed).tolist() == [0.5 * 0.5 + 0.5 * 0.25, 0.5, 2.0]
+    plain = SideReading(reading.firing, reading.token, reading.direction, reading.share)
+    assert plain.handed(relevance, seed).tolist() == [0.5, 1.0, 1.0]
 
 
 def test_without_stakes_the_competitor_is_the_most_attended_other_source():
