@@ -46,7 +46,6 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-CHUNK = 256  # firings whose every source is scored at once
 MAX_MOVE = 30.0  # a score move past this saturates the softmax anyway
 
 
@@ -59,41 +58,39 @@ class Stakes:
             its baseline.
         out: ``[firing]`` what the readers read of the head now (NaN where the stakes are
             unknown: no readers).
-        moved: ``[firing, src]`` ``v_t - v_t(baseline)``: each source's value as the readers
-            read it, less its baseline's.
-        moved_out: ``[firing]`` ``sum_t A(d,t) moved_t``: the head's output, as read, less
-            its baseline's.
         own_value: ``[firing]`` ``v_s``, the firing's own source's value as read.
+        own_moved: ``[firing]`` ``v_s - v_s(baseline)``: that value less its baseline's.
+        moved_out: ``[firing]`` ``sum_t A(d,t) (v_t - v_t(baseline))``: the head's output,
+            as read, less its baseline's.
     """
 
     lost: Tensor
     out: Tensor
-    moved: Tensor
-    moved_out: Tensor
     own_value: Tensor
+    own_moved: Tensor
+    moved_out: Tensor
 
     def known(self) -> Tensor:
         """``[firing]`` bool: the firing's stakes are known."""
         return ~self.out.isnan()
 
-    def lost_share(self, token: Tensor) -> Tensor:
-        """``[firing]`` the share of what the readers read that each firing stands to lose
-        if ``token [firing]``'s input went to its baseline, in [0, 1]."""
-        rows = torch.arange(len(token), device=token.device)
-        return (self.lost[rows, token] / self.out.abs().clamp_min(1e-30)).clamp(0, 1)
+    def lost_share(self, token: Tensor, rows: Tensor | None = None) -> Tensor:
+        """The share of what the readers read that firings ``rows`` (default: every one)
+        stand to lose if ``token``'s input went to its baseline, in [0, 1]; one per row."""
+        if rows is None:
+            rows = torch.arange(len(token), device=token.device)
+        return (self.lost[rows, token] / self.out[rows].abs().clamp_min(1e-30)).clamp(0, 1)
 
-    def seed_share(self, source: Tensor) -> Tensor:
-        """``[firing]`` the part of the value at ``source [firing]`` (the firing's own) that
-        differs from its baseline's, ``moved_s / |v_s|`` in [0, 1]: what the value side hands on
-        of a seed's own share of the prediction, which is measured from the value as it is."""
-        rows = torch.arange(len(source), device=source.device)
-        return (self.moved[rows, source] / self.own_value.abs().clamp_min(1e-30)).clamp(0, 1)
+    def seed_share(self) -> Tensor:
+        """``[firing]`` the part of the firing's own source's value that differs from its
+        baseline's, ``own_moved / |v_s|`` in [0, 1]: what the value side hands on of a seed's
+        own share of the prediction, which is measured from the value as it is."""
+        return (self.own_moved / self.own_value.abs().clamp_min(1e-30)).clamp(0, 1)
 
-    def moved_share(self, token: Tensor) -> Tensor:
+    def moved_share(self) -> Tensor:
         """``[firing]`` the share of the head's output, less its baseline's, that comes from
-        ``token [firing]`` per unit of attention, in [0, 1]: the value side's share."""
-        rows = torch.arange(len(token), device=token.device)
-        return (self.moved[rows, token] / self.moved_out.abs().clamp_min(1e-30)).clamp(0, 1)
+        the firing's own source per unit of attention, in [0, 1]: the value side's share."""
+        return (self.own_moved / self.moved_out.abs().clamp_min(1e-30)).clamp(0, 1)
 
 
 def competitors(
@@ -187,9 +184,7 @@ def score_moves(relative: Tensor, gradient: Tensor) -> Tensor:
         relative: ``[firing, src, d_model]`` each source's input less its baseline,
             as the layer's query-key product reads it (after the norm's scale and
             weight).
-        gradient: ``[firing, d_model]`` or ``[firing, src, d_model]`` g, the score's
-            gradient with respect to the source's input (per source in a rotary model).
+        gradient: ``[firing, src, d_model]`` g, the score's gradient with respect to
+            each source's input.
     """
-    if gradient.dim() == 2:
-        return -torch.einsum("fsd,fd->fs", relative, gradient.to(relative.dtype))
     return -(relative * gradient.to(relative.dtype)).sum(-1)

@@ -24,7 +24,6 @@ from torch import Tensor
 from headgraph.ingest.core.activations import Activations
 from headgraph.ingest.core.baseline import relative_input
 from headgraph.ingest.core.competition import (
-    CHUNK,
     Stakes,
     competitors,
     harm,
@@ -163,8 +162,8 @@ def read_side(
         if stakes is None:
             return SideReading(keep, f.source[keep], direction, share)
         known = stakes.known()[keep]  # its part of the head's output less the baseline's
-        moved = torch.where(known, stakes.moved_share(f.source)[keep], share)
-        seed = torch.where(known, stakes.seed_share(f.source)[keep], share)
+        moved = torch.where(known, stakes.moved_share()[keep], share)
+        seed = torch.where(known, stakes.seed_share()[keep], share)
         return SideReading(keep, f.source[keep], direction, moved, seed)
     raise ValueError(f"unknown side {side!r}")
 
@@ -187,19 +186,20 @@ def _competitors(
     competitors whose harm reaches ``frac`` of the total, each handing on its share of
     what the readers would lose; elsewhere the most attended other source, weighted
     like a key side."""
-    pattern = acts.pattern[f.batch, f.layer, f.head, f.dest]  # [n, src]
-    rival = most_attended(pattern, dest=f.dest, source=f.source)
-    known = torch.zeros_like(rival, dtype=torch.bool) if stakes is None else stakes.known()
-    plain = ((rival >= 0) & ~known).nonzero().squeeze(-1)
-    firing, rival, share = plain, rival[plain], sensitivity(f.attention[plain])
+    known = torch.zeros_like(f.batch, dtype=torch.bool) if stakes is None else stakes.known()
+    plain = (~known).nonzero().squeeze(-1)  # by attention: only where the stakes are unknown
+    pattern = acts.pattern[f.batch[plain], f.layer, f.head[plain], f.dest[plain]]  # [m, src]
+    rival = most_attended(pattern, dest=f.dest[plain], source=f.source[plain])
+    plain, rival = plain[rival >= 0], rival[rival >= 0]
+    firing, share = plain, sensitivity(f.attention[plain])
     if stakes is not None:
         rows = known.nonzero().squeeze(-1)
         at, rivals = competitors(stakes, rows, dest=f.dest[rows], source=f.source[rows],
                                  frac=frac, most=MOST_COMPETITORS)  # fmt: skip
-        lost = stakes.lost[rows[at], rivals] / stakes.out[rows[at]].abs().clamp_min(1e-30)
+        lost = stakes.lost_share(rivals, rows[at])
         firing = torch.cat([firing, rows[at]])
         rival = torch.cat([rival, rivals])
-        share = torch.cat([share, lost.clamp(0, 1).to(share.dtype)])
+        share = torch.cat([share, lost.to(share.dtype)])
     order = firing.argsort(stable=True)  # the layer's firings in order, as the other sides
     return firing[order], rival[order], share[order]
 
@@ -232,39 +232,66 @@ def layer_stakes(
     )  # fmt: skip
     pattern = acts.pattern[f.batch, f.layer, f.head, f.dest]  # [n, src]
     n, n_src = pattern.shape
-    lost, moved = pattern.new_zeros(n, n_src), pattern.new_zeros(n, n_src)
-    out, moved_out = pattern.new_full((n,), float("nan")), pattern.new_full((n,), float("nan"))
+    lost = pattern.new_zeros(n, n_src)
+    out = pattern.new_full((n,), float("nan"))
+    own_value, own_moved, moved_out = out.clone(), out.clone(), out.clone()
     rows = reader[1].nonzero().squeeze(-1)  # in prompt order, as the firings
     if rows.numel() == 0:
-        return Stakes(lost, out, moved, moved_out, out.clone())
+        return Stakes(lost, out, own_value, own_moved, moved_out)
     b, head = f.batch[rows], f.head[rows]
     w = value_directions(_read_as(f, acts, reader[0], rows), f.attention.new_ones(len(rows)),
                          acts.values, layer=f.layer, head=head)  # [rows, d_model+1]  # fmt: skip
     values = reads(acts.normalized[:, f.layer], w[:, :-1], b) + w[:, -1:]  # [rows, src]
-    moved_r = reads(relative, w[:, :-1], b)
-    rotated = _rotated(acts, qk, f.layer, query=False)
-    if rotated is None:  # g is the same at every source
-        g = score_gradients(f.score_weights[rows], qk, layer=f.layer, head=head, rotated=None,
-                            n_src=n_src)  # fmt: skip
-        moves = -reads(relative, g, b)
-    else:  # g turns with the source's position
-        moves = torch.cat([
-            score_moves(relative[b[c]].to(w.dtype), score_gradients(
-                f.score_weights[rows[c]], qk, layer=f.layer, head=head[c], rotated=rotated,
-                n_src=n_src))
-            for c in torch.arange(len(rows), device=rows.device).split(CHUNK)
-        ])  # fmt: skip
+    moved = reads(relative, w[:, :-1], b)
+    moves = baseline_moves(f.score_weights[rows], relative, b, qk, layer=f.layer, head=head,
+                           rotated=_rotated(acts, qk, f.layer, query=False))  # fmt: skip
     a = pattern[rows].to(w.dtype)
     lost_r, out_r = harm(a, values, moves)
+    own = torch.arange(len(rows), device=rows.device), f.source[rows]
     lost[rows], out[rows] = lost_r.to(lost.dtype), out_r.to(out.dtype)
-    moved[rows] = moved_r.to(moved.dtype)
-    moved_out[rows] = (a * moved_r).sum(-1).to(out.dtype)
-    own = out.clone()
-    own[rows] = values[torch.arange(len(rows), device=rows.device), f.source[rows]].to(own.dtype)
-    return Stakes(lost, out, moved, moved_out, own)
+    own_value[rows], own_moved[rows] = values[own].to(out.dtype), moved[own].to(out.dtype)
+    moved_out[rows] = (a * moved).sum(-1).to(out.dtype)
+    return Stakes(lost, out, own_value, own_moved, moved_out)
 
 
-def score_gradients(
+CHUNK = 256  # rotary firings whose every source's score gradient is turned at once
+
+
+def baseline_moves(
+    score_weights: Tensor,
+    relative: Tensor,
+    batch: Tensor,
+    qk: QKDecomposition,
+    *,
+    layer: int,
+    head: Tensor,
+    rotated: tuple | None,
+) -> Tensor:
+    """``[n, src]`` how far each firing's score would move at each source if that source's
+    input went to its baseline, along the firing's score gradient on S.
+
+    Args:
+        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k)`` on S, zero elsewhere.
+        relative: ``[batch, pos, d_model]`` the layer's input less its baseline, as the
+            query-key product reads it.
+        batch: ``[n]`` each firing's prompt, in order.
+        qk: The QK decompositions.
+        layer: The firings' layer.
+        head: ``[n]``.
+        rotated: The key side's rotated-frame arguments (:func:`_rotated`), or None.
+    """
+    n_src = relative.shape[1]
+    if rotated is None:  # g is the same at every source: one product per prompt
+        g = _score_gradients(score_weights, qk, layer=layer, head=head, rotated=None, n_src=n_src)
+        return -reads(relative, g, batch)
+    return torch.cat([  # g turns with the source's position
+        score_moves(relative[batch[c]], _score_gradients(
+            score_weights[c], qk, layer=layer, head=head[c], rotated=rotated, n_src=n_src))
+        for c in torch.arange(len(batch), device=batch.device).split(CHUNK)
+    ])  # fmt: skip
+
+
+def _score_gradients(
     score_weights: Tensor,
     qk: QKDecomposition,
     *,

@@ -9,10 +9,9 @@ from headgraph.ingest.core.competition import (
     competitors,
     harm,
     most_attended,
-    score_moves,
 )
 from headgraph.ingest.core.params import TraceParams
-from headgraph.ingest.core.sides import SideReading, score_gradients
+from headgraph.ingest.core.sides import SideReading, baseline_moves
 from headgraph.ingest.core.signals import augment, project, project_rotated
 from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.jobs.trace_job import task_prompts
@@ -49,7 +48,7 @@ def test_competitors_are_the_fewest_reaching_the_edge_share_never_token_zero_or_
         [0.0, 4.0, 4.0, 0.0, 0.0, 0.0],  # the source (1) never competes with itself
         [0.0, -1.0, 0.0, 0.0, 0.0, 0.0],  # nothing to lose: no competitor
     ])  # fmt: skip
-    stakes = Stakes(lost, torch.ones(3), torch.zeros_like(lost), torch.ones(3), torch.ones(3))
+    stakes = Stakes(lost, torch.ones(3), torch.ones(3), torch.zeros(3), torch.ones(3))
     rows = torch.arange(3)
     firing, rival = competitors(stakes, rows, dest=torch.tensor([4, 5, 5]),
                                 source=torch.tensor([2, 1, 3]), frac=0.7, most=4)  # fmt: skip
@@ -64,12 +63,12 @@ def test_a_seeds_own_share_is_handed_on_as_far_as_its_value_differs_from_the_bas
     """A seed's share of the prediction is measured from its value as it is; the value side
     hands on the part that differs from the baseline, and the rest of the firing's
     relevance (from its readers) by the head's output less the baseline's."""
-    moved = torch.tensor([[0.0, 3.0, 1.0], [0.0, 0.0, -2.0]])
-    stakes = Stakes(torch.zeros(2, 3), torch.ones(2), moved, torch.tensor([2.0, 4.0]),
-                    own_value=torch.tensor([4.0, 1.0]))  # fmt: skip
-    source = torch.tensor([1, 2])
-    assert stakes.seed_share(source).tolist() == [0.75, 0.0]  # a part opposed to v: none
-    assert stakes.moved_share(source).tolist() == [1.0, 0.0]  # 3 / 2, at most all
+    stakes = Stakes(
+        torch.zeros(2, 3), torch.ones(2), own_value=torch.tensor([4.0, 1.0]),
+        own_moved=torch.tensor([3.0, -2.0]), moved_out=torch.tensor([2.0, 4.0]),
+    )  # fmt: skip
+    assert stakes.seed_share().tolist() == [0.75, 0.0]  # a part opposed to v: none
+    assert stakes.moved_share().tolist() == [1.0, 0.0]  # 3 / 2, at most all
     reading = SideReading(torch.tensor([0, 1, 1]), torch.tensor([1, 2, 2]), torch.zeros(3, 2),
                           share=torch.tensor([0.5, 0.5, 0.5]),
                           seed_share=torch.tensor([0.25, 0.25, 1.0]))  # fmt: skip
@@ -110,9 +109,8 @@ def test_a_score_move_is_the_sparse_set_score_at_the_baseline_input(name):
         rotated = qk.key_factor[layer], qk.key_readout[layer], rotary, layer
     sparse = torch.rand(2, qk.S.shape[-1], generator=torch.Generator().manual_seed(1)) < 0.3
     weights = qk.S[layer, head] * proj_u[0, layer, head, dest] * sparse  # [2, rank]
-    gradient = score_gradients(weights, qk, layer=layer, head=head, rotated=rotated,
-                               n_src=x.shape[2])  # fmt: skip
-    moves = score_moves(change.expand(2, -1, -1), gradient)
+    moves = baseline_moves(weights, change[None], torch.zeros(2, dtype=torch.long), qk,
+                           layer=layer, head=head, rotated=rotated)  # fmt: skip
     expected = torch.einsum("hr,hsr->hs", weights, after[0, layer, head] - before[0, layer, head])
     torch.testing.assert_close(moves, expected, rtol=1e-6, atol=1e-8)
 
