@@ -11,7 +11,8 @@ whose cone is the whole run):
   baseline: ``paths --to X --top 10`` over the target's whole cone, as before
             the route index (and as for a run without one);
   paths --to X --top 10 and paths --to X --from 0.1, through the route index;
-  redundancy --to X, features --head X,
+  redundancy --to X, as the run keeps it, and measured over the whole cone (as
+  for a run that keeps none); features --head X,
 
 and prints each as seconds and as a ratio to the baseline; then the run's circuit
 (the explorer's view) read from its kept links, against the circuit computed
@@ -81,7 +82,10 @@ def main() -> None:
             with open_store(folder) as store:
                 start = time.perf_counter()
                 nodes = write_index(store, run)
-                print(f"route index: {nodes:,} nodes in {time.perf_counter() - start:.1f} s")
+                print(
+                    f"route index, kept circuit and redundancy: {nodes:,} nodes in "
+                    f"{time.perf_counter() - start:.1f} s"
+                )
         with open_store(folder, read_only=True) as store:
             info = store.run_info(run) if run else store.runs()[0]
             run = info.get("key", info.get("run"))
@@ -114,7 +118,10 @@ def measure(store, run: str, target: str, repeat: int) -> None:
         ),
         f"paths --to {target} --top 10": lambda: paths(store, to=target, run=run),
         f"paths --to {target} --from 0.1": lambda: paths(store, to=target, from_="0.1", run=run),
-        f"redundancy --to {target}": lambda: redundancy(store, to=target, run=run),
+        f"redundancy --to {target} (kept)": lambda: redundancy(store, to=target, run=run),
+        f"redundancy --to {target}, the cone": lambda: redundancy(
+            store, to=target, run=run, index=False
+        ),
         f"features --head {target}": lambda: features(store, head=target, run=run),
     }
     base = None
@@ -128,6 +135,9 @@ def measure(store, run: str, target: str, repeat: int) -> None:
         )
     same = paths(store, to=target, run=run) == paths(store, to=target, run=run, index=False)
     print(f"the index's routes equal the whole cone's: {same}")
+    kept = redundancy(store, to=target, run=run)
+    same = kept == redundancy(store, to=target, run=run, index=False)
+    print(f"the kept redundancy equals the cone's: {same}")
 
 
 def measure_circuit(store, run: str, repeat: int) -> None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from headgraph.queries.arrays import distinct
 from headgraph.queries.circuit_index import LinkTable, row_sparse_sets
 from headgraph.queries.cone import (
     FIRING_COLUMNS,
@@ -51,6 +52,7 @@ from headgraph.queries.cone import (
     edge_frames,
     prediction_edges,
 )
+from headgraph.queries.redundancy_index import RedundancyTable
 from headgraph.queries.selection import QueryError, RunRef, resolve_run
 from headgraph.queries.store import GraphStore, Rows
 from headgraph.queries.store.base import index_deletes
@@ -133,15 +135,19 @@ def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
         "InboundPage": {k: [] for k in ("key", "run", "rows")},
         "InboundEdges": {k: [] for k in ("key", "run", "ups", "sides", "totals")},
     }
-    links = LinkTable()
+    links, redundancy = LinkTable(), RedundancyTable()
     for layer in [*range(run.n_layers), None]:
         cone = load_layer(store, run, layer)
         sparse_sets = row_sparse_sets(cone)
         _add_nodes(tables, cone, index, reach, sparse_sets)
         links.add(cone, *sparse_sets)
+        redundancy.add(
+            cone, np.array([index[p] for p in cone.prompt_ids], dtype=np.int64), sparse_sets
+        )
     for rows in tables.values():
         rows["run"] = [run.key] * len(rows["key"])
-    return tables | links.rows(run.key, max(run.prompts, 1))
+    kept = redundancy.rows(run.key, len(index))
+    return tables | links.rows(run.key, max(run.prompts, 1)) | kept
 
 
 def write_index(store: GraphStore, run: str | None = None) -> int:
@@ -316,5 +322,5 @@ def _add_nodes(
             into["ups"].append("\n".join(keys[u] for u in cone.edge_up[order[a + e0 : a + e1]]))
             into["sides"].append(cone.edge_side[order[a + e0 : a + e1]].tolist())
             into["totals"].append(encode(totals[order[a + e0 : a + e1]]))
-        header["prompts"].append(np.unique(prompt[r0:r1]).tolist())
+        header["prompts"].append(distinct(prompt[r0:r1]).tolist())
         header["pages"].append([c - a for c in bounds])

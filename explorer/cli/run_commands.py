@@ -83,9 +83,9 @@ def diff_command(run_a, run_b, min_prompts, min_change, show, store_target, out_
 @click.option("--run", default=None, help="The run (default: the newest).")
 @store_option()
 def index_command(run, store_target):
-    """Write a run's route index, which keeps `paths` fast on large runs (an ingest
-    writes it; runs ingested before it existed lack it, and their searches read the
-    whole cone)."""
+    """Write a run's index, which keeps `paths`, the explorer's circuit and `redundancy`
+    fast on large runs (an ingest writes it; runs ingested before a part of it existed
+    lack that part, and read the whole cone instead)."""
     from headgraph.queries.inbound import write_index
 
     with reading(store_target, write=True) as store:

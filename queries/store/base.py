@@ -27,8 +27,9 @@ PER_BATCH = (
 )  # node types written per batch (with a `batch` property)
 
 
-INDEX = ("Inbound", "InboundEdges", "InboundPage", "CircuitIndex", "CircuitPage")  # the index
-# (headgraph.queries.inbound, headgraph.queries.circuit_index)
+# a finished run's index: routes (queries.inbound), circuit (circuit_index), redundancy
+# (redundancy_index)
+INDEX = ("Inbound", "InboundEdges", "InboundPage", "CircuitIndex", "CircuitPage", "RedundancyIndex")
 
 
 def index_deletes(run: str) -> list[tuple[str, dict]]:

@@ -105,6 +105,12 @@ NODES = (
                               ("fires", INTS), ("links", INT), ("pages", INT))),
     NodeType("CircuitPage", (("key", STRING), ("run", STRING), ("page", INT),
                              ("rows", STRING))),
+    # Every head's redundancy kept ready (headgraph.queries.redundancy_index), written with
+    # the route index: disjoint routes per prompt (base64 of int32), the critical
+    # components and the substitute groups (JSON)
+    NodeType("RedundancyIndex", (("key", STRING), ("run", STRING), ("head", STRING),
+                                 ("connectivity", STRING), ("criticality", STRING),
+                                 ("substitutes", STRING))),
     NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
                         ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),
                         ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),

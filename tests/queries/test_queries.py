@@ -1,13 +1,11 @@
 """Paths, redundancy and features on a hand-built run with known answers, on every backend."""
 
-import random
-
-import networkx as nx
 import pytest
 
 from headgraph.queries.features import features, singular_vector
+from headgraph.queries.inbound import write_index
 from headgraph.queries.paths import paths
-from headgraph.queries.redundancy import redundancy, unit_max_flow
+from headgraph.queries.redundancy import redundancy
 from headgraph.queries.selection import QueryError, resolve_run
 
 DIAMOND = "embed@A -key[1]-> 0.0@END -query[0,1]-> 1.0@END"
@@ -60,8 +58,20 @@ def test_paths_cut_at_max_hops_are_marked_truncated(store):
     assert first.score == pytest.approx((0.4 + 0.5) / 3) and first.prompts == 2
 
 
-def test_redundancy_counts_disjoint_routes_and_finds_the_critical_node(store):
+@pytest.mark.parametrize("kept", [False, True], ids=["from the cone", "kept"])
+def test_redundancy_counts_disjoint_routes_and_finds_the_critical_node(store, kept, monkeypatch):
+    if kept:  # the index keeps every head's measures; read from there
+        write_index(store, "hand")
+    reads = []
+    for method in ("query", "frame"):  # every read, as rows or as a frame
+        read = getattr(store, method)
+        monkeypatch.setattr(
+            store,
+            method,
+            lambda cypher, *a, read=read, **k: reads.append(cypher) or read(cypher, *a, **k),
+        )
     result = redundancy(store, to="1.0")
+    assert any("SIGNAL" in cypher for cypher in reads) != kept  # kept: no edge is read
     c = result.connectivity
     assert c.per_prompt == {"p1": 2, "p2": 1}  # the bias is no input; p3 has no firing of 1.0
     assert (c.minimum, c.maximum, c.counts) == (1, 2, ((1, 1), (2, 1)))
@@ -122,16 +132,3 @@ def test_bad_questions_are_refused_with_what_to_do(store, call, message):
 
 def test_the_newest_run_is_the_default(store):
     assert resolve_run(store).key == "hand"
-
-
-def test_unit_max_flow_agrees_with_networkx():
-    rng = random.Random(0)
-    for _ in range(200):
-        n = rng.randint(3, 12)
-        arcs = [(u, v, rng.choice([1, 1, 2])) for u in range(n) for v in range(u + 1, n)]
-        arcs = [a for a in arcs if rng.random() < 0.35]
-        graph = nx.DiGraph()
-        graph.add_nodes_from(range(n))
-        for u, v, c in arcs:
-            graph.add_edge(u, v, capacity=c)
-        assert unit_max_flow(n, arcs, 0, n - 1) == nx.maximum_flow_value(graph, 0, n - 1)

@@ -1,0 +1,33 @@
+"""Array helpers the queries share.
+
+``np.unique`` with nothing but the values asked hashes in numpy 2.4, which is
+about 20 times slower than sorting on millions of values (14.6 s against 0.7 s
+on 10M int64); these sort.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, sorted."""
+    return counted(values)[0]
+
+
+def counted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values, sorted, and how often each occurs."""
+    values = np.sort(np.asarray(values))
+    first = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else values
+    return values[first], np.diff(np.r_[first, len(values)])
+
+
+def counted_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows ``(columns[0][i], columns[1][i], ...)`` of non-negative
+    integer columns, sorted, as ``[column, row]``, and how often each occurs."""
+    sizes = tuple(int(c.max()) + 1 if len(c) else 1 for c in columns)
+    codes = np.ravel_multi_index(columns, sizes) if len(columns[0]) else np.zeros(0, np.int64)
+    found, times = counted(codes)
+    if not len(found):
+        return np.zeros((len(columns), 0), np.int64), times
+    return np.stack(np.unravel_index(found, sizes)), times

@@ -1,0 +1,46 @@
+"""Every head's redundancy kept with the index: read back, it equals the measures of the
+head's cone, for every head of a real run (and the logits), on both backends; the
+filters still read the cone, and a run indexed before the measures were kept too."""
+
+import pytest
+
+from headgraph.ingest.core.params import TraceParams
+from headgraph.queries.inbound import write_index
+from headgraph.queries.redundancy import redundancy
+from tests.queries.conftest import tiny_run
+
+HEADS = [f"{layer}.{head}" for layer in range(3) for head in range(4)] + ["logits"]
+
+
+@pytest.fixture(scope="module", params=["embedded", "neo4j"])
+def store(request, tmp_path_factory):
+    seeding = TraceParams(seeding="linear")  # seeded from the prediction: the logits too
+    store = tiny_run(request, tmp_path_factory, seeds=(), params=seeding)
+    yield store
+    if store.kind == "embedded":
+        store.close()
+
+
+def from_the_cones(store):
+    """Each head's redundancy with the kept measures removed (as for an older run)."""
+    store.query("MATCH (r:RedundancyIndex) WHERE r.run = 'tiny' DELETE r")
+    try:
+        return [redundancy(store, to=head, run="tiny") for head in HEADS]
+    finally:
+        write_index(store, "tiny")
+
+
+def test_the_kept_measures_equal_those_of_each_cone(store):
+    kept = [redundancy(store, to=head, run="tiny") for head in HEADS]
+    assert all(r.connectivity.prompts for r in kept)  # every head fires with edges in
+    assert any(r.substitutes for r in kept)
+    assert kept == from_the_cones(store)
+
+
+def test_a_filter_reads_the_cone(store):
+    whole = redundancy(store, to="2.1", run="tiny")
+    prompt = next(iter(whole.connectivity.per_prompt))
+    one = redundancy(store, to="2.1", run="tiny", prompt=prompt)
+    assert one.connectivity.per_prompt == {prompt: whole.connectivity.per_prompt[prompt]}
+    by_side = [redundancy(store, to="2.1", run="tiny", side=s) for s in ("query", "key")]
+    assert all(r.connectivity.maximum <= whole.connectivity.maximum for r in by_side)
