@@ -180,7 +180,8 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
 
     The edges into a node come strongest first (by their totals over the run). A route
     extended by one of them enters the heap with a bound on its score: the smaller of
-    the route it extends and the edge's total (shares are at most 1). When it comes out,
+    the route it extends and the edge's total (shares are at most 1), and for products
+    the edge's total times the route's highest score in a prompt. When it comes out,
     the node's next edge goes in, with a bound no higher, and its own score is computed
     and it goes back in with that. At equal values bounds come out first, so when a
     scored route comes out every route that could tie with it has its score: routes come
@@ -211,17 +212,18 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
 
     def offer(into: _Found, at: int, route: tuple, hops: int) -> None:
         """Push ``into``'s edge ``at``, if any, as the extension of ``route`` (edges, key,
-        scores and score; empty for a route into the target) to a route of ``hops``."""
+        scores, score and highest score in a prompt; empty for a route into the target)
+        to a route of ``hops``."""
         edge = into.get(at)
         if edge is not None:
-            edges, key, _, score = route
-            bound = cone.total(edge) if not edges else min(score, cone.total(edge))
+            edges, key, _, score, peak = route
+            bound = cone.total(edge) if not edges else min(score, cone.total(edge) * peak)
             candidate = (into, at, route, hops)
             entry = (-bound, BOUND, (*name(edge), *key), (edge, *edges), None, candidate)
             heapq.heappush(heap, entry)
 
     for target in cone.targets:
-        offer(edges_into(target, 1), 0, ((), (cone.nodes[target].key,), None, 0.0), 1)
+        offer(edges_into(target, 1), 0, ((), (cone.nodes[target].key,), None, 0.0, 1.0), 1)
     while heap and len(routes) < top:
         _, _, key, edges, scores, candidate = heapq.heappop(heap)
         if candidate is not None:  # a bound: offer the node's next edge, then score this one
@@ -259,7 +261,8 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
             # a firing whose inputs were not traced in these prompts
             routes.append(_route(cone, edges, scores, truncated=True))
             continue
-        route = (edges, key, scores, sum(scores.values()))
+        peak = max(scores.values()) if product else 1.0  # sum(p * s) <= peak * sum(s)
+        route = (edges, key, scores, sum(scores.values()), peak)
         offer(edges_into(first, len(edges) + 1), 0, route, len(edges) + 1)
     return routes, True
 

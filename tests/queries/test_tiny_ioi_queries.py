@@ -60,3 +60,59 @@ def test_the_python_example_in_docs_queries_runs(store, capsys):
     exec(example.replace("./headgraph-db", str(store.path)), {})
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) >= 5 and "-> 1.0@END" in printed[0]
+
+
+def every_route_score(cone, source: str, max_hops: int, product: bool) -> list[float]:
+    """Every route's score into the cone's target from ``source``, by enumeration."""
+    from headgraph.queries.cone import Cone
+
+    assert isinstance(cone, Cone)
+    into = {}
+    for edge in range(len(cone.edge_up)):
+        into.setdefault(int(cone.edge_down[edge]), []).append(edge)
+    scores = []
+
+    def walk(node: int, per_prompt: dict | None, hops: int) -> None:
+        for edge in into.get(node, ()):
+            shares = cone.shares(edge)
+            if per_prompt is None:
+                here = shares
+            else:
+                here = {
+                    p: (s * shares[p] if product else min(s, shares[p]))
+                    for p, s in per_prompt.items()
+                    if p in shares
+                }
+            if not here:
+                continue
+            up = cone.nodes[int(cone.edge_up[edge])]
+            if up.component == source:
+                scores.append(sum(here.values()) / cone.n_prompts)
+            elif hops < max_hops:
+                walk(int(cone.edge_up[edge]), here, hops + 1)
+
+    for target in cone.targets:
+        walk(target, None, 1)
+    return sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("head", "source", "max_hops", "score"),
+    [
+        ("1.0", "embed", 3, "product"),
+        ("1.2", "pos_embed", 4, "product"),
+        ("2.3", "0.1", 3, "product"),
+        ("1.2", "pos_embed", 2, "min"),
+    ],
+)
+def test_the_search_returns_the_strongest_routes_of_all(store, head, source, max_hops, score):
+    """The best-first search's bounds never hide a stronger route: its top routes' scores
+    are the top of every route's, enumerated."""
+    from headgraph.queries.cone import load_cone
+    from headgraph.queries.selection import resolve_run
+
+    cone = load_cone(store, resolve_run(store, "tiny"), head)
+    expected = every_route_score(cone, source, max_hops, score == "product")[:10]
+    for index in (True, False):
+        found = paths(store, to=head, from_=source, max_hops=max_hops, score=score, index=index)
+        assert [round(r.score, 12) for r in found.routes] == [round(s, 12) for s in expected]
