@@ -12,7 +12,7 @@ whose cone is the whole run):
             the route index (and as for a run without one);
   paths --to X --top 10 and paths --to X --from 0.1, through the route index;
   redundancy --to X, as the run keeps it, and measured over the whole cone (as
-  for a run that keeps none); features --head X,
+  for a run that keeps none); features --head X, kept and from the edges,
 
 and prints each as seconds and as a ratio to the baseline; then the run's circuit
 (the explorer's view) read from its kept links, against the circuit computed
@@ -122,7 +122,10 @@ def measure(store, run: str, target: str, repeat: int) -> None:
         f"redundancy --to {target}, the cone": lambda: redundancy(
             store, to=target, run=run, index=False
         ),
-        f"features --head {target}": lambda: features(store, head=target, run=run),
+        f"features --head {target} (kept)": lambda: features(store, head=target, run=run),
+        f"features --head {target}, the edges": lambda: features(
+            store, head=target, run=run, index=False
+        ),
     }
     base = None
     for name, call in calls.items():
@@ -138,6 +141,10 @@ def measure(store, run: str, target: str, repeat: int) -> None:
     kept = redundancy(store, to=target, run=run)
     same = kept == redundancy(store, to=target, run=run, index=False)
     print(f"the kept redundancy equals the cone's: {same}")
+    same = features(store, head=target, run=run) == features(
+        store, head=target, run=run, index=False
+    )
+    print(f"the kept features equal those of the edges: {same}")
 
 
 def measure_circuit(store, run: str, repeat: int) -> None:

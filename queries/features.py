@@ -8,6 +8,9 @@ the query side, the key side or both. A single singular vector also has
 *readers*: the heads whose firings read the output of the head's firings
 that used it.
 
+A finished run keeps every head's use of its singular vectors with its index
+(:mod:`headgraph.queries.feature_use`), so :func:`features` reads one node.
+
 The vocabulary tokens that project most on each singular vector (through the
 embeddings, :mod:`headgraph.ingest.core.vocab`) are computed at ingest and
 stored on the ``SingularVector`` nodes, so :func:`feature_tokens` answers from
@@ -16,10 +19,18 @@ the store alone, without the model.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 
 from headgraph.errors import QueryError
+from headgraph.queries.feature_use import (
+    FIRING_COLUMNS,
+    FIRINGS,
+    HeadUse,
+    Use,
+    read_kept_use,
+    read_use,
+)
 from headgraph.queries.selection import check_side, resolve_run
 from headgraph.queries.store import GraphStore
 
@@ -116,14 +127,6 @@ class SingularVectorReport:
     prompt_ids: tuple[str, ...]
 
 
-FIRINGS = (
-    "MATCH (f:Firing) WHERE f.run = $run AND f.head_name = $head "
-    "RETURN f.key AS key, f.prompt AS prompt, f.svs AS svs, f.terms AS terms"
-)
-WRITES = (
-    "MATCH (a)-[s:SIGNAL]->(f:Firing) WHERE f.run = $run AND f.head_name = $head "
-    "RETURN f.key AS key, s.upstream AS upstream, s.side AS side, s.weight AS weight"
-)
 READS = (
     "MATCH (f:Firing)-[s:SIGNAL]->(g:Firing) WHERE f.run = $run AND f.head_name = $head "
     "RETURN f.key AS key, g.head_name AS reader, s.side AS side"
@@ -132,6 +135,7 @@ SIGMAS = (
     "MATCH (v:SingularVector) WHERE v.model = $model AND v.head_name = $head "
     "RETURN v.`index` AS k, v.sigma AS sigma"
 )
+HEAD = "f.head_name = $head"
 
 
 def features(
@@ -141,6 +145,7 @@ def features(
     run: str | None = None,
     side: str = "any",
     top: int = 10,
+    index: bool = True,
 ) -> FeatureResult:
     """The singular vectors ``head`` uses when it fires, most used first.
 
@@ -150,6 +155,8 @@ def features(
         run: The run (default: the newest).
         side: Writers on the ``query`` side, the ``key`` side, or ``any``.
         top: How many singular vectors.
+        index: Read what the run's index keeps for the head (False: read its firings
+            and the edges into them, as for a run that keeps nothing).
 
     Raises:
         QueryError: an unknown run, head or side.
@@ -162,11 +169,12 @@ def features(
         )
     ref = resolve_run(store, run)
     name = ref.head(head)
-    use = _Use.read(store, ref.key, ref.model, name, side)
-    ranked = sorted(use.by_sv, key=lambda k: (-len(use.by_sv[k]), k))[:top]
-    return FeatureResult(
-        ref.key, ref.model, name, len(use.firings), tuple(use.feature(k) for k in ranked), side
-    )
+    use = read_kept_use(store, ref.key, name, top) if index else None
+    if use is None:
+        use = read_use(store, ref.key, HEAD, {"head": name}).get(name, HeadUse(0, ()))
+    sigmas = _sigmas(store, ref.model, name)
+    found = tuple(_feature(name, use, u, sigmas, side) for u in use.uses[:top])
+    return FeatureResult(ref.key, ref.model, name, use.firings, found, side)
 
 
 def singular_vector(store: GraphStore, *, sv: str, run: str | None = None) -> SingularVectorReport:
@@ -179,20 +187,28 @@ def singular_vector(store: GraphStore, *, sv: str, run: str | None = None) -> Si
     head = ref.head(sv.rpartition(":")[0] or sv)
     sigmas = _sigmas(store, ref.model, head)
     _, index = ref.singular_vector(sv, len(sigmas))
-    use = _Use.read(store, ref.key, ref.model, head, "any", sigmas=sigmas)
-    keys = use.by_sv.get(index, set())
+    use = read_use(store, ref.key, HEAD, {"head": head}).get(head, HeadUse(0, ()))
+    mine = next((u for u in use.uses if u.k == index), Use(index, 0, 0, 0.0, ()))
+    firings = store.frame(
+        FIRINGS.format(where=HEAD), {"run": ref.key, "head": head}, columns=FIRING_COLUMNS
+    )
+    keys, prompts = set(), set()
+    for key, prompt, svs in zip(firings["key"], firings["prompt"], firings["svs"], strict=True):
+        if index in set(svs):
+            keys.add(key)
+            prompts.add(prompt)
     readers = Counter(
         (row["reader"], row["side"])
         for row in store.query(READS, {"run": ref.key, "head": head})
         if row["key"] in keys
     )
     return SingularVectorReport(
-        feature=use.feature(index),
+        feature=_feature(head, use, mine, sigmas, "any"),
         readers=tuple(
             (reader, side, n)
             for (reader, side), n in sorted(readers.items(), key=lambda kv: (-kv[1], kv[0]))
         ),
-        prompt_ids=tuple(sorted({use.firings[key][0] for key in keys})),
+        prompt_ids=tuple(sorted(prompts)),
     )
 
 
@@ -202,53 +218,18 @@ def _sigmas(store: GraphStore, model: str, head: str) -> dict[int, float]:
     }
 
 
-@dataclass
-class _Use:
-    """A head's firings (key -> (prompt, S, terms)), by singular vector, and their writers
-    (firing key -> ``(upstream, side, weight)`` of each edge into it)."""
-
-    head: str
-    sigmas: dict[int, float]
-    firings: dict[str, tuple[str, list[int], list[float]]]
-    by_sv: dict[int, set[str]]
-    writes: dict[str, list[tuple[str, str, float]]]
-
-    @classmethod
-    def read(cls, store, run, model, head, side, sigmas=None) -> _Use:
-        params = {"run": run, "head": head}
-        firings, by_sv = {}, defaultdict(set)
-        for row in store.query(FIRINGS, params):
-            firings[row["key"]] = (row["prompt"], list(row["svs"]), list(row["terms"]))
-            for k in row["svs"]:
-                by_sv[int(k)].add(row["key"])
-        rows = store.frame(WRITES, params, columns=("key", "upstream", "side", "weight"))
-        if side != "any":
-            rows = rows[rows["side"] == side]
-        writes = defaultdict(list)  # read as columns: a busy head has 10^5 edges into it
-        for key, *write in zip(*(rows[c].tolist() for c in rows.columns), strict=True):
-            writes[key].append(tuple(write))
-        return cls(head, sigmas or _sigmas(store, model, head), firings, by_sv, writes)
-
-    def feature(self, k: int) -> Feature:
-        keys = self.by_sv.get(k, set())
-        terms = [t for key in keys for s, t in zip(*self.firings[key][1:], strict=True) if s == k]
-        writers = defaultdict(list)
-        for key in keys:
-            for upstream, side, weight in self.writes.get(key, ()):
-                writers[(upstream, side)].append(weight)
-        return Feature(
-            head=self.head,
-            index=k,
-            sigma=self.sigmas.get(k, float("nan")),
-            firings=len(keys),
-            share_of_firings=len(keys) / max(len(self.firings), 1),
-            prompts=len({self.firings[key][0] for key in keys}),
-            mean_term=sum(terms) / len(terms) if terms else 0.0,
-            writers=tuple(
-                Writer(c, s, len(ws), sum(sorted(ws)) / len(ws))
-                for (c, s), ws in sorted(writers.items(), key=lambda kv: (-len(kv[1]), kv[0]))
-            ),
-        )
+def _feature(head: str, use: HeadUse, one: Use, sigmas: dict[int, float], side: str) -> Feature:
+    """One singular vector's :class:`Feature`, its writers on ``side`` (or ``any``)."""
+    return Feature(
+        head=head,
+        index=one.k,
+        sigma=sigmas.get(one.k, float("nan")),
+        firings=one.firings,
+        share_of_firings=one.firings / max(use.firings, 1),
+        prompts=one.prompts,
+        mean_term=one.mean_term,
+        writers=tuple(Writer(c, s, n, w) for c, s, n, w in one.writers if side in ("any", s)),
+    )
 
 
 TOKENS = (

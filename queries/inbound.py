@@ -52,6 +52,7 @@ from headgraph.queries.cone import (
     edge_frames,
     prediction_edges,
 )
+from headgraph.queries.feature_use import use_rows
 from headgraph.queries.redundancy_index import RedundancyTable
 from headgraph.queries.selection import QueryError, RunRef, resolve_run
 from headgraph.queries.store import GraphStore, Rows
@@ -146,7 +147,7 @@ def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
         )
     for rows in tables.values():
         rows["run"] = [run.key] * len(rows["key"])
-    kept = redundancy.rows(run.key, len(index))
+    kept = redundancy.rows(run.key, len(index)) | use_rows(store, run.key, run.n_layers)
     return tables | links.rows(run.key, max(run.prompts, 1)) | kept
 
 

@@ -28,8 +28,9 @@ PER_BATCH = (
 
 
 # a finished run's index: routes (queries.inbound), circuit (circuit_index), redundancy
-# (redundancy_index)
-INDEX = ("Inbound", "InboundEdges", "InboundPage", "CircuitIndex", "CircuitPage", "RedundancyIndex")
+# (redundancy_index), the singular vectors each head uses (feature_use)
+INDEX = ("Inbound", "InboundEdges", "InboundPage", "CircuitIndex", "CircuitPage")
+INDEX += ("RedundancyIndex", "FeatureIndex")
 
 
 def index_deletes(run: str) -> list[tuple[str, dict]]:

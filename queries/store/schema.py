@@ -111,6 +111,10 @@ NODES = (
     NodeType("RedundancyIndex", (("key", STRING), ("run", STRING), ("head", STRING),
                                  ("connectivity", STRING), ("criticality", STRING),
                                  ("substitutes", STRING))),
+    # The singular vectors each head's firings use, and their writers (JSON), kept with the
+    # route index (headgraph.queries.feature_use)
+    NodeType("FeatureIndex", (("key", STRING), ("run", STRING), ("head", STRING),
+                              ("use", STRING))),
     NodeType("Effect", (("key", STRING), ("run", STRING), ("upstream", STRING), ("head", STRING),
                         ("side", STRING), ("mode", STRING), ("boost", BOOL), ("metric", STRING),
                         ("prompts", INT), ("clean", FLOAT), ("effect", FLOAT),

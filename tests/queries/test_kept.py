@@ -1,10 +1,11 @@
-"""Every head's redundancy kept with the index: read back, it equals the measures of the
-head's cone, for every head of a real run (and the logits), on both backends; the
-filters still read the cone, and a run indexed before the measures were kept too."""
+"""What the index keeps for every head, read back, equals what is computed from the edges,
+for every head of a real run, on both backends: the redundancy (and the logits'; filters
+still read the cone) and the features (on each side)."""
 
 import pytest
 
 from headgraph.ingest.core.params import TraceParams
+from headgraph.queries.features import features
 from headgraph.queries.inbound import write_index
 from headgraph.queries.redundancy import redundancy
 from tests.queries.conftest import tiny_run
@@ -44,3 +45,14 @@ def test_a_filter_reads_the_cone(store):
     assert one.connectivity.per_prompt == {prompt: whole.connectivity.per_prompt[prompt]}
     by_side = [redundancy(store, to="2.1", run="tiny", side=s) for s in ("query", "key")]
     assert all(r.connectivity.maximum <= whole.connectivity.maximum for r in by_side)
+
+
+def test_the_kept_features_equal_those_of_the_edges(store):
+    kept_heads = store.query("MATCH (u:FeatureIndex) WHERE u.run = 'tiny' RETURN u.head AS head")
+    assert sorted(r["head"] for r in kept_heads) == sorted(HEADS[:-1])
+    for side in ("any", "query", "key", "inhibit"):
+        for head in HEADS[:-1]:
+            for top in (3, 100):  # the kept lines are parsed as far as top asks
+                ask = {"head": head, "run": "tiny", "side": side, "top": top}
+                assert features(store, **ask) == features(store, **ask, index=False)
+    assert sum(len(features(store, head=h, run="tiny").features) for h in HEADS[:-1]) > 20

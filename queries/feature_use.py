@@ -1,0 +1,181 @@
+"""Which singular vectors heads use and who writes them, for many heads at once.
+
+:func:`use_of` turns a set of firings (their sparse sets S and terms) and the
+edges into them into, per head, every singular vector its firings use: how many
+firings and prompts, the mean term, and the writers (upstream component and
+side, the edges into firings using it, their mean weight). The features query
+(:mod:`headgraph.queries.features`) answers from it for one head; when a run
+finishes, the index (:mod:`headgraph.queries.inbound`) computes it for each
+layer's heads and keeps it (``FeatureIndex``: a JSON line per singular vector,
+most used first), so the query reads one node and parses the lines it shows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from headgraph.queries.arrays import distinct
+from headgraph.queries.store import GraphStore, Rows
+
+FIRING_COLUMNS = ("head", "key", "prompt", "svs", "terms")
+WRITE_COLUMNS = ("key", "upstream", "side", "weight")
+
+
+@dataclass(frozen=True)
+class Use:
+    """One singular vector of a head, as its firings use it.
+
+    Attributes:
+        k: Its index.
+        firings: Firings whose S contains it.
+        prompts: Prompts with such a firing.
+        mean_term: Its mean term in those firings.
+        writers: ``(upstream, side, edges, mean weight)`` of the edges into those
+            firings, most edges first (ties by upstream and side).
+    """
+
+    k: int
+    firings: int
+    prompts: int
+    mean_term: float
+    writers: tuple[tuple[str, str, int, float], ...]
+
+
+@dataclass(frozen=True)
+class HeadUse:
+    """A head's firings and the singular vectors they use, most firings first (ties: lower k)."""
+
+    firings: int
+    uses: tuple[Use, ...]
+
+    def to_text(self) -> str:
+        """The firings on the first line, then a JSON line per singular vector
+        ``[k, firings, prompts, mean term, [[upstream, side, edges, mean weight], ...]]``."""
+        lines = [str(self.firings)]
+        lines += [
+            json.dumps([u.k, u.firings, u.prompts, u.mean_term, u.writers]) for u in self.uses
+        ]
+        return "\n".join(lines)
+
+    @classmethod
+    def from_text(cls, text: str, top: int | None = None) -> HeadUse:
+        """What :meth:`to_text` wrote (only the ``top`` most used singular vectors)."""
+        lines = text.split("\n")
+        uses = []
+        for line in lines[1 : None if top is None else top + 1]:
+            k, n, p, term, writers = json.loads(line)
+            uses.append(Use(k, n, p, term, tuple((c, s, m, w) for c, s, m, w in writers)))
+        return cls(int(lines[0]), tuple(uses))
+
+
+def use_of(firings: pd.DataFrame, writes: pd.DataFrame) -> dict[str, HeadUse]:
+    """Each head's :class:`HeadUse`, from its firings (:data:`FIRING_COLUMNS`) and the
+    edges into them (:data:`WRITE_COLUMNS`)."""
+    if not len(firings):
+        return {}
+    heads, head = np.unique(firings["head"].to_numpy(dtype=str), return_inverse=True)
+    head = head.reshape(-1)
+    sizes = np.fromiter(map(len, firings["svs"]), dtype=np.int64, count=len(firings))
+    flat_k = np.concatenate([np.asarray(s, dtype=np.int64) for s in firings["svs"]] or [[]])
+    flat_term = np.concatenate([np.asarray(t, dtype=float) for t in firings["terms"]] or [[]])
+    owner = np.repeat(np.arange(len(firings)), sizes)  # [(firing, k)] the firing
+    prompt = pd.factorize(firings["prompt"])[0]
+    n_k = int(flat_k.max()) + 1 if len(flat_k) else 1
+    # per (head, k): firings, prompts, terms
+    hk = head[owner] * n_k + flat_k
+    count = np.bincount(hk, minlength=len(heads) * n_k)
+    term_sum = np.bincount(hk, weights=flat_term, minlength=len(heads) * n_k)
+    with_prompt = distinct(hk * (int(prompt.max()) + 1) + prompt[owner])
+    prompts = np.bincount(with_prompt // (int(prompt.max()) + 1), minlength=len(heads) * n_k)
+    writers = _writers(firings["key"], sizes, flat_k, head * n_k, writes)
+    out = {}
+    firings_per_head = np.bincount(head, minlength=len(heads))
+    for h, name in enumerate(heads.tolist()):
+        used = np.flatnonzero(count[h * n_k : (h + 1) * n_k])
+        uses = [
+            Use(
+                int(k),
+                int(count[h * n_k + k]),
+                int(prompts[h * n_k + k]),
+                float(term_sum[h * n_k + k] / count[h * n_k + k]),
+                tuple(sorted(writers.get(h * n_k + k, ()), key=lambda w: (-w[2], w[0], w[1]))),
+            )
+            for k in used.tolist()
+        ]
+        uses.sort(key=lambda u: (-u.firings, u.k))
+        out[name] = HeadUse(int(firings_per_head[h]), tuple(uses))
+    return out
+
+
+def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]:
+    """``(head, k)`` code (``base[firing] + k``) -> ``(upstream, side, edges, mean weight)``
+    of the edges into the firings using k: each edge counts for every k in its firing's S
+    (``flat_k``, ``sizes`` per firing of ``keys``)."""
+    at = pd.Index(keys).get_indexer(writes["key"].to_numpy())
+    keep = at >= 0
+    at, weight = at[keep], writes["weight"].to_numpy(dtype=float)[keep]
+    writer_ids, writer_keys = pd.factorize(
+        pd.MultiIndex.from_arrays([writes["upstream"][keep], writes["side"][keep]])
+    )
+    starts, per_edge = np.cumsum(sizes) - sizes, sizes[at]
+    edge = np.repeat(np.arange(len(at)), per_edge)  # [(edge, k)] the edge
+    offset = np.arange(len(edge)) - np.repeat(np.cumsum(per_edge) - per_edge, per_edge)
+    k_of = flat_k[np.repeat(starts[at], per_edge) + offset]
+    n_writers = max(len(writer_keys), 1)
+    group = (base[at[edge]] + k_of) * n_writers + writer_ids[edge]
+    groups, inverse, edges = np.unique(group, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse.reshape(-1), weights=weight[edge], minlength=len(groups))
+    ups, sides = ([str(x) for x in writer_keys.get_level_values(i)] for i in (0, 1))
+    found: dict[int, list] = {}
+    for g, n, total in zip(groups.tolist(), edges.tolist(), sums.tolist(), strict=True):
+        w = g % n_writers
+        found.setdefault(g // n_writers, []).append((ups[w], sides[w], n, total / n))
+    return found
+
+
+FIRINGS = (
+    "MATCH (f:Firing) WHERE f.run = $run AND {where} RETURN f.head_name AS head, f.key AS key, "
+    "f.prompt AS prompt, f.svs AS svs, f.terms AS terms"
+)
+WRITES = (
+    "MATCH (a)-[s:SIGNAL]->(f:Firing) WHERE f.run = $run AND {where} "
+    "RETURN f.key AS key, s.upstream AS upstream, s.side AS side, s.weight AS weight"
+)
+
+
+def read_use(store: GraphStore, run: str, where: str, params: dict) -> dict[str, HeadUse]:
+    """:func:`use_of` the firings that ``where`` (on ``f``) selects, read from the store."""
+    firings = store.frame(
+        FIRINGS.format(where=where), {"run": run, **params}, columns=FIRING_COLUMNS
+    )
+    writes = store.frame(WRITES.format(where=where), {"run": run, **params}, columns=WRITE_COLUMNS)
+    return use_of(firings, writes)
+
+
+def use_rows(store: GraphStore, run: str, n_layers: int) -> dict[str, Rows]:
+    """Every head's ``FeatureIndex`` row, a layer at a time."""
+    table: Rows = {k: [] for k in ("key", "run", "head", "use")}
+    for layer in range(n_layers):
+        for head, use in read_use(store, run, "f.layer = $layer", {"layer": layer}).items():
+            table["key"].append(f"{run}/{head}")
+            table["run"].append(run)
+            table["head"].append(head)
+            table["use"].append(use.to_text())
+    return {"FeatureIndex": table}
+
+
+def read_kept_use(store: GraphStore, run: str, head: str, top: int | None = None) -> HeadUse | None:
+    """The head's kept :class:`HeadUse` (its ``top`` most used singular vectors); an empty
+    one where the run keeps others but not this head's; None where the run keeps none
+    (unfinished, or indexed before)."""
+    rows = store.query_if_present(
+        "MATCH (u:FeatureIndex) WHERE u.key = $key RETURN u.use AS use", {"key": f"{run}/{head}"}
+    )
+    if rows:
+        return HeadUse.from_text(rows[0]["use"], top)
+    any_kept = "MATCH (u:FeatureIndex) WHERE u.run = $run RETURN u.key AS key LIMIT 1"
+    return HeadUse(0, ()) if store.query_if_present(any_kept, {"run": run}) else None
