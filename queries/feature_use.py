@@ -129,7 +129,7 @@ def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]
     group = (base[at[edge]] + k_of) * n_writers + writer_ids[edge]
     groups, inverse, edges = np.unique(group, return_inverse=True, return_counts=True)
     sums = np.bincount(inverse.reshape(-1), weights=weight[edge], minlength=len(groups))
-    ups, sides = ([str(x) for x in writer_keys.get_level_values(i)] for i in (0, 1))
+    ups, sides = [str(u) for u, _ in writer_keys], [str(s) for _, s in writer_keys]
     found: dict[int, list] = {}
     for g, n, total in zip(groups.tolist(), edges.tolist(), sums.tolist(), strict=True):
         w = g % n_writers

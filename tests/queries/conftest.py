@@ -116,3 +116,14 @@ def tiny_run(request, tmp_path_factory, **options):
     prompts = task_prompts(model, 48, seed=5)
     ingest(model, prompts, store=store, run="tiny", batch_size=16, **options)
     return store
+
+
+@pytest.fixture(scope="module", params=["embedded", "neo4j"])
+def linear_tiny_store(request, tmp_path_factory):
+    """:func:`tiny_run` seeded from the prediction (logit edges too), on each backend."""
+    from headgraph.ingest.core.params import TraceParams
+
+    store = tiny_run(request, tmp_path_factory, seeds=(), params=TraceParams(seeding="linear"))
+    yield store
+    if store.kind == "embedded":
+        store.close()

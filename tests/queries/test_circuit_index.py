@@ -4,7 +4,6 @@ from every edge of the run, and a view of the strongest links reads only the fir
 import numpy as np
 import pytest
 
-from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.records import parse_seeds
 from headgraph.ingest.jobs.ingest_job import ingest
 from headgraph.ingest.jobs.trace_job import task_prompts
@@ -14,7 +13,6 @@ from headgraph.queries.circuit_index import links_frame, pack, unpack
 from headgraph.queries.inbound import write_index
 from headgraph.queries.store import open_store
 from tests.conftest import small_model
-from tests.queries.conftest import tiny_run
 
 VIEWS = [
     {},
@@ -42,13 +40,9 @@ def from_every_edge(store, views):
         write_index(store, "tiny")
 
 
-@pytest.fixture(scope="module", params=["embedded", "neo4j"])
-def store(request, tmp_path_factory):
-    seeding = TraceParams(seeding="linear")  # seeded from the prediction: logit links too
-    store = tiny_run(request, tmp_path_factory, seeds=(), params=seeding)
-    yield store
-    if store.kind == "embedded":
-        store.close()
+@pytest.fixture(scope="module")
+def store(linear_tiny_store):
+    return linear_tiny_store  # seeded from the prediction: the logits too
 
 
 def test_the_kept_circuit_equals_the_circuit_of_every_edge(store):

@@ -4,22 +4,16 @@ still read the cone) and the features (on each side)."""
 
 import pytest
 
-from headgraph.ingest.core.params import TraceParams
 from headgraph.queries.features import features
 from headgraph.queries.inbound import write_index
 from headgraph.queries.redundancy import redundancy
-from tests.queries.conftest import tiny_run
 
 HEADS = [f"{layer}.{head}" for layer in range(3) for head in range(4)] + ["logits"]
 
 
-@pytest.fixture(scope="module", params=["embedded", "neo4j"])
-def store(request, tmp_path_factory):
-    seeding = TraceParams(seeding="linear")  # seeded from the prediction: the logits too
-    store = tiny_run(request, tmp_path_factory, seeds=(), params=seeding)
-    yield store
-    if store.kind == "embedded":
-        store.close()
+@pytest.fixture(scope="module")
+def store(linear_tiny_store):
+    return linear_tiny_store  # seeded from the prediction: the logits too
 
 
 def from_the_cones(store):
