@@ -26,10 +26,13 @@ from headgraph.errors import QueryError
 from headgraph.queries.feature_use import (
     FIRING_COLUMNS,
     FIRINGS,
+    WRITE_COLUMNS,
+    WRITES,
     HeadUse,
     Use,
     read_kept_use,
     read_use,
+    use_of,
 )
 from headgraph.queries.selection import check_side, resolve_run
 from headgraph.queries.store import GraphStore
@@ -187,11 +190,11 @@ def singular_vector(store: GraphStore, *, sv: str, run: str | None = None) -> Si
     head = ref.head(sv.rpartition(":")[0] or sv)
     sigmas = _sigmas(store, ref.model, head)
     _, index = ref.singular_vector(sv, len(sigmas))
-    use = read_use(store, ref.key, HEAD, {"head": head}).get(head, HeadUse(0, ()))
+    params = {"run": ref.key, "head": head}
+    firings = store.frame(FIRINGS.format(where=HEAD), params, columns=FIRING_COLUMNS)
+    writes = store.frame(WRITES.format(where=HEAD), params, columns=WRITE_COLUMNS)
+    use = use_of(firings, writes).get(head, HeadUse(0, ()))
     mine = next((u for u in use.uses if u.k == index), Use(index, 0, 0, 0.0, ()))
-    firings = store.frame(
-        FIRINGS.format(where=HEAD), {"run": ref.key, "head": head}, columns=FIRING_COLUMNS
-    )
     keys, prompts = set(), set()
     for key, prompt, svs in zip(firings["key"], firings["prompt"], firings["svs"], strict=True):
         if index in set(svs):

@@ -229,16 +229,7 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
         if candidate is not None:  # a bound: offer the node's next edge, then score this one
             into, at, route, hops = candidate
             offer(into, at + 1, route, hops)
-            parent = route[2]
-            shares = cone.shares(edges[0])
-            if parent is None:
-                scores = shares
-            else:
-                scores = {
-                    p: (s * shares[p] if product else min(s, shares[p]))
-                    for p, s in parent.items()
-                    if p in shares
-                }
+            scores = extended(route[2], cone.shares(edges[0]), product)
             if scores and len(scores) >= min_prompts:
                 heapq.heappush(heap, (-sum(scores.values()), SCORED, key, edges, scores, None))
             continue
@@ -265,6 +256,19 @@ def _search(cone: Cone | IndexedCone, *, source, side, max_hops, min_prompts, to
         route = (edges, key, scores, sum(scores.values()), peak)
         offer(edges_into(first, len(edges) + 1), 0, route, len(edges) + 1)
     return routes, True
+
+
+def extended(parent: dict[int, float] | None, shares: dict[int, float], product: bool):
+    """Per-prompt scores of a route (``parent``; None: no edge yet) extended by an edge
+    with these per-prompt ``shares``: in the prompts where both occur, their product
+    (or minimum)."""
+    if parent is None:
+        return shares
+    return {
+        p: (s * shares[p] if product else min(s, shares[p]))
+        for p, s in parent.items()
+        if p in shares
+    }
 
 
 class _Found:

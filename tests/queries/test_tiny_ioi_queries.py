@@ -11,7 +11,7 @@ from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
 from headgraph.ingest.model import load_model
 from headgraph.ingest.tiny_ioi.training import CHECKPOINT
 from headgraph.queries.features import features
-from headgraph.queries.paths import paths
+from headgraph.queries.paths import extended, paths
 from headgraph.queries.redundancy import redundancy
 from headgraph.queries.store import open_store
 
@@ -67,22 +67,11 @@ def every_route_score(cone, source: str, max_hops: int, product: bool) -> list[f
     from headgraph.queries.cone import Cone
 
     assert isinstance(cone, Cone)
-    into = {}
-    for edge in range(len(cone.edge_up)):
-        into.setdefault(int(cone.edge_down[edge]), []).append(edge)
     scores = []
 
     def walk(node: int, per_prompt: dict | None, hops: int) -> None:
-        for edge in into.get(node, ()):
-            shares = cone.shares(edge)
-            if per_prompt is None:
-                here = shares
-            else:
-                here = {
-                    p: (s * shares[p] if product else min(s, shares[p]))
-                    for p, s in per_prompt.items()
-                    if p in shares
-                }
+        for edge in cone.edges_into(node):
+            here = extended(per_prompt, cone.shares(edge), product)
             if not here:
                 continue
             up = cone.nodes[int(cone.edge_up[edge])]
