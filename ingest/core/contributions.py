@@ -96,7 +96,9 @@ def side_contributions(
 
     All firings are in the same layer. Firings that read the same token share
     one matrix product with that token's upstream outputs, so each output is
-    read once per token rather than copied once per firing.
+    read once per token rather than copied once per firing. The product is bound
+    by reading the outputs from memory: the tracer reads a layer's sides in one
+    call, so that a token several sides read is read once.
 
     Args:
         components: ``[batch, pos, component, d_model]`` outputs on the component axis.
@@ -119,12 +121,17 @@ def side_contributions(
         bias = bias + reading @ ln_bias
     weighted = reading * ln_weight if ln_weight is not None else reading
     where = batch * components.shape[1] + token  # [firing] flat token index
-    order = where.argsort(stable=True)
+    order = where.argsort(stable=True)  # the firings grouped by token
     tokens, counts = where[order].unique_consecutive(return_counts=True)
     outputs = components.flatten(0, 1)[:, :n_upstream]  # [batch*pos, n_upstream, d_model]
-    upstream = direction.new_empty(direction.shape[0], n_upstream)
-    for t, rows in zip(tokens.tolist(), order.split(counts.tolist()), strict=True):
-        upstream[rows] = (outputs[t] @ weighted[rows].T).T
+    grouped = weighted.index_select(0, order)  # [firing, d_model], a token's firings together
+    read = direction.new_empty(direction.shape[0], n_upstream)  # in that order
+    start = 0
+    for t, count in zip(tokens.tolist(), counts.tolist(), strict=True):
+        end = start + count
+        torch.mm(grouped[start:end], outputs[t].T, out=read[start:end])
+        start = end
+    upstream = torch.empty_like(read).index_copy_(0, order, read)
     upstream /= scale.flatten()[where].unsqueeze(-1)
     if positions_after_norm:
         upstream[:, 1] = (outputs[where, 1] * reading).sum(-1)

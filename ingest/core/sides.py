@@ -31,8 +31,9 @@ from headgraph.ingest.core.competition import (
     reads,
     score_moves,
 )
-from headgraph.ingest.core.contributions import signal_directions
+from headgraph.ingest.core.contributions import signal_directions, signal_weights
 from headgraph.ingest.core.relevance import sensitivity
+from headgraph.ingest.core.signals import FiringTable
 from headgraph.ingest.core.svd import QKDecomposition
 from headgraph.ingest.core.values import value_directions
 
@@ -58,6 +59,29 @@ class LayerFirings:
     attention: Tensor
     weights: Tensor
     score_weights: Tensor
+
+    @classmethod
+    def of(
+        cls, layer: int, rows: Tensor, firings: FiringTable, proj_u: Tensor, sigma: Tensor
+    ) -> LayerFirings:
+        """The firings ``rows`` of ``layer``, with their signal and score weights.
+
+        Args:
+            layer: The layer.
+            rows: ``[n]`` rows of ``firings``, all in ``layer``.
+            firings: The batch's firings.
+            proj_u: ``[batch, layer, head, pos, rank]`` ``x~ . u_k``.
+            sigma: ``[layer, head, rank]`` the singular values.
+        """
+        b, h, d = firings.batch[rows], firings.head[rows], firings.dest[rows]
+        sigma_h = sigma[layer, h]  # [n, rank]
+        at_dest = proj_u[b, layer, h, d]  # [n, rank]
+        selected = firings.selected[rows]
+        return cls(
+            layer=layer, batch=b, head=h, dest=d, source=firings.source[rows],
+            attention=firings.attention[rows], weights=signal_weights(at_dest, selected, sigma_h),
+            score_weights=sigma_h * at_dest * selected,
+        )  # fmt: skip
 
     @property
     def at_dest(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -116,9 +140,8 @@ def read_side(
         firings: The layer's traced firings.
         acts: The batch's activations.
         qk: The QK decompositions.
-        reader: ``(reader [n, d_model], has [n])`` how each firing's head is read at its
-            destination (:meth:`~headgraph.ingest.core.values.ReaderTable.take`), or None
-            without a value side.
+        reader: ``(direction [n, d_model+1], has [n])`` each firing's value direction at
+            unit attention (:func:`value_reads`), or None without a value side.
         stakes: What the firings' readers stand to lose (:func:`layer_stakes`), or None
             (no value side, or no baseline): the key and value sides then hand on the
             softmax's sensitivity and all of the relevance, and the inhibition side
@@ -149,15 +172,12 @@ def read_side(
         )  # fmt: skip
         return SideReading(firing, rival, direction, share)
     if side == "value":
-        if reader is None or acts.values is None:
-            raise ValueError("the value side needs the readers and the model's value weights")
+        if reader is None:
+            raise ValueError("the value side needs the readers (value_reads)")
         keep = reader[1].nonzero().squeeze(-1)
         if keep.numel() == 0:
             return None
-        direction = value_directions(
-            _read_as(f, acts, reader[0], keep), f.attention[keep], acts.values, layer=layer,
-            head=f.head[keep],
-        )  # fmt: skip
+        direction = reader[0][keep] * f.attention[keep, None]
         share = torch.ones_like(f.attention[keep])
         if stakes is None:
             return SideReading(keep, f.source[keep], direction, share)
@@ -166,6 +186,37 @@ def read_side(
         seed = torch.where(known, stakes.seed_share()[keep], share)
         return SideReading(keep, f.source[keep], direction, moved, seed)
     raise ValueError(f"unknown side {side!r}")
+
+
+def value_reads(
+    f: LayerFirings, acts: Activations, reader: tuple[Tensor, Tensor] | None
+) -> tuple[Tensor, Tensor] | None:
+    """Each firing's value direction at unit attention, along what its head's readers read.
+
+    Args:
+        f: The layer's traced firings.
+        acts: The batch's activations.
+        reader: ``(reader [n, d_model], has [n])`` how each firing's head is read at its
+            destination (:meth:`~headgraph.ingest.core.values.ReaderTable.take`), or None
+            without a value side.
+
+    Returns:
+        ``(direction [n, d_model+1], has [n])`` (zero where a head has no reader; the
+        value side scales it by the attention, the stakes read every source along it),
+        or None without readers.
+    """
+    if reader is None:
+        return None
+    if acts.values is None:
+        raise ValueError("the value side needs the readers and the model's value weights")
+    rows = reader[1].nonzero().squeeze(-1)
+    direction = f.weights.new_zeros(len(f.batch), acts.values.W_V.shape[2] + 1)
+    if rows.numel():
+        direction[rows] = value_directions(
+            _read_as(f, acts, reader[0], rows), f.attention.new_ones(len(rows)), acts.values,
+            layer=f.layer, head=f.head[rows],
+        )  # fmt: skip
+    return direction, reader[1]
 
 
 def _read_as(f: LayerFirings, acts: Activations, reader: Tensor, rows: Tensor) -> Tensor:
@@ -219,11 +270,12 @@ def layer_stakes(
         f: The layer's traced firings.
         acts: The batch's activations.
         qk: The QK decompositions.
-        reader: ``(reader [n, d_model], has [n])`` how each firing's head is read.
+        reader: ``(direction [n, d_model+1], has [n])`` each firing's value direction at
+            unit attention (:func:`value_reads`).
         components: ``[batch, pos, component, d_model]`` the outputs less their baseline.
         n_upstream: Components upstream of the layer.
     """
-    if reader is None or acts.values is None:
+    if reader is None:
         return None
     relative = relative_input(
         components, n_upstream=n_upstream, scale=acts.scale[:, f.layer],
@@ -239,8 +291,7 @@ def layer_stakes(
     if rows.numel() == 0:
         return Stakes(lost, out, own_value, own_moved, moved_out)
     b, head = f.batch[rows], f.head[rows]
-    w = value_directions(_read_as(f, acts, reader[0], rows), f.attention.new_ones(len(rows)),
-                         acts.values, layer=f.layer, head=head)  # [rows, d_model+1]  # fmt: skip
+    w = reader[0][rows]  # [rows, d_model+1]
     values = reads(acts.normalized[:, f.layer], w[:, :-1], b) + w[:, -1:]  # [rows, src]
     moved = reads(relative, w[:, :-1], b)
     moves = baseline_moves(f.score_weights[rows], relative, b, qk, layer=f.layer, head=head,

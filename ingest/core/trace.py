@@ -23,7 +23,7 @@ from headgraph.ingest.core.activations import Activations
 from headgraph.ingest.core.baseline import check_counterfactuals, relative_to, relative_to_mean
 from headgraph.ingest.core.batch_trace import SIDES, BatchTrace
 from headgraph.ingest.core.components import ComponentLayout
-from headgraph.ingest.core.contributions import select_edges, side_contributions, signal_weights
+from headgraph.ingest.core.contributions import select_edges, side_contributions
 from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed
@@ -32,7 +32,7 @@ from headgraph.ingest.core.seeding import (
     linear_seeds,
     token_sets,
 )
-from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side
+from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side, value_reads
 from headgraph.ingest.core.signals import (
     FiringTable,
     augment,
@@ -68,10 +68,21 @@ def seed_mask(firings: FiringTable, prompts: Sequence[Prompt], seeds: Iterable[S
     ).reshape(-1, 5)
     have = torch.stack(
         [firings.batch, firings.layer, firings.head, firings.dest, firings.source], -1
+    )  # [firing, 5]
+    if not len(have) or not len(wanted):
+        return torch.zeros(len(have), dtype=torch.bool, device=have.device)
+    radix = torch.maximum(have.amax(0), wanted.amax(0)) + 1
+
+    def key(rows: Tensor, width: int) -> Tensor:  # the first ``width`` columns as one integer
+        out = rows[:, 0]
+        for c in range(1, width):
+            out = out * radix[c] + rows[:, c]
+        return out
+
+    any_source = wanted[:, 4] == -1
+    return torch.isin(key(have, 4), key(wanted[any_source], 4)) | torch.isin(
+        key(have, 5), key(wanted[~any_source], 5)
     )
-    same = have.unsqueeze(1) == wanted.unsqueeze(0)  # [firing, wanted, 5]
-    same[..., 4] |= wanted[:, 4] == -1
-    return same.all(dim=-1).any(dim=-1)
 
 
 def projections(acts: Activations, qk: QKDecomposition) -> tuple[Tensor, Tensor]:
@@ -149,7 +160,7 @@ def trace_batch(
     needed = torch.zeros(n_batch, n_layers, n_heads, n_pos, dtype=torch.bool, device=device)
     relevance = torch.zeros(needed.shape, dtype=acts.scale.dtype, device=device)
     firing_seed = seed_relevance(firings, traced, seeded, prediction, forced)
-    readers = ReaderTable(n_heads, n_pos) if "value" in params.sides else None
+    readers = ReaderTable(n_heads, n_pos, n_batch=n_batch) if "value" in params.sides else None
     if readers is not None and seeded is not None and prediction is not None:
         read_seeds(readers, seeded, prediction)
     components = acts.components
@@ -166,34 +177,45 @@ def trace_batch(
         rows = active.nonzero().squeeze(-1)
         if rows.numel() == 0:
             continue
-        layer_firings = _layer_firings(layer, rows, firings, proj_u, qk.S)
+        layer_firings = LayerFirings.of(layer, rows, firings, proj_u, qk.S)
         firing_relevance = (
             relevance[f_b[rows], layer, f_h[rows], f_d[rows]] * firings.attention[rows]
             + firing_seed[rows]
         )  # [n]
         n_up = layout.n_upstream(layer)
-        read_by = None if readers is None else readers.take(layer, *layer_firings.at_dest)
+        read_by = value_reads(
+            layer_firings,
+            acts,
+            None if readers is None else readers.take(layer, *layer_firings.at_dest),
+        )
         stakes = None
         if read_by is not None and params.baseline != "none" and params.weighting == "stakes":
             stakes = layer_stakes(layer_firings, acts, qk, read_by, components, n_up)
-        for side in params.sides:
-            reading = read_side(
-                side, layer_firings, acts, qk, read_by, stakes, frac=params.edge_frac
-            )
-            if reading is None:
-                continue
+        readings = [
+            (side, reading)
+            for side in params.sides
+            if (reading := read_side(side, layer_firings, acts, qk, read_by, stakes,
+                                     frac=params.edge_frac)) is not None
+        ]  # fmt: skip
+        if not readings:
+            continue
+        # Every side at once: a token that several sides read is read once (memory-bound).
+        sizes = [len(reading.token) for _, reading in readings]
+        every_upstream, every_bias = side_contributions(
+            components,
+            acts.scale[:, layer],
+            torch.cat([reading.direction for _, reading in readings]),
+            batch=layer_firings.batch[torch.cat([reading.firing for _, reading in readings])],
+            token=torch.cat([reading.token for _, reading in readings]),
+            n_upstream=n_up,
+            ln_weight=None if acts.ln_weight is None else acts.ln_weight[layer],
+            ln_bias=None if acts.ln_bias is None else acts.ln_bias[layer],
+            positions_after_norm=acts.positions_after_norm,
+        )
+        for (side, reading), upstream, bias in zip(
+            readings, every_upstream.split(sizes), every_bias.split(sizes), strict=True
+        ):
             b, token = layer_firings.batch[reading.firing], reading.token
-            upstream, bias = side_contributions(
-                components,
-                acts.scale[:, layer],
-                reading.direction,
-                batch=b,
-                token=token,
-                n_upstream=n_up,
-                ln_weight=None if acts.ln_weight is None else acts.ln_weight[layer],
-                ln_bias=None if acts.ln_bias is None else acts.ln_bias[layer],
-                positions_after_norm=acts.positions_after_norm,
-            )
             if side == "value" and acts.positions_after_norm:
                 upstream[:, 1] = 0.0  # shortformer positions reach queries and keys only
             if params.baseline != "none":
@@ -242,27 +264,6 @@ def trace_batch(
         tuple(prompts), layout, firings, traced, *columns[:7], prediction=prediction,
         seeded=seeded, edge_direction=columns[7] if directions else None,
     )  # fmt: skip
-
-
-def _layer_firings(
-    layer: int, rows: Tensor, firings: FiringTable, proj_u: Tensor, sigma_all: Tensor
-) -> LayerFirings:
-    """The traced firings ``rows`` of ``layer``, with their signal and score weights."""
-    b, h = firings.batch[rows], firings.head[rows]
-    d = firings.dest[rows]
-    sigma = sigma_all[layer, h]  # [n, rank]
-    at_dest = proj_u[b, layer, h, d]  # [n, rank]
-    selected = firings.selected[rows]
-    return LayerFirings(
-        layer=layer,
-        batch=b,
-        head=h,
-        dest=d,
-        source=firings.source[rows],
-        attention=firings.attention[rows],
-        weights=signal_weights(at_dest, selected, sigma),
-        score_weights=sigma * at_dest * selected,
-    )
 
 
 def pad_tokens(prompts: Sequence[Prompt], *, pad_id: int = 0) -> tuple[Tensor, Tensor]:

@@ -76,13 +76,22 @@ class ReaderTable:
     """How the traced readers read each head's output, summed per (prompt, head, token).
 
     Readers are added as tracing walks down the layers and taken when the head's
-    layer comes; only heads some reader needs are held (memory grows with the edges,
-    not with prompts x heads x positions).
+    layer comes. A layer's readers are held as the sparse sums of each addition
+    while those are smaller than a dense ``[prompt * head * token, d_model]`` table,
+    and in that table once they would outgrow it: memory stays within the edges'
+    size for long prompts and within the batch's shape for busy ones, and a busy
+    layer's additions are summed in place instead of concatenated.
     """
 
-    def __init__(self, n_heads: int, n_pos: int) -> None:
+    def __init__(self, n_heads: int, n_pos: int, *, n_batch: int | None = None) -> None:
+        """Args:
+        n_heads, n_pos: The model's heads per layer and the batch's positions.
+        n_batch: The batch's prompts, for the dense table (None: always sparse).
+        """
         self.n_heads, self.n_pos = n_heads, n_pos
+        self.n_keys = None if n_batch is None else n_batch * n_heads * n_pos
         self._parts: dict[int, list[tuple[Tensor, Tensor]]] = {}
+        self._dense: dict[int, tuple[Tensor, Tensor]] = {}  # layer -> summed, has
 
     def _key(self, batch: Tensor, head: Tensor, token: Tensor) -> Tensor:
         return (batch * self.n_heads + head) * self.n_pos + token
@@ -111,16 +120,36 @@ class ReaderTable:
                 (len(unique), len(table)),
                 check_invariants=False,
             )
-            self._parts.setdefault(l, []).append((unique, torch.sparse.mm(incidence, table)))
+            self._keep(l, unique, torch.sparse.mm(incidence, table))
+
+    def _keep(self, layer: int, keys: Tensor, summed: Tensor) -> None:
+        """Hold a layer's summed readers ``summed [n, d_model]`` at ``keys [n]``."""
+        if layer in self._dense:
+            table, has = self._dense[layer]
+            table.index_add_(0, keys, summed)
+            has[keys] = True
+            return
+        parts = self._parts.setdefault(layer, [])
+        parts.append((keys, summed))
+        if self.n_keys is not None and sum(len(k) for k, _ in parts) >= self.n_keys:
+            table = summed.new_zeros(self.n_keys, summed.shape[1])
+            has = torch.zeros(self.n_keys, dtype=torch.bool, device=summed.device)
+            self._dense[layer] = table, has
+            for keys_, summed_ in self._parts.pop(layer):
+                self._keep(layer, keys_, summed_)
 
     def take(self, layer: int, batch: Tensor, head: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
-        """The summed readers of the given firings' heads at their tokens.
+        """The summed readers of the given firings' heads at their tokens (the layer's
+        readers are dropped).
 
         Returns:
             ``reader [n, d_model]`` (zero where none) and ``has [n]`` bool.
         """
-        parts = self._parts.pop(layer, [])
         want = self._key(batch, head, token)
+        if layer in self._dense:
+            table, has = self._dense.pop(layer)
+            return table[want], has[want]
+        parts = self._parts.pop(layer, [])
         if not parts:
             return torch.zeros(len(want), 0), torch.zeros_like(want, dtype=torch.bool)
         keys = torch.cat([k for k, _ in parts])

@@ -81,6 +81,35 @@ def test_a_stricter_attention_threshold_traces_fewer_firings(model, prompts, tra
     assert all(f.attention >= 0.9 for f in strict)
 
 
+def test_the_seeds_name_their_firings_by_head_destination_and_source_role(model, prompts):
+    from headgraph.ingest.core.trace import seed_mask
+
+    roles = ("IO", "S1", "S2")
+    seeds = parse_seeds("1.*", "END:*", n_heads=4) + tuple(
+        seed for role in roles for seed in parse_seeds("2.*", f"END:{role}", n_heads=4)
+    )
+    firings = next(iter(trace(model, prompts, seeds=SEEDS, params=PAPER))).firings
+    batch = firings.batch.tolist()
+    named = [
+        any(
+            (layer, head, dest) == (s.layer, s.head, prompts[b].roles[s.dest_role])
+            and (s.source_role is None or source == prompts[b].roles[s.source_role])
+            for s in seeds
+        )
+        for b, layer, head, dest, source in zip(
+            batch,
+            firings.layer.tolist(),
+            firings.head.tolist(),
+            firings.dest.tolist(),
+            firings.source.tolist(),
+            strict=True,
+        )  # fmt: skip
+    ]
+    assert seed_mask(firings, prompts[: max(batch) + 1], seeds).tolist() == named
+    by_source = [n and layer == 2 for n, layer in zip(named, firings.layer.tolist(), strict=True)]
+    assert any(by_source) and not all(named)  # both kinds of seed name some firings, not all
+
+
 def test_bad_inputs_are_refused_before_any_work(model, prompts):
     with pytest.raises(ValueError, match="head 7.0 does not exist: the model has 3 layers"):
         next(trace(model, prompts, seeds=[Seed(7, 0, "END")]))
