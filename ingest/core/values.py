@@ -24,6 +24,7 @@ are the firing's ``inhibit`` edges at s'.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -112,15 +113,18 @@ class ReaderTable:
         firing's side reads at one token reads it alike)."""
         key = self._key(batch, head, token)
         for l in layer.unique().tolist():
-            at = layer == l
-            unique, inverse = key[at].unique(return_inverse=True)
-            incidence = torch.sparse_coo_tensor(
-                torch.stack([inverse, rows[at]]),
-                table.new_ones(int(at.sum())),
-                (len(unique), len(table)),
-                check_invariants=False,
-            )
-            self._keep(l, unique, torch.sparse.mm(incidence, table))
+            at = (layer == l).nonzero().squeeze(-1)
+            keys, order = key[at].sort(stable=True)
+            unique, counts = keys.unique_consecutive(return_counts=True)
+            bounds = counts.new_zeros(len(unique) + 1)
+            torch.cumsum(counts, 0, out=bounds[1:])
+            with warnings.catch_warnings():  # CSR is "beta"; its product is 3x faster than COO
+                warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
+                incidence = torch.sparse_csr_tensor(  # [unique, m]: which rows each key sums
+                    bounds, rows[at[order]], table.new_ones(len(at)), (len(unique), len(table)),
+                    check_invariants=False,
+                )  # fmt: skip
+            self._keep(l, unique, incidence @ table)
 
     def _keep(self, layer: int, keys: Tensor, summed: Tensor) -> None:
         """Hold a layer's summed readers ``summed [n, d_model]`` at ``keys [n]``."""
