@@ -71,33 +71,47 @@ def relative_to(components: Tensor, reference: Tensor, *, in_place: bool = False
     return out
 
 
+def upstream_sums(components: Tensor, n_upstream: Sequence[int]) -> Tensor:
+    """``[layer, batch, pos, d_model]`` each layer's upstream outputs summed, every layer from
+    one pass over the component axis (a running sum over its prefixes).
+
+    Args:
+        components: ``[batch, pos, component, d_model]``.
+        n_upstream: Each layer's upstream components (a prefix of the axis), nondecreasing.
+    """
+    out = components.new_empty(len(n_upstream), *components.shape[:2], components.shape[-1])
+    running, start = components.new_zeros(out.shape[1:]), 0
+    for layer, stop in enumerate(n_upstream):
+        running += components[:, :, start:stop].sum(2)
+        out[layer], start = running, stop
+    return out
+
+
 def relative_input(
-    components: Tensor,
+    summed: Tensor,
     *,
-    n_upstream: int,
     scale: Tensor,
     ln_weight: Tensor | None = None,
-    positions_after_norm: bool = False,
+    positions: Tensor | None = None,
 ) -> Tensor:
     """``[batch, pos, d_model]`` a layer's input less its baseline, as the layer's heads read
     it: the baseline-relative outputs upstream of it, summed, through the norm's scale and
     weight (positions added after the norm, in a shortformer model, as they are).
 
     Args:
-        components: ``[batch, pos, component, d_model]`` baseline-relative outputs.
-        n_upstream: Components upstream of the layer (a prefix of the axis).
+        summed: ``[batch, pos, d_model]`` the baseline-relative outputs upstream of the
+            layer, summed (:func:`upstream_sums`).
         scale: ``[batch, pos]`` the layer's normalisation scale.
         ln_weight: ``[d_model]`` its unfolded weight, if any.
-        positions_after_norm: Component 1 (positions) is added after the norm.
+        positions: ``[batch, pos, d_model]`` the baseline-relative positional embeddings
+            where they are added after the norm, else None.
     """
-    upstream = components[:, :, :n_upstream]  # [batch, pos, n_up, d_model]
-    summed = upstream.sum(2)
-    if positions_after_norm:
-        summed = summed - upstream[:, :, 1]
+    if positions is not None:
+        summed = summed - positions
     if ln_weight is not None:
         summed = summed * ln_weight
     summed = summed / scale[:, :, None]
-    return summed + upstream[:, :, 1] if positions_after_norm else summed
+    return summed + positions if positions is not None else summed
 
 
 def _relative_into(out: Tensor, x: Tensor, reference: Tensor) -> None:

@@ -260,8 +260,7 @@ def layer_stakes(
     acts: Activations,
     qk: QKDecomposition,
     reader: tuple[Tensor, Tensor] | None,
-    components: Tensor,
-    n_upstream: int,
+    upstream: tuple[Tensor, Tensor | None],
 ) -> Stakes | None:
     """What each of a layer's firings' readers stand to lose, source by source
     (:mod:`headgraph.ingest.core.competition`); None without readers or a baseline.
@@ -272,16 +271,13 @@ def layer_stakes(
         qk: The QK decompositions.
         reader: ``(direction [n, d_model+1], has [n])`` each firing's value direction at
             unit attention (:func:`value_reads`).
-        components: ``[batch, pos, component, d_model]`` the outputs less their baseline.
-        n_upstream: Components upstream of the layer.
+        upstream: ``(summed, positions)``, both ``[batch, pos, d_model]``: the outputs
+            upstream of the layer less their baseline, summed
+            (:func:`~headgraph.ingest.core.baseline.upstream_sums`); the positional
+            embeddings less theirs where they are added after the norm, else None.
     """
     if reader is None:
         return None
-    relative = relative_input(
-        components, n_upstream=n_upstream, scale=acts.scale[:, f.layer],
-        ln_weight=None if acts.ln_weight is None else acts.ln_weight[f.layer],
-        positions_after_norm=acts.positions_after_norm,
-    )  # fmt: skip
     pattern = acts.pattern[f.batch, f.layer, f.head, f.dest]  # [n, src]
     n, n_src = pattern.shape
     lost = pattern.new_zeros(n, n_src)
@@ -290,6 +286,11 @@ def layer_stakes(
     rows = reader[1].nonzero().squeeze(-1)  # in prompt order, as the firings
     if rows.numel() == 0:
         return Stakes(lost, out, own_value, own_moved, moved_out)
+    summed, positions = upstream
+    relative = relative_input(
+        summed, scale=acts.scale[:, f.layer], positions=positions,
+        ln_weight=None if acts.ln_weight is None else acts.ln_weight[f.layer],
+    )  # fmt: skip
     b, head = f.batch[rows], f.head[rows]
     w = reader[0][rows]  # [rows, d_model+1]
     values = reads(acts.normalized[:, f.layer], w[:, :-1], b) + w[:, -1:]  # [rows, src]

@@ -15,12 +15,14 @@ token pairs.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.rotary import Rotary, rotate
 
 
@@ -184,4 +186,40 @@ def find_firings(
         order=order,
         size=size,
         selected=selected,
+    )
+
+
+def seed_mask(firings: FiringTable, prompts: Sequence[Prompt], seeds: Iterable[Seed]) -> Tensor:
+    """``[firing]`` bool: the firings the seeds name (roles checked by :func:`check_inputs`)."""
+    wanted = torch.tensor(  # [seed x prompt, 5]: batch, layer, head, dest, source (-1: any)
+        [
+            (
+                b,
+                seed.layer,
+                seed.head,
+                prompt.roles[seed.dest_role],
+                prompt.roles[seed.source_role] if seed.source_role else -1,
+            )
+            for seed in seeds
+            for b, prompt in enumerate(prompts)
+        ],
+        dtype=torch.long,
+        device=firings.batch.device,
+    ).reshape(-1, 5)
+    have = torch.stack(
+        [firings.batch, firings.layer, firings.head, firings.dest, firings.source], -1
+    )  # [firing, 5]
+    if not len(have) or not len(wanted):
+        return torch.zeros(len(have), dtype=torch.bool, device=have.device)
+    radix = torch.maximum(have.amax(0), wanted.amax(0)) + 1
+
+    def key(rows: Tensor, width: int) -> Tensor:  # the first ``width`` columns as one integer
+        out = rows[:, 0]
+        for c in range(1, width):
+            out = out * radix[c] + rows[:, c]
+        return out
+
+    any_source = wanted[:, 4] == -1
+    return torch.isin(key(have, 4), key(wanted[any_source], 4)) | torch.isin(
+        key(have, 5), key(wanted[~any_source], 5)
     )

@@ -12,7 +12,7 @@ point to earlier layers, one top-down pass finishes the recursion.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -20,7 +20,12 @@ from torch import Tensor
 
 from headgraph.errors import InputError
 from headgraph.ingest.core.activations import Activations
-from headgraph.ingest.core.baseline import check_counterfactuals, relative_to, relative_to_mean
+from headgraph.ingest.core.baseline import (
+    check_counterfactuals,
+    relative_to,
+    relative_to_mean,
+    upstream_sums,
+)
 from headgraph.ingest.core.batch_trace import SIDES, BatchTrace
 from headgraph.ingest.core.components import ComponentLayout
 from headgraph.ingest.core.contributions import select_edges, side_contributions
@@ -28,17 +33,14 @@ from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.relevance import read_seeds, seed_relevance
-from headgraph.ingest.core.seeding import (
-    linear_seeds,
-    token_sets,
-)
+from headgraph.ingest.core.seeding import linear_seeds, token_sets
 from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side, value_reads
 from headgraph.ingest.core.signals import (
-    FiringTable,
     augment,
     find_firings,
     project,
     project_rotated,
+    seed_mask,
 )
 from headgraph.ingest.core.svd import QKDecomposition
 from headgraph.ingest.core.values import ReaderTable
@@ -47,42 +49,6 @@ if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
 
 __all__ = ["SIDES", "BatchTrace", "check_inputs", "pad_tokens", "trace", "trace_batch"]
-
-
-def seed_mask(firings: FiringTable, prompts: Sequence[Prompt], seeds: Iterable[Seed]) -> Tensor:
-    """``[firing]`` bool: the firings the seeds name (roles checked by :func:`check_inputs`)."""
-    wanted = torch.tensor(  # [seed x prompt, 5]: batch, layer, head, dest, source (-1: any)
-        [
-            (
-                b,
-                seed.layer,
-                seed.head,
-                prompt.roles[seed.dest_role],
-                prompt.roles[seed.source_role] if seed.source_role else -1,
-            )
-            for seed in seeds
-            for b, prompt in enumerate(prompts)
-        ],
-        dtype=torch.long,
-        device=firings.batch.device,
-    ).reshape(-1, 5)
-    have = torch.stack(
-        [firings.batch, firings.layer, firings.head, firings.dest, firings.source], -1
-    )  # [firing, 5]
-    if not len(have) or not len(wanted):
-        return torch.zeros(len(have), dtype=torch.bool, device=have.device)
-    radix = torch.maximum(have.amax(0), wanted.amax(0)) + 1
-
-    def key(rows: Tensor, width: int) -> Tensor:  # the first ``width`` columns as one integer
-        out = rows[:, 0]
-        for c in range(1, width):
-            out = out * radix[c] + rows[:, c]
-        return out
-
-    any_source = wanted[:, 4] == -1
-    return torch.isin(key(have, 4), key(wanted[any_source], 4)) | torch.isin(
-        key(have, 5), key(wanted[~any_source], 5)
-    )
 
 
 def projections(acts: Activations, qk: QKDecomposition) -> tuple[Tensor, Tensor]:
@@ -170,6 +136,10 @@ def trace_batch(
         assert reference is not None, "the counterfactual baseline needs the reference"
         components = relative_to(components, reference, in_place=consume)
     parts: list[tuple[Tensor, ...]] = []
+    staked = readers is not None and params.baseline != "none" and params.weighting == "stakes"
+    if staked:  # every layer's baseline-relative input, summed in one pass over the outputs
+        inputs = upstream_sums(components, [layout.n_upstream(l) for l in range(n_layers)])
+        positions = components[:, :, 1] if acts.positions_after_norm else None
 
     for layer in reversed(range(n_layers)):
         active = (f_l == layer) & (traced | needed[f_b, f_l, f_h, f_d])
@@ -189,8 +159,8 @@ def trace_batch(
             None if readers is None else readers.take(layer, *layer_firings.at_dest),
         )
         stakes = None
-        if read_by is not None and params.baseline != "none" and params.weighting == "stakes":
-            stakes = layer_stakes(layer_firings, acts, qk, read_by, components, n_up)
+        if read_by is not None and staked:
+            stakes = layer_stakes(layer_firings, acts, qk, read_by, (inputs[layer], positions))
         readings = [
             (side, reading)
             for side in params.sides

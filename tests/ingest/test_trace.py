@@ -82,7 +82,7 @@ def test_a_stricter_attention_threshold_traces_fewer_firings(model, prompts, tra
 
 
 def test_the_seeds_name_their_firings_by_head_destination_and_source_role(model, prompts):
-    from headgraph.ingest.core.trace import seed_mask
+    from headgraph.ingest.core.signals import seed_mask
 
     roles = ("IO", "S1", "S2")
     seeds = parse_seeds("1.*", "END:*", n_heads=4) + tuple(

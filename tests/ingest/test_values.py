@@ -94,6 +94,17 @@ def test_readers_held_sparse_and_dense_sum_alike():
             assert (want[~has] == 0).all() and has.any()
 
 
+def test_every_layers_upstream_sum_comes_from_one_pass_and_equals_its_prefix():
+    from headgraph.ingest.core.baseline import upstream_sums
+
+    components = torch.randn(2, 3, 9, 4)  # [batch, pos, component, d_model]
+    bounds = [2, 2, 5, 9]
+    summed = upstream_sums(components, bounds)
+    assert summed.shape == (4, 2, 3, 4)
+    for layer, n in enumerate(bounds):
+        torch.testing.assert_close(summed[layer], components[:, :, :n].sum(2))
+
+
 def test_the_signed_rule_needs_a_positive_total_and_reaches_its_share():
     contributions = torch.tensor([[5.0, 3.0, -4.0, 1.0], [1.0, -3.0, 0.5, 0.0]])
     positive = select_edges(contributions, frac=0.7, rule="positive")
