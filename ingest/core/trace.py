@@ -124,6 +124,8 @@ def trace_batch(
     if forced is not None:
         traced |= forced[f_b, f_l, f_h, f_d, firings.source]
     needed = torch.zeros(n_batch, n_layers, n_heads, n_pos, dtype=torch.bool, device=device)
+    fires = torch.zeros_like(needed)  # a head has firings at the token: its readers count
+    fires[f_b, f_l, f_h, f_d] = True
     relevance = torch.zeros(needed.shape, dtype=acts.scale.dtype, device=device)
     firing_seed = seed_relevance(firings, traced, seeded, prediction, forced)
     readers = ReaderTable(n_heads, n_pos, n_batch=n_batch) if "value" in params.sides else None
@@ -219,7 +221,8 @@ def trace_batch(
             relevance.index_put_((up_b, up_l, up_h, up_t), edge_relevance[is_head], accumulate=True)
             if readers is not None:  # one reader per firing read, shared by its edges
                 reader = read / acts.scale[b, layer, token, None]
-                readers.add_rows(up_l, up_b, up_h, up_t, row[is_head], reader)
+                at = fires[up_b, up_l, up_h, up_t]  # only where some firing will take it
+                readers.add_rows(up_l[at], up_b[at], up_h[at], up_t[at], row[is_head][at], reader)
 
     columns = (
         [torch.cat(c) for c in zip(*parts, strict=True)]
