@@ -190,7 +190,8 @@ def find_firings(
 
 
 def seed_mask(firings: FiringTable, prompts: Sequence[Prompt], seeds: Iterable[Seed]) -> Tensor:
-    """``[firing]`` bool: the firings the seeds name (roles checked by :func:`check_inputs`)."""
+    """``[firing]`` bool: the firings the seeds name (roles checked by
+    :func:`~headgraph.ingest.core.trace.check_inputs`)."""
     wanted = torch.tensor(  # [seed x prompt, 5]: batch, layer, head, dest, source (-1: any)
         [
             (
