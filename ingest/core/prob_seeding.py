@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from headgraph.errors import InputError
+from headgraph.ingest.core.final_norm import FinalNorm
 from headgraph.ingest.core.seeding import PredictionSeeds, PredictionSplit, token_sets
 
 if TYPE_CHECKING:  # the activations hold a Readout: import them for types only
@@ -48,6 +49,7 @@ class Readout:
         bias: ``[vocab]`` b_U.
         cap: The logits' soft cap (0: none).
         scale: ``[batch]`` the final normalisation's scale, which every unit is divided by.
+        final: The final residual as the final norm reads it, or None.
     """
 
     heads: Tensor
@@ -56,6 +58,7 @@ class Readout:
     bias: Tensor
     cap: float = 0.0
     scale: Tensor | None = None
+    final: FinalNorm | None = None
 
     def logits(self, residual: Tensor) -> Tensor:
         """``[..., vocab]`` logits of ``[..., d_model]`` residuals."""
@@ -215,6 +218,6 @@ def prob_prediction(
     reader = None if readout.scale is None else result.gradient / readout.scale[:, None]
     split = PredictionSplit(
         dest, result.heads, result.components, result.baseline, correct, "log-probability",
-        reader,
+        reader, readout.final,
     )  # fmt: skip
     return split, result.seeds

@@ -9,7 +9,9 @@ positive contributions; the query, key and inhibition sides are weighted by
 the softmax's sensitivity ``4 A (1 - A)`` (1 at A = 1/2, 0 at a saturated
 firing, whose attention its inputs can hardly move). An edge's relevance adds
 to its upstream head's relevance at the edge's token, and tracing goes on from
-there. Summed over prompts and divided by their number, it ranks a run's edges
+there; a seed's value edges report only what stays lost when the seed alone
+goes to its baseline (``core.final_norm``), and hand up the whole share.
+Summed over prompts and divided by their number, relevance ranks a run's edges
 on one scale whichever side they are on (docs/core.md; measured against path
 patching in docs/verify.md).
 """
@@ -77,3 +79,29 @@ def read_seeds(readers: ReaderTable, seeded: PredictionSeeds, split: PredictionS
     key = torch.stack([seeded.batch, seeded.layer, seeded.head], -1).unique(dim=0)
     b, l, h = key.unbind(-1)
     readers.add(l, b, h, split.dest[b], split.reader[b].to(split.heads.dtype))
+
+
+def seeds_kept_alone(
+    seeded: PredictionSeeds, split: PredictionSplit, components: Tensor, head_columns: Tensor
+) -> Tensor | None:
+    """``[batch, layer, head]`` the part of each seed head's loss that stays lost when its
+    output alone goes to its baseline, through the final norm (1 for every other head);
+    None when the split does not say what the norm reads (``core.final_norm``).
+
+    Args:
+        seeded: The batch's seeds.
+        split: Its prediction, with ``reader`` and ``final``.
+        components: ``[batch, pos, component, d_model]`` baseline-relative outputs.
+        head_columns: ``[layer, head]`` each head's position on the component axis.
+    """
+    if split.final is None or split.reader is None:
+        return None
+    kept = torch.ones(components.shape[0], *head_columns.shape, dtype=components.dtype,
+                      device=components.device)  # fmt: skip
+    if len(seeded) == 0:
+        return kept
+    key = torch.stack([seeded.batch, seeded.layer, seeded.head], -1).unique(dim=0)
+    b, l, h = key.unbind(-1)
+    delta = components[b, split.dest[b], head_columns[l, h]]  # [n, d_model]
+    kept[b, l, h] = split.final.kept(delta, split.reader[b].to(delta.dtype), b)
+    return kept

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from headgraph.ingest.core.final_norm import FinalNorm
+
 
 @dataclass(frozen=True)
 class PredictionSplit:
@@ -42,6 +44,8 @@ class PredictionSplit:
         reader: ``[batch, d_model]`` what reads the final residual: a component's share
             is its output at ``dest`` dotted with it (the value side of a seed reads
             along it), or None.
+        final: The final residual at ``dest`` as the final norm reads it (what the norm
+            restores when one head alone is removed), or None.
     """
 
     dest: Tensor
@@ -51,6 +55,7 @@ class PredictionSplit:
     correct: Tensor
     measure: str = "logit difference"
     reader: Tensor | None = None
+    final: FinalNorm | None = None
 
     @property
     def total(self) -> Tensor:

@@ -113,14 +113,16 @@ class SideReading:
     share: Tensor
     seed_share: Tensor | None = None
 
-    def handed(self, relevance: Tensor, seed: Tensor) -> Tensor:
+    def handed(self, relevance: Tensor, seed: Tensor, *, kept: Tensor | None = None) -> Tensor:
         """``[m]`` the relevance the side hands on, of its firing's ``relevance [firing]`` (of
         which ``seed [firing]`` is the firing's own share as a seed): ``share`` of it, but
-        ``seed_share`` of the seed's part where given."""
+        ``seed_share`` of the seed's part where given, and of that ``kept [firing]`` if
+        given (what stays lost when the seed alone goes to its baseline)."""
         if self.seed_share is None:
             return relevance[self.firing] * self.share
         own = seed[self.firing]
-        return (relevance[self.firing] - own) * self.share + own * self.seed_share
+        alone = own if kept is None else own * kept[self.firing]
+        return (relevance[self.firing] - own) * self.share + alone * self.seed_share
 
 
 def read_side(

@@ -32,7 +32,7 @@ from headgraph.ingest.core.contributions import select_edges, side_contributions
 from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed
-from headgraph.ingest.core.relevance import read_seeds, seed_relevance
+from headgraph.ingest.core.relevance import read_seeds, seed_relevance, seeds_kept_alone
 from headgraph.ingest.core.seeding import linear_seeds, token_sets
 from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side, value_reads
 from headgraph.ingest.core.signals import (
@@ -139,9 +139,14 @@ def trace_batch(
         components = relative_to(components, reference, in_place=consume)
     parts: list[tuple[Tensor, ...]] = []
     staked = readers is not None and params.baseline != "none" and params.weighting == "stakes"
+    seed_kept = None  # a seed's value edges report what stays lost without it alone
     if staked:  # every layer's baseline-relative input, summed in one pass over the outputs
         inputs = upstream_sums(components, [layout.n_upstream(l) for l in range(n_layers)])
         positions = components[:, :, 1] if acts.positions_after_norm else None
+        if seeded is not None and prediction is not None:
+            heads = torch.arange(n_heads, device=device)
+            columns = torch.stack([layout.head_index(l, 0) + heads for l in range(n_layers)])
+            seed_kept = seeds_kept_alone(seeded, prediction, components, columns)
 
     for layer in reversed(range(n_layers)):
         active = (f_l == layer) & (traced | needed[f_b, f_l, f_h, f_d])
@@ -202,7 +207,11 @@ def trace_batch(
             signal = contributions.sum(dim=-1)[row]
             positive = candidates.clamp_min(0).sum(-1).clamp_min(1e-30)[row]
             handed = reading.handed(firing_relevance, firing_seed[rows])
-            edge_relevance = handed[row] * weight / positive
+            edge_relevance = handed_up = handed[row] * weight / positive
+            if side == "value" and seed_kept is not None:  # upstream heads still get it all
+                alone = seed_kept[layer_firings.batch, layer, layer_firings.head]  # [n]
+                handed = reading.handed(firing_relevance, firing_seed[rows], kept=alone)
+                edge_relevance = handed[row] * weight / positive
             component = torch.where(column == n_up, len(layout), column)
             part = (rows[reading.firing[row]], torch.full_like(row, SIDES.index(side)),
                     component, token[row], weight, weight / signal, edge_relevance)  # fmt: skip
@@ -218,7 +227,7 @@ def trace_batch(
             up_b, up_t = b[row][is_head], token[row][is_head]
             up_l, up_h = axis_layer[component[is_head]], axis_head[component[is_head]]
             needed[up_b, up_l, up_h, up_t] = True
-            relevance.index_put_((up_b, up_l, up_h, up_t), edge_relevance[is_head], accumulate=True)
+            relevance.index_put_((up_b, up_l, up_h, up_t), handed_up[is_head], accumulate=True)
             if readers is not None:  # one reader per firing read, shared by its edges
                 reader = read / acts.scale[b, layer, token, None]
                 at = fires[up_b, up_l, up_h, up_t]  # only where some firing will take it

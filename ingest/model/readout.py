@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from headgraph.ingest.core.final_norm import FinalNorm
 from headgraph.ingest.core.prob_seeding import Readout
 from headgraph.ingest.core.seeding import PredictionSplit, split_prediction
 from headgraph.ingest.model.families import logit_cap
@@ -43,11 +44,21 @@ def split_at_answers(model, cache, components, pattern, at, answers, wrong) -> P
         head_gain=_post_gain(model, cache, rows, at),
     )
     x = cache["ln_final.hook_normalized"][rows, at]  # [batch, d_model]
+    final = _final_norm(model, x, scale)
     if hasattr(m.ln_final, "w"):
         x = x * m.ln_final.w + m.ln_final.b
     logits = m.unembed(x[:, None])[:, 0]  # [batch, vocab], after any soft cap
     correct = prefers(logits, answers, wrong)
-    return PredictionSplit(at, heads, shares, bias, correct, reader=direction / scale[:, None])
+    reader = direction / scale[:, None]
+    return PredictionSplit(at, heads, shares, bias, correct, reader=reader, final=final)
+
+
+def _final_norm(model, normalized: torch.Tensor, scale: torch.Tensor) -> FinalNorm:
+    """The final residual as the final norm reads it, from its output ``[batch, d_model]``
+    and scale ``[batch]``."""
+    cfg = model.hooked.cfg
+    centred = cfg.normalization_type in ("LN", "LNPre") and not cfg.final_rms
+    return FinalNorm(normalized * scale[:, None], centred=centred, eps=cfg.eps)
 
 
 def _values(model, cache) -> torch.Tensor:
@@ -130,4 +141,5 @@ def readout_units(model, cache, components, pattern, at) -> Readout:
     others = _residual_parts(model, components, rows, at) / scale[:, None, None]
     others[:, model.layout.head_mask()] = 0.0  # heads come split by source, above
     unembed, bias = _unembedding(model)
-    return Readout(heads, others, unembed, bias, logit_cap(m.cfg), scale)
+    final = _final_norm(model, cache["ln_final.hook_normalized"][rows, at], scale)
+    return Readout(heads, others, unembed, bias, logit_cap(m.cfg), scale, final)

@@ -74,6 +74,11 @@ def test_a_seeds_own_share_is_handed_on_as_far_as_its_value_differs_from_the_bas
                           seed_share=torch.tensor([0.25, 0.25, 1.0]))  # fmt: skip
     relevance, seed = torch.tensor([1.0, 2.0]), torch.tensor([0.5, 2.0])
     assert reading.handed(relevance, seed).tolist() == [0.5 * 0.5 + 0.5 * 0.25, 0.5, 2.0]
+    # what the final norm restores of a lone seed is taken from the seed's part only
+    kept = torch.tensor([0.5, 0.25])
+    assert reading.handed(relevance, seed, kept=kept).tolist() == [
+        0.5 * 0.5 + 0.5 * 0.5 * 0.25, 2.0 * 0.25 * 0.25, 2.0 * 0.25 * 1.0,
+    ]  # fmt: skip
     plain = SideReading(reading.firing, reading.token, reading.direction, reading.share)
     assert plain.handed(relevance, seed).tolist() == [0.5, 1.0, 1.0]
 
