@@ -55,7 +55,7 @@ def test_the_kept_circuit_equals_the_circuit_of_every_edge(store):
 
 
 def test_the_strongest_links_read_only_the_first_page(store, monkeypatch):
-    monkeypatch.setattr(circuit_index, "PAGE_LINKS", 7)
+    monkeypatch.setattr(circuit_index, "PAGE_LINKS", 40)
     write_index(store, "tiny")
     try:
         reads = []
@@ -67,10 +67,10 @@ def test_the_strongest_links_read_only_the_first_page(store, monkeypatch):
 
         monkeypatch.setattr(store, "query", counted)
         top = circuit(store, run="tiny", top=5)
-        assert sum(reads) == 1  # one page of 7 holds the 5 strongest
+        assert sum(reads) == 1  # one page of 40 holds the 5 strongest
         reads.clear()
         whole = circuit(store, run="tiny")
-        assert sum(reads) == -(-len(whole.edges) // 7)  # every page
+        assert sum(reads) == -(-len(whole.edges) // 40) > 1  # every page
         monkeypatch.setattr(store, "query", query)
         assert top.edges == whole.edges[:5]
         assert circuits(store, VIEWS) == from_every_edge(store, VIEWS)
