@@ -36,6 +36,8 @@ class Activations:
             on the axis of :class:`headgraph.ingest.core.components.ComponentLayout`
             (what the normalisation sees: centred for LayerNorm models).
         lengths: ``[batch]`` real prompt lengths (positions past them are padding).
+        attn_scale: ``[layer]`` what each layer divides its scores ``a(d, s)`` by before
+            the softmax (``sqrt(d_head)`` in most models).
         rotary: The rotary tables of a rotary model, else None.
         ln_weight, ln_bias: ``[layer, d_model]`` a normalisation's weight and bias
             that are not folded into the query and key weights, else None.
@@ -55,6 +57,7 @@ class Activations:
     pattern: Tensor
     components: Tensor
     lengths: Tensor
+    attn_scale: Tensor
     rotary: Rotary | None = None
     ln_weight: Tensor | None = None
     ln_bias: Tensor | None = None

@@ -6,24 +6,19 @@ The competitor that matters is not the most attended one: it is the one whose
 win would cost h's readers most. Against a baseline (the role mean, or a
 counterfactual), each source t is scored by
 
-    harm(t) = (A'(t) - A(d,t)) (out - v_t),
+    harm(t) = (A'(t) - A(d,t)) (rest_t - v_t),
 
-the attention t would gain if its input went to its baseline, times what the
-readers would read there instead of what they read now:
+what the readers would lose if t's input went to its baseline, the other scores
+held:
 
 - ``v_t = (x_t W_V + b_V) W_O . R(d)``: source t's value as h's readers read it
   (``R(d)``, the summed readers of :mod:`headgraph.ingest.core.values`);
-- ``out = sum_t A(d,t) v_t``: what they read;
+- ``rest_t = (out - A(d,t) v_t) / (1 - A(d,t))``: what the other sources give,
+  ``out = sum_t A(d,t) v_t`` being what the readers read;
 - ``A'(t) = A e^D / (1 - A + A e^D)``: t's attention once its score moves by
-  ``D = -(x_t - baseline_t) . g`` along the firing's score gradient on S,
-  ``g = sum_{k in S} sigma_k (x~_d . u_k) v_k`` (the other scores held).
-
-With the other scores held, the readers' exact loss is ``(A' - A) (rest_t - v_t)``,
-``rest_t`` being what the other sources give; ``out - v_t = (1 - A) (rest_t - v_t)``,
-so harm is that loss damped by ``1 - A(d,t)``, as relevance damps a saturated
-firing. Against path patching on tiny-ioi the damped form scores better (F1 0.70
-against 0.64; docs/verify.md), and for a competitor, whose attention is near
-zero, the two agree.
+  ``D = -(x_t - baseline_t) . g / attn_scale``, ``g = sum_k sigma_k (x~_d . u_k) v_k``
+  being the score's gradient over every singular vector (the whole score moves,
+  not only the firing's sparse set), in the softmax's own units.
 
 A suppressed source has almost no attention, so a first-order (gradient) view
 sees nothing there; the finite move to the baseline does. A firing's competitors
@@ -140,12 +135,12 @@ def most_attended(pattern: Tensor, *, dest: Tensor, source: Tensor) -> Tensor:
 
 
 def harm(pattern: Tensor, values: Tensor, moves: Tensor) -> tuple[Tensor, Tensor]:
-    """What the readers lose if each source's score moved to its baseline.
+    """What the readers lose if each source's score moved to its baseline, the others held.
 
     Args:
         pattern: ``[firing, src]`` A(d, t).
         values: ``[firing, src]`` v_t, each source's value as the readers read it.
-        moves: ``[firing, src]`` D, each source's score move to its baseline.
+        moves: ``[firing, src]`` D, each source's score move to its baseline (softmax units).
 
     Returns:
         ``harm [firing, src]`` and ``out [firing]`` (what the readers read now).
@@ -153,7 +148,8 @@ def harm(pattern: Tensor, values: Tensor, moves: Tensor) -> tuple[Tensor, Tensor
     out = (pattern * values).sum(-1)  # [firing]
     grown = pattern * moves.clamp(max=MAX_MOVE).exp()
     moved = grown / (1 - pattern + grown).clamp_min(1e-30)  # A'(t)
-    return (moved - pattern) * (out[:, None] - values), out
+    rest = (out[:, None] - pattern * values) / (1 - pattern).clamp_min(1e-30)
+    return (moved - pattern) * (rest - values), out
 
 
 def reads(inputs: Tensor, directions: Tensor, batch: Tensor) -> Tensor:

@@ -47,8 +47,9 @@ class LayerFirings:
         batch, head, dest, source: ``[n]``.
         attention: ``[n]`` A(d, s).
         weights: ``[n, rank]`` ``eps_k sqrt(sigma_k)`` on S, zero elsewhere.
-        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k)`` on S, zero elsewhere: the
-            score's gradient with respect to the key side's projections.
+        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k) / attn_scale`` on every singular
+            vector: the gradient of the softmax's input ``a(d, s) / attn_scale`` with respect
+            to the key side's projections (a score move is the whole score's, not only S's).
     """
 
     layer: int
@@ -62,7 +63,14 @@ class LayerFirings:
 
     @classmethod
     def of(
-        cls, layer: int, rows: Tensor, firings: FiringTable, proj_u: Tensor, sigma: Tensor
+        cls,
+        layer: int,
+        rows: Tensor,
+        firings: FiringTable,
+        proj_u: Tensor,
+        sigma: Tensor,
+        *,
+        attn_scale: float,
     ) -> LayerFirings:
         """The firings ``rows`` of ``layer``, with their signal and score weights.
 
@@ -72,6 +80,7 @@ class LayerFirings:
             firings: The batch's firings.
             proj_u: ``[batch, layer, head, pos, rank]`` ``x~ . u_k``.
             sigma: ``[layer, head, rank]`` the singular values.
+            attn_scale: What the layer divides its scores by before the softmax.
         """
         b, h, d = firings.batch[rows], firings.head[rows], firings.dest[rows]
         sigma_h = sigma[layer, h]  # [n, rank]
@@ -80,7 +89,7 @@ class LayerFirings:
         return cls(
             layer=layer, batch=b, head=h, dest=d, source=firings.source[rows],
             attention=firings.attention[rows], weights=signal_weights(at_dest, selected, sigma_h),
-            score_weights=sigma_h * at_dest * selected,
+            score_weights=sigma_h * at_dest / attn_scale,
         )  # fmt: skip
 
     @property
@@ -322,10 +331,10 @@ def baseline_moves(
     rotated: tuple | None,
 ) -> Tensor:
     """``[n, src]`` how far each firing's score would move at each source if that source's
-    input went to its baseline, along the firing's score gradient on S.
+    input went to its baseline, in the softmax's units (the firing's whole score gradient).
 
     Args:
-        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k)`` on S, zero elsewhere.
+        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k) / attn_scale`` (:class:`LayerFirings`).
         relative: ``[batch, pos, d_model]`` the layer's input less its baseline, as the
             query-key product reads it.
         batch: ``[n]`` each firing's prompt, in order.
@@ -354,10 +363,10 @@ def _score_gradients(
     rotated: tuple | None,
     n_src: int,
 ) -> Tensor:
-    """g, each firing's score gradient with respect to a source's input on its sparse set.
+    """g, each firing's score gradient with respect to a source's input.
 
     Args:
-        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k)`` on S, zero elsewhere.
+        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k) / attn_scale`` (:class:`LayerFirings`).
         qk: The QK decompositions.
         layer: The firings' layer.
         head: ``[n]``.

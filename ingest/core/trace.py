@@ -154,7 +154,9 @@ def trace_batch(
         rows = active.nonzero().squeeze(-1)
         if rows.numel() == 0:
             continue
-        layer_firings = LayerFirings.of(layer, rows, firings, proj_u, qk.S)
+        layer_firings = LayerFirings.of(
+            layer, rows, firings, proj_u, qk.S, attn_scale=float(acts.attn_scale[layer])
+        )
         firing_relevance = (
             relevance[f_b[rows], layer, f_h[rows], f_d[rows]] * firings.attention[rows]
             + firing_seed[rows]

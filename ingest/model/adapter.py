@@ -267,6 +267,7 @@ class Model(Interventions):
             pattern=pattern,
             components=components,
             lengths=lengths,
+            attn_scale=torch.tensor([float(block.attn.attn_scale) for block in self.hooked.blocks]),
             rotary=self._rotary(pos),
             ln_weight=ln_weight,
             ln_bias=ln_bias,

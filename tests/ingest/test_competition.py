@@ -11,14 +11,14 @@ from headgraph.ingest.core.competition import (
     most_attended,
 )
 from headgraph.ingest.core.params import TraceParams
-from headgraph.ingest.core.sides import SideReading, baseline_moves
-from headgraph.ingest.core.signals import augment, project, project_rotated
-from headgraph.ingest.core.trace import pad_tokens, trace
+from headgraph.ingest.core.sides import LayerFirings, SideReading, baseline_moves
+from headgraph.ingest.core.signals import augment, find_firings, project, project_rotated
+from headgraph.ingest.core.trace import pad_tokens, projections, trace
 from headgraph.ingest.jobs.trace_job import task_prompts
 from headgraph.ingest.model import load_model
 
 
-def test_harm_is_what_the_readers_lose_when_one_score_moves_damped_by_its_attention():
+def test_harm_is_what_the_readers_lose_when_one_score_moves():
     pattern = torch.tensor([[0.7, 0.2, 0.1]], dtype=torch.float64)
     values = torch.tensor([[2.0, -1.0, 0.5]], dtype=torch.float64)
     moves = torch.tensor([[0.0, 3.0, -1.0]], dtype=torch.float64)
@@ -29,8 +29,7 @@ def test_harm_is_what_the_readers_lose_when_one_score_moves_damped_by_its_attent
         moved = scores.clone()
         moved[0, t] += moves[0, t]
         read = (moved.softmax(-1) * values).sum()
-        damping = 1 - pattern[0, t]
-        assert lost[0, t].item() == pytest.approx((damping * (out - read)).item())
+        assert lost[0, t].item() == pytest.approx((out - read).item())
     assert lost[0, 0] == 0  # a score that does not move costs nothing
 
 
@@ -118,6 +117,43 @@ def test_a_score_move_is_the_sparse_set_score_at_the_baseline_input(name):
                            layer=layer, head=head, rotated=rotated)  # fmt: skip
     expected = torch.einsum("hr,hsr->hs", weights, after[0, layer, head] - before[0, layer, head])
     torch.testing.assert_close(moves, expected, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["tiny-ioi", "tiny-ioi-rope"])
+def test_a_score_move_is_what_the_model_scores_with_the_key_input_moved(name):
+    """The firings' score weights move the softmax's input as the model does: a key input
+    changed through a TransformerLens hook moves ``hook_attn_scores`` by the same amount
+    (the attention scale and every singular vector counted)."""
+    model = load_model(name)
+    prompts = task_prompts(model, 4, seed=3)
+    tokens, lengths = pad_tokens(prompts)
+    acts = model.run(tokens, lengths)
+    qk = model.qk.to("cpu", acts.normalized.dtype)
+    proj_u, proj_v = projections(acts, qk)
+    firings = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=TraceParams())
+    layer = 1
+    rows = (firings.layer == layer).nonzero().squeeze(-1)
+    f = LayerFirings.of(layer, rows, firings, proj_u, qk.S,
+                        attn_scale=float(acts.attn_scale[layer]))  # fmt: skip
+    seeded = torch.Generator().manual_seed(0)
+    change = torch.randn(acts.normalized[:, layer].shape, generator=seeded)  # [batch, pos, d_model]
+    rotated = None
+    if acts.rotary is not None:
+        rotated = qk.key_factor[layer], qk.key_readout[layer], acts.rotary, layer
+    moves = baseline_moves(f.score_weights, change, f.batch, qk, layer=layer, head=f.head,
+                           rotated=rotated)  # fmt: skip
+
+    hooked = model.hooked
+    attn = hooked.blocks[layer].attn  # grouped heads: hook_k holds the key/value heads
+    W_K = (attn._W_K if hasattr(attn, "_W_K") else attn.W_K).detach()  # [kv head, d_model, d_head]
+    name_k, name_scores = f"blocks.{layer}.attn.hook_k", f"blocks.{layer}.attn.hook_attn_scores"
+    _, clean = hooked.run_with_cache(tokens, names_filter=name_scores)
+    moved_k = (name_k, lambda k, hook: k - torch.einsum("bpd,hde->bphe", change, W_K))
+    with hooked.hooks(fwd_hooks=[moved_k]):
+        _, moved = hooked.run_with_cache(tokens, names_filter=name_scores)
+    shift = (moved[name_scores] - clean[name_scores])[f.batch, f.head, f.dest]  # [n, src]
+    causal = torch.arange(shift.shape[-1]) <= f.dest[:, None]
+    torch.testing.assert_close(moves[causal], shift[causal], rtol=1e-3, atol=1e-3)
 
 
 def test_tiny_ioi_is_kept_off_the_subjects_copy_most_where_path_patching_says():
