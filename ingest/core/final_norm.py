@@ -63,6 +63,5 @@ class FinalNorm:
         return (x.pow(2).mean(-1) + self.eps).sqrt()  # [n]
 
     def _normed(self, x: Tensor) -> Tensor:
-        if self.centred:
-            x = x - x.mean(-1, keepdim=True)
+        """``N(x)`` for an ``x`` already centred where the norm centres."""
         return x / self._rms(x)[:, None]

@@ -76,8 +76,7 @@ def read_seeds(readers: ReaderTable, seeded: PredictionSeeds, split: PredictionS
     (once per prompt and head, whichever of its sources are seeds)."""
     if split.reader is None or len(seeded) == 0:
         return
-    key = torch.stack([seeded.batch, seeded.layer, seeded.head], -1).unique(dim=0)
-    b, l, h = key.unbind(-1)
+    b, l, h = _seed_heads(seeded)
     readers.add(l, b, h, split.dest[b], split.reader[b].to(split.heads.dtype))
 
 
@@ -100,8 +99,15 @@ def seeds_kept_alone(
                       device=components.device)  # fmt: skip
     if len(seeded) == 0:
         return kept
-    key = torch.stack([seeded.batch, seeded.layer, seeded.head], -1).unique(dim=0)
-    b, l, h = key.unbind(-1)
+    b, l, h = _seed_heads(seeded)
     delta = components[b, split.dest[b], head_columns[l, h]]  # [n, d_model]
     kept[b, l, h] = split.final.kept(delta, split.reader[b].to(delta.dtype), b)
     return kept
+
+
+def _seed_heads(seeded: PredictionSeeds) -> tuple[Tensor, Tensor, Tensor]:
+    """``batch, layer, head [n]``: each prompt's seed heads, once each however many of
+    their sources are seeds."""
+    key = torch.stack([seeded.batch, seeded.layer, seeded.head], -1).unique(dim=0)
+    b, l, h = key.unbind(-1)
+    return b, l, h
