@@ -66,7 +66,7 @@ def seed_relevance(
     if not len(keys):
         return out
     at = torch.searchsorted(keys, wanted).clamp_max(len(keys) - 1)
-    found = keys[at] == wanted  # a seed with a negative score there is no firing
+    found = keys[at] == wanted  # a seed at token 0 (which never fires) is no firing
     out[at[found]] = seeded.share[found].to(out.dtype)
     return out
 

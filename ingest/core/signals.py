@@ -155,7 +155,8 @@ def find_firings(
         lengths: ``[batch]`` real (unpadded) prompt lengths.
         params: Thresholds.
         forced: ``[batch, layer, head, dest, src]`` bool, pairs taken whatever their
-            attention (seeds from the prediction), or None.
+            attention and the sign of their score (seeds from the prediction: the head
+            moved what the answer needs from that source), or None.
 
     Returns:
         The firings, ordered by (batch, layer, head, dest, source).
@@ -171,7 +172,9 @@ def find_firings(
     b, l, h, d, s = candidate.nonzero(as_tuple=True)
     terms = sigma[l, h] * proj_u[b, l, h, d] * proj_v[b, l, h, s]  # [firing, rank]
     score = terms.sum(dim=-1)
-    keep = score >= 0
+    keep = score >= 0  # a forced pair (a seed the prediction names) is kept whatever its score
+    if forced is not None:
+        keep |= forced[b, l, h, d, s]
     b, l, h, d, s, terms, score = (t[keep] for t in (b, l, h, d, s, terms, score))
     order, size, selected = sparse_set(terms, frac=params.signal_frac)
     return FiringTable(

@@ -234,7 +234,7 @@ def _prediction_rows(trace: BatchTrace, run: str, batch: int, firing_key, decode
     """Prediction nodes and PREDICTS rows of a batch seeded from the prediction (else empty).
 
     A seed's PREDICTS relationship starts at its firing (answer position -> source); a
-    seed whose score there is negative has no firing, and starts at the head's site.
+    seed at token 0 (which never fires) has no firing, and starts at the head's site.
     """
     predicts: dict[str, Rows] = {"Firing": defaultdict(list), "Site": defaultdict(list)}
     split, seeded, prompts = trace.prediction, trace.seeded, trace.prompts

@@ -55,8 +55,8 @@ def test_path_effects_are_shares_and_name_movers_read_io_through_their_values(be
 @pytest.mark.slow
 def test_the_default_trace_beats_the_papers_and_eap_against_path_patching(bench):
     """The headline figure of docs/verify.md, on 64 held-out prompts (256 there): measured
-    when written, the paper's trace F1 0.22, the default 0.62 (0.73 while the stakes' score
-    moves were 4x too large, 0.47 before the stakes weighting); AP 0.76, EAP's 0.51."""
+    when written, the paper's trace F1 0.22, the default 0.72 (0.62 while seeds with a
+    negative score were dropped, 0.47 before the stakes weighting); AP 0.84, EAP's 0.51."""
     from headgraph.ingest import tiny_ioi
     from headgraph.ingest.core.params import TraceParams
     from headgraph.ingest.model import load_model
@@ -70,6 +70,6 @@ def test_the_default_trace_beats_the_papers_and_eap_against_path_patching(bench)
     paper = bench.score("paper", TraceParams.paper(seeding="heads"), qk, model, prompts, eap)
     default = bench.score("default", TraceParams(seeding="linear"), effect, model, prompts, eap)
     f1 = ("relevance", 0.02)
-    assert default[f1] >= 0.6
+    assert default[f1] >= 0.68
     assert default[f1] >= paper[f1] + 0.2
     assert default["ap"] > default["ap_eap"]

@@ -149,7 +149,7 @@ def seeds_value_signals_match(model, prompts, *, attention_threshold) -> int:
                 continue
             row = ((f.batch == b) & (f.layer == l) & (f.head == h) & (f.source == s)
                    & (f.dest == batch.prediction.dest[b])).nonzero()  # fmt: skip
-            if row.numel() == 0:  # a negative score there: recorded from the head's site
+            if row.numel() == 0:  # token 0, which never fires: recorded from the head's site
                 continue
             edges = value & (batch.edge_firing == row.item())
             signal = batch.edge_weight[edges] / batch.edge_share[edges]
