@@ -72,6 +72,14 @@ class ComponentLayout:
         """Position of head ``layer.index`` on the axis."""
         return 2 + layer * self.per_layer + index
 
+    def head_columns(self, device=None) -> torch.Tensor:
+        """``[layer, head]`` each head's position on the axis."""
+        import torch
+
+        heads = torch.arange(self.n_heads, device=device)
+        starts = torch.tensor([self.head_index(l, 0) for l in range(self.n_layers)], device=device)
+        return starts[:, None] + heads
+
     def check_head(self, layer: int, index: int) -> None:
         """Raise InputError naming the model's size if ``layer.index`` is not one of its heads."""
         if not (0 <= layer < self.n_layers and 0 <= index < self.n_heads):

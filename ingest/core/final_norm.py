@@ -55,7 +55,8 @@ class FinalNorm:
             x = x - x.mean(-1, keepdim=True)
             delta = delta - delta.mean(-1, keepdim=True)
         linear = (delta * reader).sum(-1)  # [n]
-        exact = ((self._normed(x) - self._normed(x - delta)) * reader).sum(-1) * self._rms(x)
+        rms = self._rms(x)
+        exact = ((x / rms[:, None] - self._normed(x - delta)) * reader).sum(-1) * rms
         safe = linear.abs() > 1e-12 * reader.norm(dim=-1) * delta.norm(dim=-1).clamp_min(1e-30)
         return torch.where(safe, exact / torch.where(safe, linear, 1.0), 1.0).clamp(0, 1)
 

@@ -144,8 +144,7 @@ def trace_batch(
         inputs = upstream_sums(components, [layout.n_upstream(l) for l in range(n_layers)])
         positions = components[:, :, 1] if acts.positions_after_norm else None
         if seeded is not None and prediction is not None:
-            heads = torch.arange(n_heads, device=device)
-            columns = torch.stack([layout.head_index(l, 0) + heads for l in range(n_layers)])
+            columns = layout.head_columns(device)
             seed_kept = seeds_kept_alone(seeded, prediction, components, columns)
 
     for layer in reversed(range(n_layers)):

@@ -39,6 +39,10 @@ def test_activation_shapes_follow_the_config(model, prompts):
     assert acts.scale.shape == (b, L, p)
     assert acts.pattern.shape == (b, L, H, p, p)
     assert acts.components.shape == (b, p, len(model.layout), d)
+    columns = model.layout.head_columns()  # [layer, head]: the heads' places on that axis
+    assert columns.shape == (L, H)
+    names = [model.layout.components[c].name for c in columns.flatten().tolist()]
+    assert names == [f"{l}.{h}" for l in range(L) for h in range(H)]
 
 
 def test_unknown_preset_is_a_clear_error():
