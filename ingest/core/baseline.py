@@ -12,7 +12,7 @@ elsewhere), token for token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -55,9 +55,13 @@ def relative_to_mean(
     as large as the batch's outputs).
     """
     role, means = role_means(prompts, components)
+    norms = means.norm(dim=-1)  # [role, component]
     out = components if in_place else torch.empty_like(components)
-    for b in range(len(components)):  # a prompt at a time: no batch-sized temporaries
-        _relative_into(out[b], components[b], means[role[b]])
+    with torch.inference_mode(out.is_inference()):  # a forward pass's outputs, in place
+        for b, roles in enumerate(role.tolist()):  # a prompt at a time: no batch-sized
+            for t, r in enumerate(roles):  # temporaries, and no copy of the means
+                torch.sub(components[b, t], means[r], out=out[b, t])
+            _zero_agreeing(out[b], lambda at, b=b: means[role[b, at[0]], at[1]], norms[role[b]])
     return out
 
 
@@ -66,8 +70,10 @@ def relative_to(components: Tensor, reference: Tensor, *, in_place: bool = False
     where they agree (a constant token), not a rounding residue. ``in_place``: as for
     :func:`relative_to_mean`."""
     out = components if in_place else torch.empty_like(components)
-    for b in range(len(components)):
-        _relative_into(out[b], components[b], reference[b])
+    with torch.inference_mode(out.is_inference()):
+        for b in range(len(components)):
+            torch.sub(components[b], reference[b], out=out[b])
+            _zero_agreeing(out[b], lambda at, b=b: reference[b][at], reference[b].norm(dim=-1))
     return out
 
 
@@ -114,13 +120,26 @@ def relative_input(
     return summed + positions if positions is not None else summed
 
 
-def _relative_into(out: Tensor, x: Tensor, reference: Tensor) -> None:
-    """``out = x - reference`` (``out`` may be ``x``), zero where the two agree to 1e-5 of
-    ``x``'s norm."""
-    with torch.inference_mode(out.is_inference()):  # a forward pass's outputs, in place
-        scale = x.norm(dim=-1)
-        torch.sub(x, reference, out=out)
-        out.masked_fill_((out.norm(dim=-1) <= 1e-5 * scale).unsqueeze(-1), 0.0)
+def _zero_agreeing(
+    out: Tensor, reference: Callable[[tuple[Tensor, ...]], Tensor], reference_norm: Tensor
+) -> None:
+    """Zero ``out = x - reference`` (``[..., d_model]``) where ``x`` and the reference agree
+    to 1e-5 of ``x``'s norm: a constant input then differs by exactly nothing.
+
+    Only where ``|out| <= 2e-5 |reference|`` can they agree (``|x| <= |reference| + |out|``),
+    so ``x``'s norm is taken there alone, from ``out + reference``.
+
+    Args:
+        out: The difference, overwritten.
+        reference: The reference's rows at some of ``out``'s indices.
+        reference_norm: ``out.shape[:-1]`` the reference's norms.
+    """
+    near = out.norm(dim=-1) <= 2e-5 * reference_norm
+    if not near.any():
+        return
+    at = near.nonzero(as_tuple=True)
+    agree = out[at].norm(dim=-1) <= 1e-5 * (out[at] + reference(at)).norm(dim=-1)
+    out[tuple(i[agree] for i in at)] = 0.0
 
 
 def check_counterfactuals(

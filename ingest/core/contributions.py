@@ -20,6 +20,9 @@ total.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -41,6 +44,62 @@ def signal_weights(proj_u: Tensor, selected: Tensor, sigma: Tensor) -> Tensor:
     return eps * sigma.sqrt() * selected
 
 
+@dataclass(frozen=True)
+class SignalDirections:
+    """Each firing's signal direction on one side, ``sum_k w_k u_k`` in the augmented input
+    space, held as its weights until written where it is read (a ``[firing, d_model+1]``
+    table costs more to fill than to compute).
+
+    Attributes:
+        weights: ``[firing, rank]`` from :func:`signal_weights`.
+        vectors: ``[head, d_model+1, rank]`` the layer's U (query side) or V (key side).
+        head, token: ``[firing]`` the firing's head and the token the side reads.
+        rotated: For a rotary model, the layer's ``(factor [head, d_model+1, d_head],
+            readout [head, d_head, rank], rotary, layer)``: the direction is then
+            ``A R_p^T (A^+ U) w``, which depends on the token's position ``p``.
+    """
+
+    weights: Tensor
+    vectors: Tensor
+    head: Tensor
+    token: Tensor
+    rotated: tuple[Tensor, Tensor, Rotary, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def write(self, out: Tensor, at: Tensor) -> Tensor:
+        """Write each direction's first ``d_model`` coordinates to ``out[at]`` (``at [firing]``)
+        and return the last, the homogeneous coordinate's ``[firing]``."""
+        last = self.weights.new_empty(len(self))
+        for h in self.head.unique().tolist():
+            rows = (self.head == h).nonzero().squeeze(-1)
+            direction = self._of_head(h, rows)  # [rows, d_model+1]
+            out.index_copy_(0, at[rows], direction[:, :-1])
+            last[rows] = direction[:, -1]
+        return last
+
+    def dense(self) -> Tensor:
+        """``[firing, d_model+1]``."""
+        direction = self.weights.new_empty(len(self), self.vectors.shape[1])
+        for h in self.head.unique().tolist():
+            rows = (self.head == h).nonzero().squeeze(-1)
+            direction[rows] = self._of_head(h, rows)
+        return direction
+
+    def _of_head(self, h: int, rows: Tensor) -> Tensor:
+        if self.rotated is None:
+            return self.weights[rows] @ self.vectors[h].T
+        factor, readout, rotary, layer = self.rotated
+        small = self.weights[rows] @ readout[h].T  # [rows, d_head]
+        where = self.token[rows]
+        small = rotate(
+            small, rotary.cos[layer, where], rotary.sin[layer, where],
+            adjacent=rotary.adjacent, inverse=True,
+        )  # fmt: skip
+        return small @ factor[h].T
+
+
 def signal_directions(
     weights: Tensor,
     vectors: Tensor,
@@ -49,35 +108,98 @@ def signal_directions(
     token: Tensor,
     rotated: tuple[Tensor, Tensor, Rotary, int] | None = None,
 ) -> Tensor:
-    """Each firing's signal direction on one side, ``sum_k w_k u_k`` in the augmented input space.
+    """Each firing's signal direction on one side, ``[firing, d_model+1]`` (the arguments
+    are :class:`SignalDirections`'s)."""
+    return SignalDirections(weights, vectors, head, token, rotated).dense()
+
+
+@dataclass(frozen=True)
+class TokenReads:
+    """Some sides' contributions, with what they read grouped by token.
+
+    Attributes:
+        upstream: ``[m, n_upstream]`` each upstream component's contribution.
+        bias: ``[m]`` the homogeneous coordinate's, plus the normalisation's bias; with
+            ``upstream`` it sums to the side's signal.
+        direction: ``[m, d_model]`` each side's reading direction through the
+            normalisation's weight, rows grouped by token (contiguous: a sparse product
+            takes it as it is).
+        row: ``[m]`` each side's row of ``direction``, in the order the sides came.
+    """
+
+    upstream: Tensor
+    bias: Tensor
+    direction: Tensor
+    row: Tensor
+
+
+def read_tokens(
+    components: Tensor,
+    scale: Tensor,
+    directions: Sequence[Tensor | SignalDirections],
+    *,
+    batch: Tensor,
+    token: Tensor,
+    n_upstream: int,
+    ln_weight: Tensor | None = None,
+    ln_bias: Tensor | None = None,
+    positions_after_norm: bool = False,
+) -> TokenReads:
+    """Contributions of the upstream components to some sides' signals.
+
+    All sides are in the same layer. Sides that read the same token share one
+    matrix product with that token's upstream outputs, so each output is read once
+    per token rather than copied once per side. The product is bound by reading
+    the outputs from memory: the tracer reads a layer's sides in one call, so that
+    a token several sides read is read once.
 
     Args:
-        weights: ``[firing, rank]`` from :func:`signal_weights`.
-        vectors: ``[head, d_model+1, rank]`` the layer's U (query side) or V (key side).
-        head, token: ``[firing]`` the firing's head and the token the side reads.
-        rotated: For a rotary model, the layer's ``(factor [head, d_model+1, d_head],
-            readout [head, d_head, rank], rotary, layer)``: the direction is then
-            ``A R_p^T (A^+ U) w``, which depends on the token's position ``p``.
-
-    Returns:
-        ``[firing, d_model+1]``.
+        components: ``[batch, pos, component, d_model]`` outputs on the component axis.
+        scale: ``[batch, pos]`` that layer's normalisation scale.
+        directions: One or more blocks of sides, ``[m_i, d_model+1]`` tables or
+            :class:`SignalDirections`; the ``m`` sides are their rows in turn.
+        batch, token: ``[m]`` the prompt and token each side reads.
+        n_upstream: Components upstream of the layer (a prefix of the axis).
+        ln_weight, ln_bias: ``[d_model]`` the layer's unfolded normalisation weight
+            and bias, if any (see :class:`~headgraph.ingest.core.activations.Activations`).
+        positions_after_norm: Component 1 (positions) is added after the
+            normalisation: neither scaled nor weighted.
     """
-    n_firings = weights.shape[0]
-    direction = weights.new_empty(n_firings, vectors.shape[1])
-    for h in head.unique().tolist():
-        rows = (head == h).nonzero().squeeze(-1)
-        if rotated is None:
-            direction[rows] = weights[rows] @ vectors[h].T
-            continue
-        factor, readout, rotary, layer = rotated
-        small = weights[rows] @ readout[h].T  # [rows, d_head]
-        where = token[rows]
-        small = rotate(
-            small, rotary.cos[layer, where], rotary.sin[layer, where],
-            adjacent=rotary.adjacent, inverse=True,
-        )  # fmt: skip
-        direction[rows] = small @ factor[h].T
-    return direction
+    d_model = components.shape[-1]
+    where = batch * components.shape[1] + token  # [m] flat token index
+    order = where.argsort(stable=True)  # the sides grouped by token
+    row = torch.empty_like(order)
+    row[order] = torch.arange(len(order), device=order.device)
+    grouped = components.new_empty(len(order), d_model)  # [m, d_model], in that order
+    last, start = [], 0  # the homogeneous coordinates
+    for block in directions:  # each block straight to its rows: no copy of them all
+        at = row[start : start + len(block)]
+        if isinstance(block, SignalDirections):
+            last.append(block.write(grouped, at))
+        else:
+            grouped.index_copy_(0, at, block[:, :d_model])
+            last.append(block[:, d_model])
+        start += len(block)
+    bias = torch.cat(last)
+    if ln_bias is not None:
+        bias = bias + (grouped @ ln_bias)[row]
+    outputs = components.flatten(0, 1)[:, :n_upstream]  # [batch*pos, n_upstream, d_model]
+    if positions_after_norm:  # before the weight
+        at_position = (outputs[where, 1] * grouped[row]).sum(-1)
+    if ln_weight is not None:
+        grouped *= ln_weight
+    tokens, counts = where[order].unique_consecutive(return_counts=True)
+    read = grouped.new_empty(len(order), n_upstream)  # in that order
+    start = 0
+    for t, count in zip(tokens.tolist(), counts.tolist(), strict=True):
+        end = start + count
+        torch.mm(grouped[start:end], outputs[t].T, out=read[start:end])
+        start = end
+    upstream = read[row]
+    upstream /= scale.flatten()[where].unsqueeze(-1)
+    if positions_after_norm:
+        upstream[:, 1] = at_position
+    return TokenReads(upstream, bias, grouped, row)
 
 
 def side_contributions(
@@ -92,50 +214,18 @@ def side_contributions(
     ln_bias: Tensor | None = None,
     positions_after_norm: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Contributions of the upstream components to one side's signal.
-
-    All firings are in the same layer. Firings that read the same token share
-    one matrix product with that token's upstream outputs, so each output is
-    read once per token rather than copied once per firing. The product is bound
-    by reading the outputs from memory: the tracer reads a layer's sides in one
-    call, so that a token several sides read is read once.
-
-    Args:
-        components: ``[batch, pos, component, d_model]`` outputs on the component axis.
-        scale: ``[batch, pos]`` that layer's normalisation scale.
-        direction: ``[firing, d_model+1]`` from :func:`signal_directions`.
-        batch, token: ``[firing]`` the prompt and token each side reads.
-        n_upstream: Components upstream of the layer (a prefix of the axis).
-        ln_weight, ln_bias: ``[d_model]`` the layer's unfolded normalisation weight
-            and bias, if any (see :class:`~headgraph.ingest.core.activations.Activations`).
-        positions_after_norm: Component 1 (positions) is added after the
-            normalisation: neither scaled nor weighted.
+    """Contributions of the upstream components to one block of sides' signals
+    (:func:`read_tokens` with ``directions=[direction]``).
 
     Returns:
         ``upstream [firing, n_upstream]`` and ``bias [firing]`` (the homogeneous
         coordinate, plus the normalisation's bias); they sum to the side's signal.
     """
-    d_model = components.shape[-1]
-    reading, bias = direction[:, :d_model], direction[:, d_model]
-    if ln_bias is not None:
-        bias = bias + reading @ ln_bias
-    weighted = reading * ln_weight if ln_weight is not None else reading
-    where = batch * components.shape[1] + token  # [firing] flat token index
-    order = where.argsort(stable=True)  # the firings grouped by token
-    tokens, counts = where[order].unique_consecutive(return_counts=True)
-    outputs = components.flatten(0, 1)[:, :n_upstream]  # [batch*pos, n_upstream, d_model]
-    grouped = weighted.index_select(0, order)  # [firing, d_model], a token's firings together
-    read = direction.new_empty(direction.shape[0], n_upstream)  # in that order
-    start = 0
-    for t, count in zip(tokens.tolist(), counts.tolist(), strict=True):
-        end = start + count
-        torch.mm(grouped[start:end], outputs[t].T, out=read[start:end])
-        start = end
-    upstream = torch.empty_like(read).index_copy_(0, order, read)
-    upstream /= scale.flatten()[where].unsqueeze(-1)
-    if positions_after_norm:
-        upstream[:, 1] = (outputs[where, 1] * reading).sum(-1)
-    return upstream, bias
+    reads = read_tokens(
+        components, scale, [direction], batch=batch, token=token, n_upstream=n_upstream,
+        ln_weight=ln_weight, ln_bias=ln_bias, positions_after_norm=positions_after_norm,
+    )  # fmt: skip
+    return reads.upstream, reads.bias
 
 
 def select_edges(contributions: Tensor, *, frac: float, rule: str = "positive") -> Tensor:

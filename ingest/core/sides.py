@@ -31,7 +31,11 @@ from headgraph.ingest.core.competition import (
     reads,
     score_moves,
 )
-from headgraph.ingest.core.contributions import signal_directions, signal_weights
+from headgraph.ingest.core.contributions import (
+    SignalDirections,
+    signal_directions,
+    signal_weights,
+)
 from headgraph.ingest.core.relevance import sensitivity
 from headgraph.ingest.core.signals import FiringTable
 from headgraph.ingest.core.svd import QKDecomposition
@@ -105,7 +109,8 @@ class SideReading:
     Attributes:
         firing: ``[m]`` which of the layer's firings (positions in :class:`LayerFirings`).
         token: ``[m]`` the token the side reads.
-        direction: ``[m, d_model+1]`` along what, in the augmented input space.
+        direction: ``[m, d_model+1]`` along what, in the augmented input space (on the
+            query, key and inhibition sides held as :class:`SignalDirections`).
         share: ``[m]`` the share of the firing's relevance the side hands on: on the
             key, value and inhibition sides what the readers stand to lose through it
             (:mod:`headgraph.ingest.core.competition`), where that is known; else, and
@@ -118,7 +123,7 @@ class SideReading:
 
     firing: Tensor
     token: Tensor
-    direction: Tensor
+    direction: Tensor | SignalDirections
     share: Tensor
     seed_share: Tensor | None = None
 
@@ -151,8 +156,9 @@ def read_side(
         firings: The layer's traced firings.
         acts: The batch's activations.
         qk: The QK decompositions.
-        reader: ``(direction [n, d_model+1], has [n])`` each firing's value direction at
-            unit attention (:func:`value_reads`), or None without a value side.
+        reader: ``(direction [r, d_model+1], rows [r])`` the value direction at unit
+            attention of each firing whose head has readers (:func:`value_reads`), or None
+            without a value side.
         stakes: What the firings' readers stand to lose (:func:`layer_stakes`), or None
             (no value side, or no baseline): the key and value sides then hand on the
             softmax's sensitivity and all of the relevance, and the inhibition side
@@ -166,9 +172,7 @@ def read_side(
         token = f.dest if query else f.source
         vectors = qk.U if query else qk.V
         rotated = _rotated(acts, qk, layer, query=query)
-        direction = signal_directions(
-            f.weights, vectors[layer], head=f.head, token=token, rotated=rotated
-        )
+        direction = SignalDirections(f.weights, vectors[layer], f.head, token, rotated)
         share = sensitivity(f.attention)
         if not query and stakes is not None:  # what the key's input at its baseline would cost
             share = torch.where(stakes.known(), stakes.lost_share(f.source), share)
@@ -177,18 +181,16 @@ def read_side(
         firing, rival, share = _competitors(f, acts, stakes, frac)
         if firing.numel() == 0:
             return None
-        direction = signal_directions(
-            -f.score_weights[firing], qk.V[layer], head=f.head[firing], token=rival,
-            rotated=_rotated(acts, qk, layer, query=False),
-        )  # fmt: skip
+        direction = SignalDirections(-f.score_weights[firing], qk.V[layer], f.head[firing],
+                                     rival, _rotated(acts, qk, layer, query=False))  # fmt: skip
         return SideReading(firing, rival, direction, share)
     if side == "value":
         if reader is None:
             raise ValueError("the value side needs the readers (value_reads)")
-        keep = reader[1].nonzero().squeeze(-1)
+        direction, keep = reader
         if keep.numel() == 0:
             return None
-        direction = reader[0][keep] * f.attention[keep, None]
+        direction = direction * f.attention[keep, None]
         share = torch.ones_like(f.attention[keep])
         if stakes is None:
             return SideReading(keep, f.source[keep], direction, share)
@@ -212,22 +214,21 @@ def value_reads(
             without a value side.
 
     Returns:
-        ``(direction [n, d_model+1], has [n])`` (zero where a head has no reader; the
-        value side scales it by the attention, the stakes read every source along it),
-        or None without readers.
+        ``(direction [r, d_model+1], rows [r])`` for the firings ``rows`` whose heads
+        have readers (the value side scales it by the attention, the stakes read every
+        source along it), or None without readers.
     """
     if reader is None:
         return None
     if acts.values is None:
         raise ValueError("the value side needs the readers and the model's value weights")
     rows = reader[1].nonzero().squeeze(-1)
-    direction = f.weights.new_zeros(len(f.batch), acts.values.W_V.shape[2] + 1)
-    if rows.numel():
-        direction[rows] = value_directions(
-            _read_as(f, acts, reader[0], rows), f.attention.new_ones(len(rows)), acts.values,
-            layer=f.layer, head=f.head[rows],
-        )  # fmt: skip
-    return direction, reader[1]
+    if rows.numel() == 0:
+        return f.weights.new_zeros(0, acts.values.W_V.shape[2] + 1), rows
+    direction = value_directions(
+        _read_as(f, acts, reader[0], rows), None, acts.values, layer=f.layer, head=f.head[rows],
+    )  # fmt: skip
+    return direction, rows
 
 
 def _read_as(f: LayerFirings, acts: Activations, reader: Tensor, rows: Tensor) -> Tensor:
@@ -280,8 +281,8 @@ def layer_stakes(
         f: The layer's traced firings.
         acts: The batch's activations.
         qk: The QK decompositions.
-        reader: ``(direction [n, d_model+1], has [n])`` each firing's value direction at
-            unit attention (:func:`value_reads`).
+        reader: ``(direction [r, d_model+1], rows [r])`` the value directions at unit
+            attention of the firings whose heads have readers (:func:`value_reads`).
         upstream: ``(summed, positions)``, both ``[batch, pos, d_model]``: the outputs
             upstream of the layer less their baseline, summed
             (:func:`~headgraph.ingest.core.baseline.upstream_sums`); the positional
@@ -294,7 +295,7 @@ def layer_stakes(
     lost = pattern.new_zeros(n, n_src)
     out = pattern.new_full((n,), float("nan"))
     own_value, own_moved, moved_out = out.clone(), out.clone(), out.clone()
-    rows = reader[1].nonzero().squeeze(-1)  # in prompt order, as the firings
+    w, rows = reader  # [rows, d_model+1]; rows in prompt order, as the firings
     if rows.numel() == 0:
         return Stakes(lost, out, own_value, own_moved, moved_out)
     summed, positions = upstream
@@ -303,7 +304,6 @@ def layer_stakes(
         ln_weight=None if acts.ln_weight is None else acts.ln_weight[f.layer],
     )  # fmt: skip
     b, head = f.batch[rows], f.head[rows]
-    w = reader[0][rows]  # [rows, d_model+1]
     values = reads(acts.normalized[:, f.layer], w[:, :-1], b) + w[:, -1:]  # [rows, src]
     moved = reads(relative, w[:, :-1], b)
     moves = baseline_moves(f.score_weights[rows], relative, b, qk, layer=f.layer, head=head,

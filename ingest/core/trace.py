@@ -28,7 +28,7 @@ from headgraph.ingest.core.baseline import (
 )
 from headgraph.ingest.core.batch_trace import SIDES, BatchTrace
 from headgraph.ingest.core.components import ComponentLayout
-from headgraph.ingest.core.contributions import select_edges, side_contributions
+from headgraph.ingest.core.contributions import read_tokens, select_edges
 from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed
@@ -177,62 +177,61 @@ def trace_batch(
         ]  # fmt: skip
         if not readings:
             continue
-        # Every side at once: a token that several sides read is read once (memory-bound).
-        sizes = [len(reading.token) for _, reading in readings]
-        every_upstream, every_bias = side_contributions(
-            components,
-            acts.scale[:, layer],
-            torch.cat([reading.direction for _, reading in readings]),
-            batch=layer_firings.batch[torch.cat([reading.firing for _, reading in readings])],
-            token=torch.cat([reading.token for _, reading in readings]),
-            n_upstream=n_up,
+        # Every side at once: a token that several sides read is read once (memory-bound),
+        # and each step below runs once a layer, not once a side.
+        firing, token = (torch.cat([getattr(reading, name) for _, reading in readings])
+                         for name in ("firing", "token"))  # fmt: skip
+        side = torch.cat([torch.full_like(reading.firing, SIDES.index(name))
+                          for name, reading in readings])  # fmt: skip
+        b = layer_firings.batch[firing]
+        reads = read_tokens(
+            components, acts.scale[:, layer], [reading.direction for _, reading in readings],
+            batch=b, token=token, n_upstream=n_up,
             ln_weight=None if acts.ln_weight is None else acts.ln_weight[layer],
             ln_bias=None if acts.ln_bias is None else acts.ln_bias[layer],
             positions_after_norm=acts.positions_after_norm,
-        )
-        for (side, reading), upstream, bias in zip(
-            readings, every_upstream.split(sizes), every_bias.split(sizes), strict=True
-        ):
-            b, token = layer_firings.batch[reading.firing], reading.token
-            if side == "value" and acts.positions_after_norm:
-                upstream[:, 1] = 0.0  # shortformer positions reach queries and keys only
-            if params.baseline != "none":
-                bias = torch.zeros_like(bias)  # a constant: no part of a difference
-            contributions = torch.cat([upstream, bias.unsqueeze(-1)], dim=-1)  # [m, n_up+1]
-            candidates = contributions.clone()
-            if side in ("value", "inhibit"):
-                candidates[:, -1] = 0.0  # the head's own biases: counted, never an edge
-            kept = select_edges(candidates, frac=params.edge_frac, rule=params.edge_rule)
-            row, column = kept.nonzero(as_tuple=True)
-            weight = contributions[row, column]
-            signal = contributions.sum(dim=-1)[row]
-            positive = candidates.clamp_min(0).sum(-1).clamp_min(1e-30)[row]
-            handed = reading.handed(firing_relevance, firing_seed[rows])
-            edge_relevance = handed_up = handed[row] * weight / positive
-            if side == "value" and seed_kept is not None:  # upstream heads still get it all
-                alone = seed_kept[layer_firings.batch, layer, layer_firings.head]  # [n]
-                handed = reading.handed(firing_relevance, firing_seed[rows], kept=alone)
-                edge_relevance = handed[row] * weight / positive
-            component = torch.where(column == n_up, len(layout), column)
-            part = (rows[reading.firing[row]], torch.full_like(row, SIDES.index(side)),
-                    component, token[row], weight, weight / signal, edge_relevance)  # fmt: skip
-            if directions or readers is not None:  # per firing read, before the norm
-                read = reading.direction[:, :-1]
-                if acts.ln_weight is not None:
-                    read = read * acts.ln_weight[layer]
-            if directions:
-                part += (read[row],)
-            parts.append(part)
-            # The recursion: an upstream head needs its firings that end at this token.
-            is_head = axis_head[component] >= 0
-            up_b, up_t = b[row][is_head], token[row][is_head]
-            up_l, up_h = axis_layer[component[is_head]], axis_head[component[is_head]]
-            needed[up_b, up_l, up_h, up_t] = True
-            relevance.index_put_((up_b, up_l, up_h, up_t), handed_up[is_head], accumulate=True)
-            if readers is not None:  # one reader per firing read, shared by its edges
-                reader = read / acts.scale[b, layer, token, None]
-                at = fires[up_b, up_l, up_h, up_t]  # only where some firing will take it
-                readers.add_rows(up_l[at], up_b[at], up_h[at], up_t[at], row[is_head][at], reader)
+        )  # fmt: skip
+        upstream, bias = reads.upstream, reads.bias
+        valued = side == SIDES.index("value")
+        if acts.positions_after_norm:
+            upstream[valued, 1] = 0.0  # shortformer positions reach queries and keys only
+        if params.baseline != "none":
+            bias = torch.zeros_like(bias)  # a constant: no part of a difference
+        contributions = torch.cat([upstream, bias.unsqueeze(-1)], dim=-1)  # [m, n_up+1]
+        candidates = contributions.clone()  # the heads' own biases: counted, never an edge
+        candidates[valued | (side == SIDES.index("inhibit")), -1] = 0.0
+        kept = select_edges(candidates, frac=params.edge_frac, rule=params.edge_rule)
+        row, column = kept.nonzero(as_tuple=True)
+        weight = contributions[row, column]
+        signal = contributions.sum(dim=-1)[row]
+        positive = candidates.clamp_min(0).sum(-1).clamp_min(1e-30)[row]
+        seed = firing_seed[rows]
+        handed = torch.cat([reading.handed(firing_relevance, seed) for _, reading in readings])
+        edge_relevance = handed_up = handed[row] * weight / positive
+        if seed_kept is not None and "value" in params.sides:  # upstream heads still get it all
+            alone = seed_kept[layer_firings.batch, layer, layer_firings.head]  # [n]
+            handed = torch.cat([
+                reading.handed(firing_relevance, seed, kept=alone if name == "value" else None)
+                for name, reading in readings
+            ])  # fmt: skip
+            edge_relevance = handed[row] * weight / positive
+        component = torch.where(column == n_up, len(layout), column)
+        part = (rows[firing[row]], side[row], component, token[row], weight, weight / signal,
+                edge_relevance)  # fmt: skip
+        # what each side reads, through the norm's weight (its rows grouped by token)
+        parts.append(part + (reads.direction[reads.row[row]],) if directions else part)
+        # The recursion: an upstream head needs its firings that end at this token.
+        is_head = axis_head[component] >= 0
+        up_b, up_t = b[row][is_head], token[row][is_head]
+        up_l, up_h = axis_layer[component[is_head]], axis_head[component[is_head]]
+        needed[up_b, up_l, up_h, up_t] = True
+        relevance.index_put_((up_b, up_l, up_h, up_t), handed_up[is_head], accumulate=True)
+        if readers is not None:  # one reader per firing read, shared by its edges
+            at = fires[up_b, up_l, up_h, up_t]  # only where some firing will take it
+            by = row[is_head][at]
+            over = 1 / acts.scale[b[by], layer, token[by]]  # a reader reads over the scale
+            readers.add_rows(up_l[at], up_b[at], up_h[at], up_t[at], reads.row[by],
+                             reads.direction, weight=over)  # fmt: skip
 
     columns = (
         [torch.cat(c) for c in zip(*parts, strict=True)]

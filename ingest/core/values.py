@@ -50,13 +50,13 @@ class ValueWeights:
 
 
 def value_directions(
-    reader: Tensor, attention: Tensor, weights: ValueWeights, *, layer: int, head: Tensor
+    reader: Tensor, attention: Tensor | None, weights: ValueWeights, *, layer: int, head: Tensor
 ) -> Tensor:
     """Each firing's value direction ``A(d,s) [W_V (W_O R); b_V . (W_O R)]``.
 
     Args:
         reader: ``[firing, d_model]`` R, how the readers read the head's ``z W_O`` at d.
-        attention: ``[firing]`` A(d, s).
+        attention: ``[firing]`` A(d, s), or None for 1.
         weights: The model's value weights.
         layer: The firings' layer.
         head: ``[firing]`` their heads.
@@ -70,7 +70,7 @@ def value_directions(
         through = reader[rows] @ weights.W_O[layer, h].T  # [rows, d_head]
         direction[rows, :-1] = through @ weights.W_V[layer, h].T
         direction[rows, -1] = through @ weights.b_V[layer, h]
-    return direction * attention[:, None]
+    return direction if attention is None else direction * attention[:, None]
 
 
 class ReaderTable:
@@ -105,26 +105,42 @@ class ReaderTable:
         self.add_rows(layer, batch, head, token, rows, reader)
 
     def add_rows(
-        self, layer: Tensor, batch: Tensor, head: Tensor, token: Tensor, rows: Tensor, table: Tensor
+        self,
+        layer: Tensor,
+        batch: Tensor,
+        head: Tensor,
+        token: Tensor,
+        rows: Tensor,
+        table: Tensor,
+        *,
+        weight: Tensor | None = None,
     ) -> None:
-        """Add ``table[rows]`` (``table [m, d_model]``, ``rows [n]``) to heads ``layer.head``
-        at ``token`` of prompt ``batch``, summed here per (prompt, head, token) without
-        gathering the ``[n, d_model]`` rows: many edges share one reader (every head a
-        firing's side reads at one token reads it alike)."""
+        """Add ``table[rows]`` (``table [m, d_model]``, ``rows [n]``), times ``weight [n]`` if
+        given, to heads ``layer.head`` at ``token`` of prompt ``batch``, summed here per
+        (layer, prompt, head, token) in one sparse product without gathering the
+        ``[n, d_model]`` rows: many edges share one reader (every head a firing's side
+        reads at one token reads it alike)."""
+        if len(rows) == 0:
+            return
         key = self._key(batch, head, token)
-        for l in layer.unique().tolist():
-            at = (layer == l).nonzero().squeeze(-1)
-            keys, order = key[at].sort(stable=True)
-            unique, counts = keys.unique_consecutive(return_counts=True)
-            bounds = counts.new_zeros(len(unique) + 1)
-            torch.cumsum(counts, 0, out=bounds[1:])
-            with warnings.catch_warnings():  # CSR is "beta"; its product is 3x faster than COO
-                warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
-                incidence = torch.sparse_csr_tensor(  # [unique, m]: which rows each key sums
-                    bounds, rows[at[order]], table.new_ones(len(at)), (len(unique), len(table)),
-                    check_invariants=False,
-                )  # fmt: skip
-            self._keep(l, unique, incidence @ table)
+        span = self.n_keys if self.n_keys is not None else int(key.max()) + 1
+        keys, order = (layer * span + key).sort(stable=True)
+        unique, counts = keys.unique_consecutive(return_counts=True)
+        bounds = counts.new_zeros(len(unique) + 1)
+        torch.cumsum(counts, 0, out=bounds[1:])
+        values = table.new_ones(len(rows)) if weight is None else weight[order].to(table.dtype)
+        with warnings.catch_warnings():  # CSR is "beta"; its product is 3x faster than COO
+            warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
+            incidence = torch.sparse_csr_tensor(  # [unique, m]: which rows each key sums
+                bounds, rows[order], values, (len(unique), len(table)), check_invariants=False
+            )
+        summed = incidence @ table  # [unique, d_model]
+        layers, per_layer = (unique // span).unique_consecutive(return_counts=True)
+        for l, keys_l, summed_l in zip(
+            layers.tolist(), (unique % span).split(per_layer.tolist()),
+            summed.split(per_layer.tolist()), strict=True,
+        ):  # fmt: skip
+            self._keep(l, keys_l, summed_l)
 
     def _keep(self, layer: int, keys: Tensor, summed: Tensor) -> None:
         """Hold a layer's summed readers ``summed [n, d_model]`` at ``keys [n]``."""

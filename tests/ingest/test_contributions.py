@@ -60,3 +60,32 @@ def test_edges_are_the_fewest_components_reaching_the_share_of_the_positive_tota
     assert kept.tolist()[0] == [False, True, False, True, False]
     assert kept.sum(-1).tolist() == [2, 0, 1, 4]
     assert select_edges(contributions, frac=1.0).sum(-1).tolist() == [4, 0, 2, 5]
+
+
+def test_sides_read_in_blocks_held_as_weights_or_tables_give_the_same_contributions():
+    from headgraph.ingest.core.contributions import SignalDirections, read_tokens
+
+    torch.manual_seed(3)
+    n_batch, n_pos, n_comp, d_model, n_heads, rank = 3, 5, 6, 8, 2, 4
+    components = torch.randn(n_batch, n_pos, n_comp, d_model, dtype=torch.float64)
+    scale = torch.rand(n_batch, n_pos, dtype=torch.float64) + 0.5
+    vectors = torch.randn(n_heads, d_model + 1, rank, dtype=torch.float64)
+    m = 17
+    weights = torch.randn(m, rank, dtype=torch.float64)
+    head, batch, token = (torch.randint(0, k, (m,)) for k in (n_heads, n_batch, n_pos))
+    lazy = SignalDirections(weights[:10], vectors, head[:10], token[:10])
+    table = signal_directions(weights[10:], vectors, head=head[10:], token=token[10:])
+    ln_weight, ln_bias = (torch.randn(d_model, dtype=torch.float64) for _ in range(2))
+    options = dict(batch=batch, token=token, n_upstream=5, ln_weight=ln_weight, ln_bias=ln_bias)
+    reads = read_tokens(components, scale, [lazy, table], **options)
+    dense = torch.cat([lazy.dense(), table])  # [m, d_model+1]
+    upstream, bias = side_contributions(components, scale, dense, **options)
+    torch.testing.assert_close(reads.upstream, upstream)
+    torch.testing.assert_close(reads.bias, bias)
+    # each side's own direction through the norm's weight, by hand
+    torch.testing.assert_close(reads.direction[reads.row], dense[:, :-1] * ln_weight)
+    by_hand = (components[batch, token, :5] * (dense[:, None, :-1] * ln_weight)).sum(-1)
+    torch.testing.assert_close(upstream, by_hand / scale[batch, token, None])
+    torch.testing.assert_close(bias, dense[:, -1] + dense[:, :-1] @ ln_bias)
+    where = batch * n_pos + token  # the directions' rows are grouped by token
+    assert (where[reads.row.argsort()].diff() >= 0).all()

@@ -66,13 +66,13 @@ def test_the_readers_of_a_head_are_summed_per_prompt_head_and_token():
     assert has.tolist() == [True] and reader[0].tolist() == [2.0, 2.0, 2.0]
 
 
-def test_readers_held_sparse_and_dense_sum_alike():
+def test_readers_held_sparse_and_dense_sum_alike_weighted_or_not():
     torch.manual_seed(1)
     n_batch, n_heads, n_pos, d_model = 2, 3, 4, 5
     sparse = ReaderTable(n_heads, n_pos)  # never dense
     dense = ReaderTable(n_heads, n_pos, n_batch=n_batch)  # dense once its parts outgrow 24 keys
     expected = torch.zeros(3, n_batch, n_heads, n_pos, d_model)  # [layer, batch, head, pos, d]
-    for _ in range(6):
+    for step in range(6):
         table = torch.randn(7, d_model)
         n = 12
         rows, layer = torch.randint(0, 7, (n,)), torch.randint(0, 3, (n,))
@@ -81,9 +81,11 @@ def test_readers_held_sparse_and_dense_sum_alike():
             torch.randint(0, n_heads, (n,)),
             torch.randint(0, n_pos, (n,)),
         )
+        weight = torch.rand(n) + 0.5 if step % 2 else None  # every layer in one product
         for one in (sparse, dense):
-            one.add_rows(layer, b, h, t, rows, table)
-        expected.index_put_((layer, b, h, t), table[rows], accumulate=True)
+            one.add_rows(layer, b, h, t, rows, table, weight=weight)
+        added = table[rows] if weight is None else table[rows] * weight[:, None]
+        expected.index_put_((layer, b, h, t), added, accumulate=True)
     assert dense._dense and sparse._parts and not sparse._dense  # both ways were taken
     every = torch.cartesian_prod(torch.arange(n_batch), torch.arange(n_heads), torch.arange(n_pos))
     for layer in range(3):
