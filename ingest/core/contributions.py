@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from headgraph.ingest.core.rotary import Rotary, rotate
+from headgraph.ingest.core.scratch import Workspace
 
 
 def signal_weights(proj_u: Tensor, selected: Tensor, sigma: Tensor) -> Tensor:
@@ -144,6 +145,7 @@ def read_tokens(
     ln_weight: Tensor | None = None,
     ln_bias: Tensor | None = None,
     positions_after_norm: bool = False,
+    workspace: Workspace | None = None,
 ) -> TokenReads:
     """Contributions of the upstream components to some sides' signals.
 
@@ -164,13 +166,16 @@ def read_tokens(
             and bias, if any (see :class:`~headgraph.ingest.core.activations.Activations`).
         positions_after_norm: Component 1 (positions) is added after the
             normalisation: neither scaled nor weighted.
+        workspace: Memory for the grouped directions and their products (the
+            directions then stay valid until its next use).
     """
     d_model = components.shape[-1]
     where = batch * components.shape[1] + token  # [m] flat token index
     order = where.argsort(stable=True)  # the sides grouped by token
     row = torch.empty_like(order)
     row[order] = torch.arange(len(order), device=order.device)
-    grouped = components.new_empty(len(order), d_model)  # [m, d_model], in that order
+    workspace = workspace or Workspace()
+    grouped = workspace.directions.take(len(order), d_model, like=components)  # in that order
     last, start = [], 0  # the homogeneous coordinates
     for block in directions:  # each block straight to its rows: no copy of them all
         at = row[start : start + len(block)]
@@ -189,7 +194,7 @@ def read_tokens(
     if ln_weight is not None:
         grouped *= ln_weight
     tokens, counts = where[order].unique_consecutive(return_counts=True)
-    read = grouped.new_empty(len(order), n_upstream)  # in that order
+    read = workspace.products.take(len(order), n_upstream, like=grouped)  # in that order
     start = 0
     for t, count in zip(tokens.tolist(), counts.tolist(), strict=True):
         end = start + count

@@ -33,6 +33,7 @@ from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.prob_seeding import prob_prediction
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.relevance import read_seeds, seed_relevance, seeds_kept_alone
+from headgraph.ingest.core.scratch import Workspace
 from headgraph.ingest.core.seeding import linear_seeds, token_sets
 from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side, value_reads
 from headgraph.ingest.core.signals import (
@@ -79,6 +80,7 @@ def trace_batch(
     *,
     directions: bool = False,
     consume: bool = False,
+    workspace: Workspace | None = None,
 ) -> BatchTrace:
     """Find the firings of one batch and trace them from the seeds.
 
@@ -94,6 +96,7 @@ def trace_batch(
         directions: Keep each edge's read direction (``BatchTrace.edge_direction``).
         consume: ``acts`` is not read after: its outputs may be overwritten by their
             baseline-relative values (saves memory as large as the outputs).
+        workspace: Buffers to reuse (:func:`trace` keeps one for every batch).
     """
     proj_u, proj_v = projections(acts, qk)  # [batch, layer, head, pos, rank] each
     seeded = forced = None
@@ -128,7 +131,12 @@ def trace_batch(
     fires[f_b, f_l, f_h, f_d] = True
     relevance = torch.zeros(needed.shape, dtype=acts.scale.dtype, device=device)
     firing_seed = seed_relevance(firings, traced, seeded, prediction, forced)
-    readers = ReaderTable(n_heads, n_pos, n_batch=n_batch) if "value" in params.sides else None
+    workspace = workspace or Workspace()
+    readers = (
+        ReaderTable(n_heads, n_pos, n_batch=n_batch, scratch=workspace.readers)
+        if "value" in params.sides
+        else None
+    )
     if readers is not None and seeded is not None and prediction is not None:
         read_seeds(readers, seeded, prediction)
     components = acts.components
@@ -189,7 +197,7 @@ def trace_batch(
             batch=b, token=token, n_upstream=n_up,
             ln_weight=None if acts.ln_weight is None else acts.ln_weight[layer],
             ln_bias=None if acts.ln_bias is None else acts.ln_bias[layer],
-            positions_after_norm=acts.positions_after_norm,
+            positions_after_norm=acts.positions_after_norm, workspace=workspace,
         )  # fmt: skip
         upstream, bias = reads.upstream, reads.bias
         valued = side == SIDES.index("value")
@@ -290,6 +298,7 @@ def trace(
     """
     check_inputs(model, prompts, seeds, batch_size, params, counterfactuals=counterfactuals)
     qk = model.qk.to(model.device, model.dtype)
+    workspace = Workspace()
     for start, end in batch_bounds(len(prompts), batch_size, params):
         batch = prompts[start:end]
         tokens, lengths = pad_tokens(batch)
@@ -297,7 +306,8 @@ def trace(
         if counterfactuals is not None:
             reference = model.run(*pad_tokens(counterfactuals[start:end])).components
         yield trace_batch(run_batch(model, batch, tokens, lengths, params), qk,
-                          model.layout, batch, seeds, params, reference, consume=True)  # fmt: skip
+                          model.layout, batch, seeds, params, reference, consume=True,
+                          workspace=workspace)  # fmt: skip
 
 
 def run_batch(

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from headgraph.ingest.core.scratch import Scratch
+
 
 @dataclass(frozen=True)
 class ValueWeights:
@@ -84,15 +86,24 @@ class ReaderTable:
     layer's additions are summed in place instead of concatenated.
     """
 
-    def __init__(self, n_heads: int, n_pos: int, *, n_batch: int | None = None) -> None:
+    def __init__(
+        self,
+        n_heads: int,
+        n_pos: int,
+        *,
+        n_batch: int | None = None,
+        scratch: Scratch | None = None,
+    ) -> None:
         """Args:
         n_heads, n_pos: The model's heads per layer and the batch's positions.
         n_batch: The batch's prompts, for the dense table (None: always sparse).
+        scratch: Memory for each addition's sums (a new one if None).
         """
         self.n_heads, self.n_pos = n_heads, n_pos
         self.n_keys = None if n_batch is None else n_batch * n_heads * n_pos
         self._parts: dict[int, list[tuple[Tensor, Tensor]]] = {}
         self._dense: dict[int, tuple[Tensor, Tensor]] = {}  # layer -> summed, has
+        self._summed = scratch or Scratch()  # each addition's sums, before they are kept
 
     def _key(self, batch: Tensor, head: Tensor, token: Tensor) -> Tensor:
         return (batch * self.n_heads + head) * self.n_pos + token
@@ -134,7 +145,8 @@ class ReaderTable:
             incidence = torch.sparse_csr_tensor(  # [unique, m]: which rows each key sums
                 bounds, rows[order], values, (len(unique), len(table)), check_invariants=False
             )
-        summed = incidence @ table  # [unique, d_model]
+        summed = self._summed.take(len(unique), table.shape[1], like=table)  # [unique, d_model]
+        torch.addmm(summed, incidence, table, beta=0, out=summed)  # no new memory to touch
         layers, per_layer = (unique // span).unique_consecutive(return_counts=True)
         for l, keys_l, summed_l in zip(
             layers.tolist(), (unique % span).split(per_layer.tolist()),
@@ -143,20 +155,21 @@ class ReaderTable:
             self._keep(l, keys_l, summed_l)
 
     def _keep(self, layer: int, keys: Tensor, summed: Tensor) -> None:
-        """Hold a layer's summed readers ``summed [n, d_model]`` at ``keys [n]``."""
+        """Hold a layer's summed readers ``summed [n, d_model]`` (a scratch view: copied or
+        added, never kept as it is) at ``keys [n]``."""
+        held = sum(len(k) for k, _ in self._parts.get(layer, [])) + len(keys)
+        if layer not in self._dense and self.n_keys is not None and held >= self.n_keys:
+            table = summed.new_zeros(self.n_keys, summed.shape[1])
+            has = torch.zeros(self.n_keys, dtype=torch.bool, device=summed.device)
+            self._dense[layer] = table, has
+            for keys_, summed_ in self._parts.pop(layer, []):
+                self._keep(layer, keys_, summed_)
         if layer in self._dense:
             table, has = self._dense[layer]
             table.index_add_(0, keys, summed)
             has[keys] = True
             return
-        parts = self._parts.setdefault(layer, [])
-        parts.append((keys, summed))
-        if self.n_keys is not None and sum(len(k) for k, _ in parts) >= self.n_keys:
-            table = summed.new_zeros(self.n_keys, summed.shape[1])
-            has = torch.zeros(self.n_keys, dtype=torch.bool, device=summed.device)
-            self._dense[layer] = table, has
-            for keys_, summed_ in self._parts.pop(layer):
-                self._keep(layer, keys_, summed_)
+        self._parts.setdefault(layer, []).append((keys, summed.clone()))
 
     def take(self, layer: int, batch: Tensor, head: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
         """The summed readers of the given firings' heads at their tokens (the layer's
