@@ -2,8 +2,7 @@
 
 A fresh tensor of tens of megabytes is new memory to the operating system
 every time (the allocator maps it, the kernel zeroes each page on first touch),
-which costs more than the work written into it: on 2 CPU cores, filling a new
-58 MB table takes about 7 times as long as filling one already in use. A
+which on a 2-core CPU costs several times the work written into it. A
 :class:`Scratch` hands out views of one buffer per use, grown (at least
 twofold) to the largest request and kept, so each layer of a batch writes into
 memory the last one already touched.
