@@ -207,32 +207,6 @@ def read_tokens(
     return TokenReads(upstream, bias, grouped, row)
 
 
-def side_contributions(
-    components: Tensor,
-    scale: Tensor,
-    direction: Tensor,
-    *,
-    batch: Tensor,
-    token: Tensor,
-    n_upstream: int,
-    ln_weight: Tensor | None = None,
-    ln_bias: Tensor | None = None,
-    positions_after_norm: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """Contributions of the upstream components to one block of sides' signals
-    (:func:`read_tokens` with ``directions=[direction]``).
-
-    Returns:
-        ``upstream [firing, n_upstream]`` and ``bias [firing]`` (the homogeneous
-        coordinate, plus the normalisation's bias); they sum to the side's signal.
-    """
-    reads = read_tokens(
-        components, scale, [direction], batch=batch, token=token, n_upstream=n_upstream,
-        ln_weight=ln_weight, ln_bias=ln_bias, positions_after_norm=positions_after_norm,
-    )  # fmt: skip
-    return reads.upstream, reads.bias
-
-
 def select_edges(contributions: Tensor, *, frac: float, rule: str = "positive") -> Tensor:
     """Keep the fewest components, strongest first, whose contributions reach ``frac`` of a total.
 

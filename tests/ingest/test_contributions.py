@@ -1,8 +1,8 @@
 import torch
 
 from headgraph.ingest.core.contributions import (
+    read_tokens,
     select_edges,
-    side_contributions,
     signal_directions,
     signal_weights,
 )
@@ -22,14 +22,15 @@ def test_contributions_plus_bias_node_sum_exactly_to_the_signal_on_both_sides(mo
         weights = signal_weights(at_dest, f.selected[rows], sigma)
         for vectors, token, proj in ((qk.U, d, at_dest), (qk.V, s, proj_v[b, layer, h, s])):
             direction = signal_directions(weights, vectors[layer], head=h, token=token)
-            upstream, bias = side_contributions(
+            reads = read_tokens(
                 acts.components,
                 acts.scale[:, layer],
-                direction,
+                [direction],
                 batch=b,
                 token=token,
                 n_upstream=model.layout.n_upstream(layer),
             )
+            upstream, bias = reads.upstream, reads.bias
             # sum_{k in S} eps_k sqrt(sigma_k) (x~ . u_k), from the attention input itself
             signal = (weights * proj).sum(-1)
             torch.testing.assert_close(upstream.sum(-1) + bias, signal, rtol=1e-4, atol=1e-4)
@@ -63,7 +64,7 @@ def test_edges_are_the_fewest_components_reaching_the_share_of_the_positive_tota
 
 
 def test_sides_read_in_blocks_held_as_weights_or_tables_give_the_same_contributions():
-    from headgraph.ingest.core.contributions import SignalDirections, read_tokens
+    from headgraph.ingest.core.contributions import SignalDirections
 
     torch.manual_seed(3)
     n_batch, n_pos, n_comp, d_model, n_heads, rank = 3, 5, 6, 8, 2, 4
@@ -79,7 +80,8 @@ def test_sides_read_in_blocks_held_as_weights_or_tables_give_the_same_contributi
     options = dict(batch=batch, token=token, n_upstream=5, ln_weight=ln_weight, ln_bias=ln_bias)
     reads = read_tokens(components, scale, [lazy, table], **options)
     dense = torch.cat([lazy.dense(), table])  # [m, d_model+1]
-    upstream, bias = side_contributions(components, scale, dense, **options)
+    whole = read_tokens(components, scale, [dense], **options)  # one table
+    upstream, bias = whole.upstream, whole.bias
     torch.testing.assert_close(reads.upstream, upstream)
     torch.testing.assert_close(reads.bias, bias)
     # each side's own direction through the norm's weight, by hand

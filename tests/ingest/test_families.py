@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from headgraph.errors import ModelError
-from headgraph.ingest.core.contributions import side_contributions, signal_directions
+from headgraph.ingest.core.contributions import read_tokens, signal_directions
 from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.signals import find_firings
 from headgraph.ingest.core.trace import pad_tokens, projections, trace
@@ -107,13 +107,14 @@ def test_contributions_and_bias_node_sum_to_every_signal(family):
             direction = signal_directions(
                 weights, vectors[layer], head=h, token=token, rotated=rotated
             )
-            upstream, bias = side_contributions(
-                acts.components, acts.scale[:, layer], direction, batch=b, token=token,
+            reads = read_tokens(
+                acts.components, acts.scale[:, layer], [direction], batch=b, token=token,
                 n_upstream=model.layout.n_upstream(layer),
                 ln_weight=None if acts.ln_weight is None else acts.ln_weight[layer],
                 ln_bias=None if acts.ln_bias is None else acts.ln_bias[layer],
                 positions_after_norm=acts.positions_after_norm,
             )  # fmt: skip
+            upstream, bias = reads.upstream, reads.bias
             signal = (weights * projected).sum(-1)
             torch.testing.assert_close(upstream.sum(-1) + bias, signal, rtol=1e-9, atol=1e-9)
             checked += len(rows)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from headgraph.errors import InputError
-from headgraph.ingest.core.contributions import select_edges, side_contributions
+from headgraph.ingest.core.contributions import read_tokens, select_edges
 from headgraph.ingest.core.params import SIDE_NAMES, RunParams, TraceParams
 from headgraph.ingest.core.trace import trace
 from headgraph.ingest.core.values import ReaderTable, ValueWeights, value_directions
@@ -41,10 +41,11 @@ def test_value_contributions_add_up_to_what_the_firing_moves_along_its_reader():
         torch.tensor([1, 2, 3]),
     )
     direction = value_directions(reader, attention, weights, layer=1, head=head)
-    upstream, bias = side_contributions(
-        outputs, scale, direction, batch=torch.zeros(3, dtype=torch.long), token=source,
+    reads = read_tokens(
+        outputs, scale, [direction], batch=torch.zeros(3, dtype=torch.long), token=source,
         n_upstream=n_comp,
     )  # fmt: skip
+    upstream, bias = reads.upstream, reads.bias
     x = outputs[0, source].sum(1) / scale[0, source, None]  # the value input at each source
     moved = torch.stack([
         (x[i] @ weights.W_V[1, h] + weights.b_V[1, h]) @ weights.W_O[1, h] @ reader[i]
