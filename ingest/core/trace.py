@@ -214,15 +214,15 @@ def trace_batch(
         signal = contributions.sum(dim=-1)[row]
         positive = candidates.clamp_min(0).sum(-1).clamp_min(1e-30)[row]
         seed = firing_seed[rows]
-        handed = torch.cat([reading.handed(firing_relevance, seed) for _, reading in readings])
-        edge_relevance = handed_up = handed[row] * weight / positive
+        handed = [reading.handed(firing_relevance, seed) for _, reading in readings]
+        edge_relevance = handed_up = torch.cat(handed)[row] * weight / positive
         if seed_kept is not None and "value" in params.sides:  # upstream heads still get it all
             alone = seed_kept[layer_firings.batch, layer, layer_firings.head]  # [n]
-            handed = torch.cat([
-                reading.handed(firing_relevance, seed, kept=alone if name == "value" else None)
-                for name, reading in readings
-            ])  # fmt: skip
-            edge_relevance = handed[row] * weight / positive
+            handed = [
+                reading.handed(firing_relevance, seed, kept=alone) if name == "value" else given
+                for (name, reading), given in zip(readings, handed, strict=True)
+            ]
+            edge_relevance = torch.cat(handed)[row] * weight / positive
         component = torch.where(column == n_up, len(layout), column)
         part = (rows[firing[row]], side[row], component, token[row], weight, weight / signal,
                 edge_relevance)  # fmt: skip
