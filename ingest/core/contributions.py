@@ -83,9 +83,7 @@ class SignalDirections:
     def dense(self) -> Tensor:
         """``[firing, d_model+1]``."""
         direction = self.weights.new_empty(len(self), self.vectors.shape[1])
-        for h in self.head.unique().tolist():
-            rows = (self.head == h).nonzero().squeeze(-1)
-            direction[rows] = self._of_head(h, rows)
+        direction[:, -1] = self.write(direction[:, :-1], torch.arange(len(self)))
         return direction
 
     def _of_head(self, h: int, rows: Tensor) -> Tensor:
