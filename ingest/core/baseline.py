@@ -12,7 +12,7 @@ elsewhere), token for token.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -61,7 +61,7 @@ def relative_to_mean(
         for b, roles in enumerate(role.tolist()):  # a prompt at a time: no batch-sized
             for t, r in enumerate(roles):  # temporaries, and no copy of the means
                 torch.sub(components[b, t], means[r], out=out[b, t])
-            _zero_agreeing(out[b], lambda at, b=b: means[role[b, at[0]], at[1]], norms[role[b]])
+            _zero_agreeing(out[b], means, norms, row=role[b])
     return out
 
 
@@ -71,9 +71,10 @@ def relative_to(components: Tensor, reference: Tensor, *, in_place: bool = False
     :func:`relative_to_mean`."""
     out = components if in_place else torch.empty_like(components)
     with torch.inference_mode(out.is_inference()):
+        row = torch.arange(components.shape[1], device=components.device)  # token for token
         for b in range(len(components)):
             torch.sub(components[b], reference[b], out=out[b])
-            _zero_agreeing(out[b], lambda at, b=b: reference[b][at], reference[b].norm(dim=-1))
+            _zero_agreeing(out[b], reference[b], reference[b].norm(dim=-1), row=row)
     return out
 
 
@@ -120,26 +121,27 @@ def relative_input(
     return summed + positions if positions is not None else summed
 
 
-def _zero_agreeing(
-    out: Tensor, reference: Callable[[tuple[Tensor, ...]], Tensor], reference_norm: Tensor
-) -> None:
-    """Zero ``out = x - reference`` (``[..., d_model]``) where ``x`` and the reference agree
-    to 1e-5 of ``x``'s norm: a constant input then differs by exactly nothing.
+def _zero_agreeing(out: Tensor, reference: Tensor, reference_norm: Tensor, *, row: Tensor) -> None:
+    """Zero one prompt's ``out = x - reference`` where ``x`` and its reference agree to 1e-5
+    of ``x``'s norm: a constant input then differs by exactly nothing.
 
     Only where ``|out| <= 2e-5 |reference|`` can they agree (``|x| <= |reference| + |out|``),
     so ``x``'s norm is taken there alone, from ``out + reference``.
 
     Args:
-        out: The difference, overwritten.
-        reference: The reference's rows at some of ``out``'s indices.
-        reference_norm: ``out.shape[:-1]`` the reference's norms.
+        out: ``[pos, component, d_model]`` the difference, overwritten.
+        reference: ``[row, component, d_model]`` the references (a role's mean, a token's
+            counterfactual).
+        reference_norm: ``[row, component]`` their norms.
+        row: ``[pos]`` the reference row each token was measured against.
     """
-    near = out.norm(dim=-1) <= 2e-5 * reference_norm
+    near = out.norm(dim=-1) <= 2e-5 * reference_norm[row]  # [pos, component]
     if not near.any():
         return
-    at = near.nonzero(as_tuple=True)
-    agree = out[at].norm(dim=-1) <= 1e-5 * (out[at] + reference(at)).norm(dim=-1)
-    out[tuple(i[agree] for i in at)] = 0.0
+    pos, component = near.nonzero(as_tuple=True)
+    x = out[pos, component] + reference[row[pos], component]  # [near, d_model]
+    agree = out[pos, component].norm(dim=-1) <= 1e-5 * x.norm(dim=-1)
+    out[pos[agree], component[agree]] = 0.0
 
 
 def check_counterfactuals(
