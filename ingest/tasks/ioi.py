@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence  # noqa: F401 (pdoc: Prompt.roles)
 from dataclasses import dataclass, replace
 
 from headgraph.errors import InputError
