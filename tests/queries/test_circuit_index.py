@@ -45,16 +45,22 @@ def store(linear_tiny_store):
     return linear_tiny_store  # seeded from the prediction: the logits too
 
 
-def test_the_kept_circuit_equals_the_circuit_of_every_edge(store):
+@pytest.fixture(scope="module")
+def every_edge(store):
+    """The views from every edge, once a module: they do not depend on the pages."""
+    return from_every_edge(store, VIEWS)
+
+
+def test_the_kept_circuit_equals_the_circuit_of_every_edge(store, every_edge):
     kept = circuits(store, VIEWS)
     assert len(kept[0].edges) > 100 and len(kept[1].edges) == 60
     assert {e.side for e in kept[0].edges} >= {"query", "key", "value", "inhibit", "logit"}
     assert any(e.singular_vectors for e in kept[0].edges)
     assert not kept[-1].edges
-    assert kept == from_every_edge(store, VIEWS)
+    assert kept == every_edge
 
 
-def test_the_strongest_links_read_only_the_first_page(store, monkeypatch):
+def test_the_strongest_links_read_only_the_first_page(store, every_edge, monkeypatch):
     monkeypatch.setattr(circuit_index, "PAGE_LINKS", 40)
     write_index(store, "tiny")
     try:
@@ -73,7 +79,7 @@ def test_the_strongest_links_read_only_the_first_page(store, monkeypatch):
         assert sum(reads) == -(-len(whole.edges) // 40) > 1  # every page
         monkeypatch.setattr(store, "query", query)
         assert top.edges == whole.edges[:5]
-        assert circuits(store, VIEWS) == from_every_edge(store, VIEWS)
+        assert circuits(store, VIEWS) == every_edge  # pages of 40 stitched back together
     finally:
         monkeypatch.undo()
         write_index(store, "tiny")
