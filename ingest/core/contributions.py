@@ -205,8 +205,14 @@ def read_tokens(
     return TokenReads(upstream, bias, grouped, row)
 
 
+PARTIAL = 16  # the strongest components sorted first: most firings need fewer to reach frac
+
+
 def select_edges(contributions: Tensor, *, frac: float, rule: str = "positive") -> Tensor:
     """Keep the fewest components, strongest first, whose contributions reach ``frac`` of a total.
+
+    Ties are taken in component order. Only the ``PARTIAL`` strongest of each row are
+    sorted; the rows they do not settle are sorted whole.
 
     Args:
         contributions: ``[firing, component]``.
@@ -221,17 +227,41 @@ def select_edges(contributions: Tensor, *, frac: float, rule: str = "positive") 
     """
     n, width = contributions.shape
     positive = contributions.clamp_min(0)
+    total = contributions.sum(-1) if rule == "signed" else positive.sum(-1)  # [n]
+    target = frac * total * (1 - 1e-6)
+    if rule == "signed":
+        target = torch.where(total > 0, target, torch.full_like(target, float("inf")))
+    if n == 0 or width == 0:
+        return torch.zeros_like(positive, dtype=torch.bool)
+    strongest = positive.topk(min(PARTIAL, width), dim=-1).values  # [n, k] descending
+    reached = strongest.cumsum(dim=-1) >= target[:, None]
+    settled = reached.any(dim=-1)
+    count = reached.int().argmax(dim=-1)  # the last kept one's rank, counted from 0
+    last = strongest.gather(-1, count[:, None])  # [n, 1] its value
+    kept = (positive >= last) & (positive > 0)
+    # more tied with the last one than the count has room for: the first in component order
+    crowded = (kept.sum(dim=-1) > count + 1).nonzero().squeeze(-1)
+    if len(crowded):
+        row, at = positive[crowded], last[crowded]
+        tied = row == at
+        room = count[crowded] + 1 - (row > at).sum(dim=-1)
+        kept[crowded] &= (row > at) | (tied.cumsum(dim=-1) <= room[:, None])
+    rest = (~settled).nonzero().squeeze(-1)
+    if len(rest):
+        kept[rest] = _select_sorted(positive[rest], target[rest], signed=rule == "signed")
+    return kept
+
+
+def _select_sorted(positive: Tensor, target: Tensor, *, signed: bool) -> Tensor:
+    """:func:`select_edges` by a whole sort of each row (``positive [n, width]``,
+    ``target [n]``): a row that never reaches its target keeps every positive
+    component, or none under the signed rule."""
+    n, width = positive.shape
     ordered, order = positive.sort(dim=-1, descending=True, stable=True)
-    running = ordered.cumsum(dim=-1)
-    if rule == "signed":
-        total = contributions.sum(dim=-1, keepdim=True)
-        total = torch.where(total > 0, total, torch.full_like(total, float("inf")))
-    else:
-        total = running[:, -1:] if width else running.new_zeros(n, 1)
-    reached = running >= frac * total * (1 - 1e-6)
-    count = torch.where(reached.any(dim=-1), reached.int().argmax(dim=-1) + 1, width)
-    if rule == "signed":
-        count = torch.where(reached.any(dim=-1), count, 0)
-    in_prefix = torch.arange(width, device=contributions.device).expand(n, width) < count[:, None]
+    reached = ordered.cumsum(dim=-1) >= target[:, None]
+    count = torch.where(
+        reached.any(dim=-1), reached.int().argmax(dim=-1) + 1, 0 if signed else width
+    )
+    in_prefix = torch.arange(width, device=positive.device).expand(n, width) < count[:, None]
     keep_ordered = in_prefix & (ordered > 0)
     return torch.zeros_like(keep_ordered).scatter(-1, order, keep_ordered)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from headgraph.ingest.core.contributions import (
@@ -61,6 +62,27 @@ def test_edges_are_the_fewest_components_reaching_the_share_of_the_positive_tota
     assert kept.tolist()[0] == [False, True, False, True, False]
     assert kept.sum(-1).tolist() == [2, 0, 1, 4]
     assert select_edges(contributions, frac=1.0).sum(-1).tolist() == [4, 0, 2, 5]
+
+
+@pytest.mark.parametrize("rule", ["positive", "signed"])
+def test_edges_settled_among_the_strongest_equal_those_of_a_whole_sort(rule):
+    # whole numbers: every sum is exact, and ties are common
+    generator = torch.Generator().manual_seed(0)
+    for width in (1, 3, 16, 17, 40, 150):
+        contributions = torch.randint(-3, 5, (400, width), generator=generator).double()
+        contributions[:100] = torch.randint(0, 2, (100, width), generator=generator)  # flat rows
+        kept = select_edges(contributions, frac=0.7, rule=rule)
+        for row, got in zip(contributions.tolist(), kept.tolist(), strict=True):
+            total = sum(row) if rule == "signed" else sum(max(c, 0) for c in row)
+            want, running = [False] * width, 0.0
+            if total > 0 or rule == "positive":
+                for c in sorted(range(width), key=lambda c: (-row[c], c)):  # ties: in order
+                    if running >= 0.7 * total * (1 - 1e-6) or row[c] <= 0:
+                        break
+                    want[c], running = True, running + row[c]
+                if rule == "signed" and running < 0.7 * total * (1 - 1e-6):
+                    want = [False] * width  # the signed total is never reached
+            assert got == want, (width, row)
 
 
 def test_sides_read_in_blocks_held_as_weights_or_tables_give_the_same_contributions():
