@@ -153,23 +153,26 @@ def harm(pattern: Tensor, values: Tensor, moves: Tensor) -> tuple[Tensor, Tensor
 
 
 def reads(inputs: Tensor, directions: Tensor, batch: Tensor) -> Tensor:
-    """``[firing, pos]`` each firing's direction read at every token of its prompt.
+    """``[firing, pos]`` each firing's direction read at every token of its block.
 
-    One batched product over the prompts (each firing's direction padded into its
-    prompt's block), with no ``[firing, pos, d_model]`` copy of the inputs.
+    One batched product over the blocks (each firing's direction padded into its
+    block's), with no ``[firing, pos, d]`` copy of the inputs.
 
     Args:
-        inputs: ``[batch, pos, d_model]``.
-        directions: ``[firing, d_model]``.
-        batch: ``[firing]`` each firing's prompt, in order.
+        inputs: ``[block, pos, d]`` (a block: a prompt, or a prompt's head).
+        directions: ``[firing, d]``.
+        batch: ``[firing]`` each firing's block, in any order.
     """
-    n_batch = inputs.shape[0]
-    counts = torch.bincount(batch, minlength=n_batch)
-    within = torch.arange(len(batch), device=batch.device) - (counts.cumsum(0) - counts)[batch]
-    padded = directions.new_zeros(n_batch, int(counts.max()) if len(batch) else 0,
+    n_blocks = inputs.shape[0]
+    counts = torch.bincount(batch, minlength=n_blocks)
+    order = batch.argsort(stable=True)
+    start = (counts.cumsum(0) - counts)[batch[order]]
+    within = torch.empty_like(batch)  # each firing's place in its block
+    within[order] = torch.arange(len(batch), device=batch.device) - start
+    padded = directions.new_zeros(n_blocks, int(counts.max()) if len(batch) else 0,
                                   directions.shape[-1])  # fmt: skip
     padded[batch, within] = directions
-    read = torch.bmm(inputs.to(directions.dtype), padded.transpose(1, 2))  # [batch, pos, n_b]
+    read = torch.bmm(inputs.to(directions.dtype), padded.transpose(1, 2))  # [block, pos, n_b]
     return read[batch, :, within]
 
 

@@ -344,9 +344,11 @@ def baseline_moves(
         rotated: The key side's rotated-frame arguments (:func:`_rotated`), or None.
     """
     n_src = relative.shape[1]
-    if rotated is None:  # g is the same at every source: one product per prompt
-        g = _score_gradients(score_weights, qk, layer=layer, head=head, rotated=None, n_src=n_src)
-        return -reads(relative, g, batch)
+    if rotated is None:  # g = V w is the same at every source: read on V's columns
+        # [batch, head, pos, rank] every input on every head's singular vectors: one product
+        on_v = torch.einsum("bpd,hdk->bhpk", relative, qk.V[layer][:, :-1].to(relative.dtype))
+        n_heads = on_v.shape[1]
+        return -reads(on_v.flatten(0, 1), score_weights, batch * n_heads + head)
     return torch.cat([  # g turns with the source's position
         score_moves(relative[batch[c]], _score_gradients(
             score_weights[c], qk, layer=layer, head=head[c], rotated=rotated, n_src=n_src))
@@ -360,26 +362,20 @@ def _score_gradients(
     *,
     layer: int,
     head: Tensor,
-    rotated: tuple | None,
+    rotated: tuple,
     n_src: int,
 ) -> Tensor:
-    """g, each firing's score gradient with respect to a source's input.
+    """``[n, src, d_model]`` g, each firing's score gradient with respect to each source's
+    input in a rotary model (g turns with the source's position).
 
     Args:
         score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k) / attn_scale`` (:class:`LayerFirings`).
         qk: The QK decompositions.
         layer: The firings' layer.
         head: ``[n]``.
-        rotated: The key side's rotated-frame arguments (:func:`_rotated`), or None.
+        rotated: The key side's rotated-frame arguments (:func:`_rotated`).
         n_src: Positions.
-
-    Returns:
-        ``[n, d_model]``, or ``[n, src, d_model]`` in a rotary model (g turns with the
-        source's position).
     """
-    if rotated is None:
-        g = signal_directions(score_weights, qk.V[layer], head=head, token=torch.zeros_like(head))
-        return g[:, :-1]
     every = torch.arange(n_src, device=head.device).repeat(len(head))
     g = signal_directions(
         score_weights.repeat_interleave(n_src, 0), qk.V[layer],
