@@ -27,7 +27,7 @@ def test_an_open_reader_keeps_answering_while_another_process_ingests(store_fold
     app = Explorer(reader, "first")
     writer = subprocess.Popen(
         [sys.executable, "-m", "headgraph", "ingest", "--store", str(store_folder),
-         "--prompts", "96", "--batch-size", "4", "--run", "second"],
+         "--prompts", "48", "--batch-size", "4", "--run", "second"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     answers = opens = 0
