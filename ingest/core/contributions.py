@@ -83,7 +83,8 @@ class SignalDirections:
     def dense(self) -> Tensor:
         """``[firing, d_model+1]``."""
         direction = self.weights.new_empty(len(self), self.vectors.shape[1])
-        direction[:, -1] = self.write(direction[:, :-1], torch.arange(len(self)))
+        every = torch.arange(len(self), device=direction.device)
+        direction[:, -1] = self.write(direction[:, :-1], every)
         return direction
 
     def _of_head(self, h: int, rows: Tensor) -> Tensor:
