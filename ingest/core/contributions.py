@@ -241,7 +241,8 @@ def select_edges(contributions: Tensor, *, frac: float, rule: str = "positive") 
     last = strongest.gather(-1, count[:, None])  # [n, 1] its value
     kept = (positive >= last) & (positive > 0)
     # more tied with the last one than the count has room for: the first in component order
-    crowded = (kept.sum(dim=-1) > count + 1).nonzero().squeeze(-1)
+    # (settled rows only: the rest are sorted whole below)
+    crowded = (settled & (kept.sum(dim=-1) > count + 1)).nonzero().squeeze(-1)
     if len(crowded):
         row, at = positive[crowded], last[crowded]
         tied = row == at
