@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -24,6 +25,10 @@ from torch import Tensor
 from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.rotary import Rotary, rotate
+
+if TYPE_CHECKING:
+    from headgraph.ingest.core.activations import Activations
+    from headgraph.ingest.core.svd import QKDecomposition
 
 
 def augment(x: Tensor) -> Tensor:
@@ -62,6 +67,33 @@ def project_rotated(x_tilde: Tensor, factor: Tensor, readout: Tensor, rotary: Ro
     sin = rotary.sin[:, None, :n_pos]
     rotated = rotate(vectors, cos, sin, adjacent=rotary.adjacent)
     return torch.einsum("blhpe,lher->blhpr", rotated, readout)
+
+
+def projections(acts: Activations, qk: QKDecomposition) -> tuple[Tensor, Tensor]:
+    """Every layer's attention inputs projected on its heads' singular vectors.
+
+    From the forward pass's own query and key vectors when it kept them:
+    ``x~ . u_k = (x~ A) . (A^+ u_k)``, since ``u_k`` lies in the span of ``A``'s columns;
+    ``d_head`` products per singular vector instead of ``d_model + 1``. Else from the
+    augmented inputs, rotated for a rotary model.
+
+    Returns:
+        ``proj_u, proj_v [batch, layer, head, pos, rank]``: ``x~ . u_k`` and ``x~ . v_k``
+        (in the rotated frame for a rotary model).
+    """
+    if acts.queries is not None and acts.keys is not None:
+        return (
+            torch.einsum("blphe,lher->blhpr", acts.queries, qk.query_readout),
+            torch.einsum("blphe,lher->blhpr", acts.keys, qk.key_readout),
+        )
+    x_tilde = augment(acts.normalized)  # [batch, layer, pos, d_model+1]
+    if acts.rotary is None:
+        return project(x_tilde, qk.U), project(x_tilde, qk.V)
+    rotary = acts.rotary.to(x_tilde.dtype)
+    return (
+        project_rotated(x_tilde, qk.query_factor, qk.query_readout, rotary),
+        project_rotated(x_tilde, qk.key_factor, qk.key_readout, rotary),
+    )
 
 
 def pair_terms(proj_u: Tensor, proj_v: Tensor, sigma: Tensor) -> Tensor:

@@ -36,13 +36,7 @@ from headgraph.ingest.core.relevance import read_seeds, seed_relevance, seeds_ke
 from headgraph.ingest.core.scratch import Workspace
 from headgraph.ingest.core.seeding import linear_seeds, token_sets
 from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side, value_reads
-from headgraph.ingest.core.signals import (
-    augment,
-    find_firings,
-    project,
-    project_rotated,
-    seed_mask,
-)
+from headgraph.ingest.core.signals import find_firings, projections, seed_mask
 from headgraph.ingest.core.svd import QKDecomposition
 from headgraph.ingest.core.values import ReaderTable
 
@@ -50,23 +44,6 @@ if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
 
 __all__ = ["SIDES", "BatchTrace", "check_inputs", "pad_tokens", "trace", "trace_batch"]
-
-
-def projections(acts: Activations, qk: QKDecomposition) -> tuple[Tensor, Tensor]:
-    """Every layer's attention inputs projected on its heads' singular vectors.
-
-    Returns:
-        ``proj_u, proj_v [batch, layer, head, pos, rank]``: ``x~ . u_k`` and ``x~ . v_k``
-        (in the rotated frame for a rotary model).
-    """
-    x_tilde = augment(acts.normalized)  # [batch, layer, pos, d_model+1]
-    if acts.rotary is None:
-        return project(x_tilde, qk.U), project(x_tilde, qk.V)
-    rotary = acts.rotary.to(x_tilde.dtype)
-    return (
-        project_rotated(x_tilde, qk.query_factor, qk.query_readout, rotary),
-        project_rotated(x_tilde, qk.key_factor, qk.key_readout, rotary),
-    )
 
 
 def trace_batch(

@@ -13,8 +13,6 @@ edges. Which model to load, and from where, is :mod:`.loading`'s business.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -29,6 +27,7 @@ from headgraph.ingest.core.rotary import Rotary
 from headgraph.ingest.core.svd import QKDecomposition, decompose_qk
 from headgraph.ingest.core.values import ValueWeights
 from headgraph.ingest.model.families import check_supported, process, processing_steps
+from headgraph.ingest.model.fingerprint import fingerprint
 from headgraph.ingest.model.hooks import Interventions
 from headgraph.ingest.model.readout import readout_units, split_at_answers
 from headgraph.ingest.model.tokenizer import Tokenizer
@@ -96,20 +95,8 @@ class Model(Interventions):
 
     @cached_property
     def fingerprint(self) -> str:
-        """A hash of the configuration and the processed weights (hex): two models with the
-        same fingerprint compute the same function in the same parametrisation, whatever
-        their names."""
-        cfg, digest = self.hooked.cfg, hashlib.sha256()
-        shape = (
-            *("n_layers", "n_heads", "d_model", "d_head", "d_mlp", "d_vocab", "n_ctx", "act_fn"),
-            *("normalization_type", "positional_embedding_type", "attn_only"),
-        )
-        digest.update(json.dumps({k: str(getattr(cfg, k, None)) for k in shape}).encode())
-        for name, tensor in sorted(self.hooked.state_dict().items()):
-            digest.update(name.encode())
-            data = tensor.detach().cpu().reshape(-1).contiguous()  # 0-d tensors too
-            digest.update(data.view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        """A hash of the configuration and the processed weights (hex; see :mod:`.fingerprint`)."""
+        return fingerprint(self.hooked.cfg, self.hooked.state_dict())
 
     @property
     def key(self) -> str:
@@ -203,6 +190,10 @@ class Model(Interventions):
                                  device=self.device)  # fmt: skip
         pattern = torch.empty(batch, self.n_layers, self.n_heads, pos, pos, dtype=self.dtype,
                               device=self.device)  # fmt: skip
+        # the heads' query and key vectors as scored (rotated; grouped keys expanded to each
+        # query head) [batch, layer, pos, head, d_head]: projections read them, not x~ A again
+        shape = (batch, self.n_layers, pos, self.n_heads, cfg.d_head)
+        queries, keys = (torch.empty(shape, dtype=self.dtype, device=self.device) for _ in "qk")
         cache: dict[str, Tensor] = {}
 
         def heads_out(z: Tensor, hook) -> None:  # z: [batch, pos, head, d_head]
@@ -220,6 +211,10 @@ class Model(Interventions):
         def keep(t: Tensor, hook) -> None:
             cache[hook.name] = t
 
+        def vectors(t: Tensor, hook) -> None:  # t: [batch, pos, head or key head, d_head]
+            into = queries if hook.name.endswith("q") else keys
+            into[:, hook.layer()] = t.repeat_interleave(self.n_heads // t.shape[2], dim=2)
+
         small = set(self._hook_names())
         if answers is not None or readout:
             small |= {f"blocks.{l}.attn.hook_v" for l in layers}
@@ -228,6 +223,7 @@ class Model(Interventions):
         for l in layers:
             hooks += [(f"blocks.{l}.attn.hook_z", heads_out)]
             hooks += [(f"blocks.{l}.attn.hook_pattern", pattern_of)]
+            hooks += [(f"blocks.{l}.attn.{self._qk_hook}{side}", vectors) for side in "qk"]
             hooks += [(f"blocks.{l}.hook_mlp_out", mlp_out)] if layout.has_mlp else []
         hooks = [(name, hook) for name, hook in hooks if name in m.hook_dict]  # rotary: no pos
         m.run_with_hooks(tokens, return_type=None, fwd_hooks=hooks)
@@ -263,6 +259,8 @@ class Model(Interventions):
         units = readout_units(self, cache, components, pattern, lengths - 1) if readout else None
         return Activations(
             normalized=normalized,
+            queries=queries,
+            keys=keys,
             scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
             pattern=pattern,
             components=components,
@@ -301,12 +299,15 @@ class Model(Interventions):
         )
         return torch.stack([cache[n] for n in names], dim=1)
 
+    @property
+    def _qk_hook(self) -> str:  # the hooks of the query and key vectors as scored, less q or k
+        return "hook_rot_" if self.hooked.cfg.positional_embedding_type == "rotary" else "hook_"
+
     def attention_scores(self, tokens: Tensor) -> Tensor:
         """TransformerLens's own unscaled scores ``q . k`` ``[batch, layer, head, dest, src]``,
         from its (rotated) query and key vectors, before any scale, cap or mask (checks)."""
-        rotary = self.hooked.cfg.positional_embedding_type == "rotary"
-        q = self.per_layer(tokens, "attn.hook_rot_q" if rotary else "attn.hook_q")
-        k = self.per_layer(tokens, "attn.hook_rot_k" if rotary else "attn.hook_k")
+        q = self.per_layer(tokens, f"attn.{self._qk_hook}q")
+        k = self.per_layer(tokens, f"attn.{self._qk_hook}k")
         k = k.repeat_interleave(q.shape[3] // k.shape[3], dim=3)  # grouped-query: share keys
         return torch.einsum("blqhe,blkhe->blhqk", q, k)
 

@@ -12,8 +12,14 @@ from headgraph.ingest.core.competition import (
 )
 from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.sides import LayerFirings, SideReading, baseline_moves
-from headgraph.ingest.core.signals import augment, find_firings, project, project_rotated
-from headgraph.ingest.core.trace import pad_tokens, projections, trace
+from headgraph.ingest.core.signals import (
+    augment,
+    find_firings,
+    project,
+    project_rotated,
+    projections,
+)
+from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.jobs.trace_job import task_prompts
 from headgraph.ingest.model import load_model
 

@@ -15,8 +15,8 @@ import torch
 from headgraph.errors import ModelError
 from headgraph.ingest.core.contributions import read_tokens, signal_directions
 from headgraph.ingest.core.params import TraceParams
-from headgraph.ingest.core.signals import find_firings
-from headgraph.ingest.core.trace import pad_tokens, projections, trace
+from headgraph.ingest.core.signals import find_firings, projections
+from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.model import Model, build_hooked
 from headgraph.ingest.model.families import check_supported
 from headgraph.ingest.model.loading import PRESETS
@@ -82,6 +82,19 @@ def test_terms_sum_to_transformerlens_scores_at_every_pair(family):
     error = (terms - scores)[..., causal].abs().max() / scores[..., causal].abs().max()
     assert error < 1e-6, f"{name}: relative error {float(error):.1e}"
     assert scores[..., causal].abs().max() > 1.0  # the check is not vacuous
+
+
+def test_projections_read_from_the_query_and_key_vectors_equal_those_of_the_inputs(family):
+    """``(x~ A) . (A^+ u_k) = x~ . u_k``: the forward pass's own (rotated, grouped) query and
+    key vectors give the projections that the augmented inputs give (shortformer included)."""
+    name, _, model, _, tokens, lengths, _ = family
+    acts = model.run(tokens, lengths)
+    qk = model.qk.to("cpu", torch.float64)
+    from_vectors = projections(acts, qk)
+    from_inputs = projections(dataclasses.replace(acts, queries=None, keys=None), qk)
+    for fast, slow in zip(from_vectors, from_inputs, strict=True):
+        error = (fast - slow).abs().max() / slow.abs().max()
+        assert error < 1e-10, f"{name}: relative error {float(error):.1e}"
 
 
 def test_contributions_and_bias_node_sum_to_every_signal(family):
