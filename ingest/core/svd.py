@@ -99,6 +99,33 @@ def decompose_qk(
     """
     A = augmented_factors(W_Q, b_Q).double()  # [layer, head, d_model+1, d_head]
     B = augmented_factors(W_K, b_K).double()
+    _check_finite(A, B)
+    Q_A, R_A = torch.linalg.qr(A)  # [layer, head, d_model+1, d_head], [.., d_head, d_head]
+    Q_B, R_B = torch.linalg.qr(B)
+    U_small, S, Vh_small = torch.linalg.svd(R_A @ R_B.transpose(-1, -2))
+    U = Q_A @ U_small  # [layer, head, d_model+1, rank]
+
+    # Canonical signs: flip u_k and v_k together so u_k's largest entry is positive.
+    pivot = U.abs().argmax(dim=-2, keepdim=True)  # [layer, head, 1, rank]
+    signs = torch.sign(torch.gather(U, -2, pivot))
+    signs[signs == 0] = 1.0
+    U.mul_(signs)
+    U_small, V_small = U_small * signs, Vh_small.transpose(-1, -2) * signs
+    V = Q_B @ V_small
+    query_readout = _solve_upper(R_A, U_small)  # [layer, head, d_head, rank]
+    key_readout = _solve_upper(R_B, V_small)
+
+    _check_reconstruction(A, B, U, S, V, tolerance)
+    return QKDecomposition(U, S, V, A, B, query_readout, key_readout)
+
+
+def _check_finite(A: Tensor, B: Tensor) -> None:
+    """Refuse NaN or infinite factors, naming the first such head. A head's sum is finite
+    exactly when its entries are (float64 sums of weights cannot overflow), so only a
+    non-finite sum has its entries looked at."""
+    sums = A.sum((-1, -2)) + B.sum((-1, -2))  # [layer, head]
+    if torch.isfinite(sums).all():
+        return
     finite = torch.isfinite(A).flatten(-2).all(-1) & torch.isfinite(B).flatten(-2).all(-1)
     if not finite.all():
         l, h = (int(i) for i in (~finite).nonzero()[0])
@@ -106,22 +133,23 @@ def decompose_qk(
             f"head {l}.{h}'s query/key weights hold NaN or infinite values: the model's "
             "weights are damaged; reload or retrain it"
         )
-    Q_A, R_A = torch.linalg.qr(A)  # [layer, head, d_model+1, d_head], [.., d_head, d_head]
-    Q_B, R_B = torch.linalg.qr(B)
-    U_small, S, Vh_small = torch.linalg.svd(R_A @ R_B.transpose(-1, -2))
-    U = Q_A @ U_small  # [layer, head, d_model+1, rank]
-    V = Q_B @ Vh_small.transpose(-1, -2)
 
-    # Canonical signs: flip u_k and v_k together so u_k's largest entry is positive.
-    pivot = U.abs().argmax(dim=-2, keepdim=True)  # [layer, head, 1, rank]
-    signs = torch.sign(torch.gather(U, -2, pivot))
-    signs[signs == 0] = 1.0
-    U, V = U * signs, V * signs
-    query_readout = torch.linalg.pinv(R_A) @ (U_small * signs)  # [layer, head, d_head, rank]
-    key_readout = torch.linalg.pinv(R_B) @ (Vh_small.transpose(-1, -2) * signs)
 
-    _check_reconstruction(A, B, U, S, V, tolerance)
-    return QKDecomposition(U, S, V, A, B, query_readout, key_readout)
+SINGULAR = 1e-10  # a triangular factor whose diagonal falls this far below its largest entry
+
+
+def _solve_upper(R: Tensor, rhs: Tensor) -> Tensor:
+    """``R^+ rhs`` for upper-triangular ``R [..., n, n]``: a triangular solve, and the
+    pseudo-inverse for a head whose factor is (nearly) rank-deficient (a diagonal entry
+    below ``SINGULAR`` of its largest)."""
+    diagonal = R.diagonal(dim1=-2, dim2=-1).abs()  # [..., n]
+    regular = diagonal.amin(-1) > SINGULAR * diagonal.amax(-1)
+    if regular.all():
+        return torch.linalg.solve_triangular(R, rhs, upper=True)
+    out = torch.empty_like(rhs)
+    out[regular] = torch.linalg.solve_triangular(R[regular], rhs[regular], upper=True)
+    out[~regular] = torch.linalg.pinv(R[~regular]) @ rhs[~regular]
+    return out
 
 
 def _check_reconstruction(

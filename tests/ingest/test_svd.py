@@ -67,3 +67,24 @@ def test_non_finite_weights_fail_the_reconstruction_check_with_the_head_named():
     W_K[1, 0, 3, 2] = float("nan")
     with pytest.raises(DecompositionError, match=r"head 1\.0's query/key weights hold NaN"):
         decompose_qk(W_Q, W_K, b_Q, b_K)
+
+
+def test_readouts_map_query_and_key_vectors_onto_the_singular_vectors():
+    """``A (A^+ U) = U``: a query vector ``x~ A`` times the readout is ``x~ . u_k``."""
+    weights = random_weights(5)
+    qk = decompose_qk(*weights)
+    torch.testing.assert_close(qk.query_factor @ qk.query_readout, qk.U, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(qk.key_factor @ qk.key_readout, qk.V, rtol=1e-10, atol=1e-10)
+
+
+def test_a_rank_deficient_head_takes_the_pseudo_inverse():
+    """A head whose query weights use 2 of their 5 columns (a pruned head's zeros) gets
+    ``pinv(A) U``, the pseudo-inverse's answer, not a triangular solve's infinities; the
+    other heads equal it too."""
+    W_Q, W_K, b_Q, b_K = random_weights(6)
+    W_Q[0, 1, :, 2:] = 0.0
+    b_Q[0, 1, 2:] = 0.0
+    qk = decompose_qk(W_Q, W_K, b_Q, b_K)
+    expected = torch.linalg.pinv(qk.query_factor) @ qk.U
+    assert torch.isfinite(qk.query_readout).all()
+    torch.testing.assert_close(qk.query_readout, expected, rtol=1e-8, atol=1e-8)
