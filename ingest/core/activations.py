@@ -41,10 +41,13 @@ class Activations:
         rotary: The rotary tables of a rotary model, else None.
         ln_weight, ln_bias: ``[layer, d_model]`` a normalisation's weight and bias
             that are not folded into the query and key weights, else None.
-        queries, keys: ``[batch, layer, pos, head, d_head]`` the heads' query and key
-            vectors as the model scores them (rotated in a rotary model; grouped keys
+        query_vectors, key_vectors: ``[batch, layer, pos, head, d_head]`` the heads' query
+            and key vectors as the model scores them (rotated in a rotary model; grouped keys
             repeated for each query head), else None (projections then start from
             ``normalized``).
+        value_vectors: ``[batch, layer, pos, head, d_head]`` their value vectors
+            ``x W_V + b_V`` (grouped ones repeated), else None (the stakes then read
+            ``normalized`` along each value direction).
         positions_after_norm: The positional embeddings reach the attention
             input after the normalisation (shortformer), not through the residual.
         prediction: Each prompt's answer logit split into components, when the
@@ -65,8 +68,9 @@ class Activations:
     rotary: Rotary | None = None
     ln_weight: Tensor | None = None
     ln_bias: Tensor | None = None
-    queries: Tensor | None = None
-    keys: Tensor | None = None
+    query_vectors: Tensor | None = None
+    key_vectors: Tensor | None = None
+    value_vectors: Tensor | None = None
     positions_after_norm: bool = False
     prediction: PredictionSplit | None = None
     readout: Readout | None = None

@@ -39,7 +39,7 @@ from headgraph.ingest.core.contributions import (
 from headgraph.ingest.core.relevance import sensitivity
 from headgraph.ingest.core.signals import FiringTable
 from headgraph.ingest.core.svd import QKDecomposition
-from headgraph.ingest.core.values import value_directions
+from headgraph.ingest.core.values import ValueReads, value_directions
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def read_side(
     firings: LayerFirings,
     acts: Activations,
     qk: QKDecomposition,
-    reader: tuple[Tensor, Tensor] | None,
+    reader: ValueReads | None,
     stakes: Stakes | None = None,
     *,
     frac: float = 0.7,
@@ -156,9 +156,8 @@ def read_side(
         firings: The layer's traced firings.
         acts: The batch's activations.
         qk: The QK decompositions.
-        reader: ``(direction [r, d_model+1], rows [r])`` the value direction at unit
-            attention of each firing whose head has readers (:func:`value_reads`), or None
-            without a value side.
+        reader: The value directions of the firings whose heads have readers
+            (:func:`value_reads`), or None without a value side.
         stakes: What the firings' readers stand to lose (:func:`layer_stakes`), or None
             (no value side, or no baseline): the key and value sides then hand on the
             softmax's sensitivity and all of the relevance, and the inhibition side
@@ -187,7 +186,7 @@ def read_side(
     if side == "value":
         if reader is None:
             raise ValueError("the value side needs the readers (value_reads)")
-        direction, keep = reader
+        direction, keep = reader.direction, reader.rows
         if keep.numel() == 0:
             return None
         direction = direction * f.attention[keep, None]
@@ -203,7 +202,7 @@ def read_side(
 
 def value_reads(
     f: LayerFirings, acts: Activations, reader: tuple[Tensor, Tensor] | None
-) -> tuple[Tensor, Tensor] | None:
+) -> ValueReads | None:
     """Each firing's value direction at unit attention, along what its head's readers read.
 
     Args:
@@ -214,21 +213,21 @@ def value_reads(
             without a value side.
 
     Returns:
-        ``(direction [r, d_model+1], rows [r])`` for the firings ``rows`` whose heads
-        have readers (the value side scales it by the attention, the stakes read every
-        source along it), or None without readers.
+        The value directions of the firings whose heads have readers, or None without
+        readers.
     """
     if reader is None:
         return None
     if acts.values is None:
         raise ValueError("the value side needs the readers and the model's value weights")
     rows = reader[1].nonzero().squeeze(-1)
-    if rows.numel() == 0:
-        return f.weights.new_zeros(0, acts.values.W_V.shape[2] + 1), rows
-    direction = value_directions(
+    if rows.numel() == 0:  # (a layer with no readers holds no reader table either)
+        empty = f.weights.new_zeros(0, acts.values.W_V.shape[2] + 1)
+        return ValueReads(empty, empty[:, : acts.values.W_O.shape[2]], rows)
+    direction, through = value_directions(
         _read_as(f, acts, reader[0], rows), None, acts.values, layer=f.layer, head=f.head[rows],
     )  # fmt: skip
-    return direction, rows
+    return ValueReads(direction, through, rows)
 
 
 def _read_as(f: LayerFirings, acts: Activations, reader: Tensor, rows: Tensor) -> Tensor:
@@ -271,7 +270,7 @@ def layer_stakes(
     f: LayerFirings,
     acts: Activations,
     qk: QKDecomposition,
-    reader: tuple[Tensor, Tensor] | None,
+    reader: ValueReads | None,
     upstream: tuple[Tensor, Tensor | None],
 ) -> Stakes | None:
     """What each of a layer's firings' readers stand to lose, source by source
@@ -281,8 +280,8 @@ def layer_stakes(
         f: The layer's traced firings.
         acts: The batch's activations.
         qk: The QK decompositions.
-        reader: ``(direction [r, d_model+1], rows [r])`` the value directions at unit
-            attention of the firings whose heads have readers (:func:`value_reads`).
+        reader: The value directions of the firings whose heads have readers
+            (:func:`value_reads`).
         upstream: ``(summed, positions)``, both ``[batch, pos, d_model]``: the outputs
             upstream of the layer less their baseline, summed
             (:func:`~headgraph.ingest.core.baseline.upstream_sums`); the positional
@@ -295,19 +294,25 @@ def layer_stakes(
     lost = pattern.new_zeros(n, n_src)
     out = pattern.new_full((n,), float("nan"))
     own_value, own_moved, moved_out = out.clone(), out.clone(), out.clone()
-    w, rows = reader  # [rows, d_model+1]; rows in prompt order, as the firings
+    w, rows = reader.direction, reader.rows  # rows in prompt order, as the firings
     if rows.numel() == 0:
         return Stakes(lost, out, own_value, own_moved, moved_out)
+    if acts.value_vectors is None:
+        raise ValueError("the stakes need the forward pass's value vectors")
     summed, positions = upstream
-    relative = relative_input(
-        summed, scale=acts.scale[:, f.layer], positions=positions,
-        ln_weight=None if acts.ln_weight is None else acts.ln_weight[f.layer],
-    )  # fmt: skip
+    ln_weight = None if acts.ln_weight is None else acts.ln_weight[f.layer]
+    scale = acts.scale[:, f.layer]
     b, head = f.batch[rows], f.head[rows]
-    values = reads(acts.normalized[:, f.layer], w[:, :-1], b) + w[:, -1:]  # [rows, src]
-    moved = reads(relative, w[:, :-1], b)
+    # the score moves read the key input, positions included; the values, the value input
+    relative = relative_input(summed, scale=scale, positions=positions, ln_weight=ln_weight)
     moves = baseline_moves(f.score_weights[rows], relative, b, qk, layer=f.layer, head=head,
                            rotated=_rotated(acts, qk, f.layer, query=False))  # fmt: skip
+    if positions is not None:  # shortformer: positions reach the queries and keys only
+        relative = relative_input(summed, scale=scale, ln_weight=ln_weight)
+    moved = reads(relative, w[:, :-1], b)  # [rows, src]
+    # each source's value as read: its value vector along W_O R (d_head wide, not d_model)
+    by_head = acts.value_vectors[:, f.layer].transpose(1, 2).flatten(0, 1)  # [batch*head, pos, e]
+    values = reads(by_head, reader.through, b * acts.value_vectors.shape[3] + head)
     a = pattern[rows].to(w.dtype)
     lost_r, out_r = harm(a, values, moves)
     own = torch.arange(len(rows), device=rows.device), f.source[rows]

@@ -81,10 +81,10 @@ def projections(acts: Activations, qk: QKDecomposition) -> tuple[Tensor, Tensor]
         ``proj_u, proj_v [batch, layer, head, pos, rank]``: ``x~ . u_k`` and ``x~ . v_k``
         (in the rotated frame for a rotary model).
     """
-    if acts.queries is not None and acts.keys is not None:
+    if acts.query_vectors is not None and acts.key_vectors is not None:
         return (
-            torch.einsum("blphe,lher->blhpr", acts.queries, qk.query_readout),
-            torch.einsum("blphe,lher->blhpr", acts.keys, qk.key_readout),
+            torch.einsum("blphe,lher->blhpr", acts.query_vectors, qk.query_readout),
+            torch.einsum("blphe,lher->blhpr", acts.key_vectors, qk.key_readout),
         )
     x_tilde = augment(acts.normalized)  # [batch, layer, pos, d_model+1]
     if acts.rotary is None:

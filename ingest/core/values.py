@@ -51,9 +51,26 @@ class ValueWeights:
         return ValueWeights(*(t.to(device, dtype) for t in (self.W_V, self.b_V, self.W_O)))
 
 
+@dataclass(frozen=True)
+class ValueReads:
+    """A layer's value directions, for the firings whose heads have readers.
+
+    Attributes:
+        direction: ``[r, d_model+1]`` each one's value direction at unit attention (the
+            value side scales it by the attention; the stakes read every source along it).
+        through: ``[r, d_head]`` ``W_O R``: a source's value vector read along it gives
+            the same as its input read along ``direction``.
+        rows: ``[r]`` which of the layer's firings they are.
+    """
+
+    direction: Tensor
+    through: Tensor
+    rows: Tensor
+
+
 def value_directions(
     reader: Tensor, attention: Tensor | None, weights: ValueWeights, *, layer: int, head: Tensor
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """Each firing's value direction ``A(d,s) [W_V (W_O R); b_V . (W_O R)]``.
 
     Args:
@@ -64,15 +81,18 @@ def value_directions(
         head: ``[firing]`` their heads.
 
     Returns:
-        ``[firing, d_model+1]`` in the augmented input space at the source.
+        ``direction [firing, d_model+1]`` in the augmented input space at the source, and
+        ``through [firing, d_head]``, ``W_O R``: what a value vector ``v`` moves along the
+        readers is ``v . W_O R`` (at unit attention).
     """
     direction = reader.new_empty(reader.shape[0], weights.W_V.shape[2] + 1)
+    through = reader.new_empty(reader.shape[0], weights.W_O.shape[2])
     for h in head.unique().tolist():
         rows = (head == h).nonzero().squeeze(-1)
-        through = reader[rows] @ weights.W_O[layer, h].T  # [rows, d_head]
-        direction[rows, :-1] = through @ weights.W_V[layer, h].T
-        direction[rows, -1] = through @ weights.b_V[layer, h]
-    return direction if attention is None else direction * attention[:, None]
+        through[rows] = reader[rows] @ weights.W_O[layer, h].T  # [rows, d_head]
+        direction[rows, :-1] = through[rows] @ weights.W_V[layer, h].T
+        direction[rows, -1] = through[rows] @ weights.b_V[layer, h]
+    return (direction if attention is None else direction * attention[:, None]), through
 
 
 class ReaderTable:

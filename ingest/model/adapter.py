@@ -190,10 +190,10 @@ class Model(Interventions):
                                  device=self.device)  # fmt: skip
         pattern = torch.empty(batch, self.n_layers, self.n_heads, pos, pos, dtype=self.dtype,
                               device=self.device)  # fmt: skip
-        # the heads' query and key vectors as scored (rotated; grouped keys expanded to each
-        # query head) [batch, layer, pos, head, d_head]: projections read them, not x~ A again
+        # the heads' query, key (as scored: rotated) and value vectors, grouped ones repeated
+        # for each query head, [batch, layer, pos, head, d_head]: read instead of x~ A again
         shape = (batch, self.n_layers, pos, self.n_heads, cfg.d_head)
-        queries, keys = (torch.empty(shape, dtype=self.dtype, device=self.device) for _ in "qk")
+        vectors = {side: torch.empty(shape, dtype=self.dtype, device=self.device) for side in "qkv"}
         cache: dict[str, Tensor] = {}
 
         def heads_out(z: Tensor, hook) -> None:  # z: [batch, pos, head, d_head]
@@ -211,19 +211,19 @@ class Model(Interventions):
         def keep(t: Tensor, hook) -> None:
             cache[hook.name] = t
 
-        def vectors(t: Tensor, hook) -> None:  # t: [batch, pos, head or key head, d_head]
-            into = queries if hook.name.endswith("q") else keys
+        def vectors_of(t: Tensor, hook) -> None:  # t: [batch, pos, head or key head, d_head]
+            into = vectors[hook.name[-1]]
             into[:, hook.layer()] = t.repeat_interleave(self.n_heads // t.shape[2], dim=2)
 
         small = set(self._hook_names())
         if answers is not None or readout:
-            small |= {f"blocks.{l}.attn.hook_v" for l in layers}
             small |= {"ln_final.hook_scale", "ln_final.hook_normalized"}
         hooks = [(name, keep) for name in small]
         for l in layers:
             hooks += [(f"blocks.{l}.attn.hook_z", heads_out)]
             hooks += [(f"blocks.{l}.attn.hook_pattern", pattern_of)]
-            hooks += [(f"blocks.{l}.attn.{self._qk_hook}{side}", vectors) for side in "qk"]
+            hooks += [(f"blocks.{l}.attn.{self._qk_hook}{side}", vectors_of) for side in "qk"]
+            hooks += [(f"blocks.{l}.attn.hook_v", vectors_of)]
             hooks += [(f"blocks.{l}.hook_mlp_out", mlp_out)] if layout.has_mlp else []
         hooks = [(name, hook) for name, hook in hooks if name in m.hook_dict]  # rotary: no pos
         m.run_with_hooks(tokens, return_type=None, fwd_hooks=hooks)
@@ -251,16 +251,14 @@ class Model(Interventions):
             normalized = normalized * ln_weight[:, None] + ln_bias[:, None]
             normalized = normalized + positions.expand(batch, pos, -1).unsqueeze(1)
         lengths = (lengths if lengths is not None else torch.full((batch,), pos)).to(self.device)
-        prediction = None
-        if answers is not None:
-            prediction = split_at_answers(
-                self, cache, components, pattern, lengths - 1, answers, wrong
-            )
-        units = readout_units(self, cache, components, pattern, lengths - 1) if readout else None
+        read = (self, cache, components, pattern, vectors["v"], lengths - 1)  # at the last token
+        prediction = None if answers is None else split_at_answers(*read, answers, wrong)
+        units = readout_units(*read) if readout else None
         return Activations(
             normalized=normalized,
-            queries=queries,
-            keys=keys,
+            query_vectors=vectors["q"],
+            key_vectors=vectors["k"],
+            value_vectors=vectors["v"],
             scale=torch.stack([cache[f"blocks.{l}.ln1.hook_scale"][..., 0] for l in layers], 1),
             pattern=pattern,
             components=components,

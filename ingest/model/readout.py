@@ -12,14 +12,17 @@ from headgraph.ingest.core.seeding import PredictionSplit, split_prediction
 from headgraph.ingest.model.families import logit_cap
 
 
-def split_at_answers(model, cache, components, pattern, at, answers, wrong) -> PredictionSplit:
+def split_at_answers(
+    model, cache, components, pattern, values, at, answers, wrong
+) -> PredictionSplit:
     """The logit difference at ``at`` split into components (see ``core.seeding``).
 
     Args:
         model: The :class:`~headgraph.ingest.model.adapter.Model`.
-        cache: The forward pass's cache (with ``hook_v`` and ``ln_final``'s hooks).
+        cache: The forward pass's cache (with ``ln_final``'s hooks).
         components: ``[batch, pos, component, d_model]``.
         pattern: ``[batch, layer, head, dest, src]``.
+        values: ``[batch, layer, src, head, d_head]`` value vectors (grouped ones repeated).
         at: ``[batch]`` the answer positions.
         answers, wrong: ``[batch]`` or ``[batch, n]`` token ids (-1: padding); several
             answers (greater-than: every later year) are read by their mean logit, as
@@ -36,7 +39,7 @@ def split_at_answers(model, cache, components, pattern, at, answers, wrong) -> P
     scale = cache["ln_final.hook_scale"][rows, at, 0]  # [batch]
     heads, shares = split_prediction(
         pattern_at=pattern[rows, :, :, at],
-        values=_values(model, cache),
+        values=values,
         output_weights=m.W_O.detach(),
         components_at=_residual_parts(model, components, rows, at),
         direction=direction,
@@ -59,12 +62,6 @@ def _final_norm(model, normalized: torch.Tensor, scale: torch.Tensor) -> FinalNo
     cfg = model.hooked.cfg
     centred = cfg.normalization_type in ("LN", "LNPre") and not cfg.final_rms
     return FinalNorm(normalized * scale[:, None], centred=centred, eps=cfg.eps)
-
-
-def _values(model, cache) -> torch.Tensor:
-    """``[batch, layer, src, head, d_head]`` value vectors, grouped key/value heads expanded."""
-    values = torch.stack([cache[f"blocks.{l}.attn.hook_v"] for l in range(model.n_layers)], 1)
-    return values.repeat_interleave(model.n_heads // values.shape[3], dim=3)
 
 
 def _post_gain(model, cache, rows, at) -> torch.Tensor | None:
@@ -127,13 +124,13 @@ def prefers(logits: torch.Tensor, answers: torch.Tensor, wrong: torch.Tensor) ->
     return torch.where((wrong >= 0).any(1), mass[0] > mass[1], top)
 
 
-def readout_units(model, cache, components, pattern, at) -> Readout:
+def readout_units(model, cache, components, pattern, values, at) -> Readout:
     """Every unit the unembedding reads at ``at``: heads by source token, other components,
     each divided by the final normalisation's scale (see ``core.prob_seeding``)."""
     m = model.hooked
     rows = torch.arange(len(at), device=model.device)
     scale = cache["ln_final.hook_scale"][rows, at, 0]  # [batch]
-    moved = torch.einsum("blshe,lhem->blhsm", _values(model, cache), m.W_O.detach())
+    moved = torch.einsum("blshe,lhem->blhsm", values, m.W_O.detach())
     gain = _post_gain(model, cache, rows, at)  # [batch, layer, d_model] or None
     if gain is not None:
         moved = moved * gain[:, :, None, None, :]

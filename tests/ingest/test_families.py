@@ -15,6 +15,7 @@ import torch
 from headgraph.errors import ModelError
 from headgraph.ingest.core.contributions import read_tokens, signal_directions
 from headgraph.ingest.core.params import TraceParams
+from headgraph.ingest.core.sides import LayerFirings, layer_stakes, value_reads
 from headgraph.ingest.core.signals import find_firings, projections
 from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.model import Model, build_hooked
@@ -91,7 +92,7 @@ def test_projections_read_from_the_query_and_key_vectors_equal_those_of_the_inpu
     acts = model.run(tokens, lengths)
     qk = model.qk.to("cpu", torch.float64)
     from_vectors = projections(acts, qk)
-    from_inputs = projections(dataclasses.replace(acts, queries=None, keys=None), qk)
+    from_inputs = projections(dataclasses.replace(acts, query_vectors=None, key_vectors=None), qk)
     for fast, slow in zip(from_vectors, from_inputs, strict=True):
         error = (fast - slow).abs().max() / slow.abs().max()
         assert error < 1e-10, f"{name}: relative error {float(error):.1e}"
@@ -132,6 +133,30 @@ def test_contributions_and_bias_node_sum_to_every_signal(family):
             torch.testing.assert_close(upstream.sum(-1) + bias, signal, rtol=1e-9, atol=1e-9)
             checked += len(rows)
     assert checked > 20, f"{name}: too few firings to check ({checked})"
+
+
+def test_the_stakes_read_what_each_head_outputs_along_its_readers(family):
+    """What a firing's readers read now, ``sum_t A(d,t) v_t . W_O R``, is the head's own
+    output ``z(d)`` along ``W_O R`` (TransformerLens's ``hook_z``): the values are the
+    model's, with no positions in a shortformer model's value input."""
+    name, _, model, _, tokens, lengths, _ = family
+    acts = model.run(tokens, lengths)
+    qk = model.qk.to("cpu", torch.float64)
+    proj_u, proj_v = projections(acts, qk)
+    firings = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=TraceParams())
+    z = model.per_layer(tokens, "attn.hook_z")  # [batch, layer, pos, head, d_head]
+    layer = model.n_layers - 1
+    rows = (firings.layer == layer).nonzero().squeeze(-1)
+    scale = float(acts.attn_scale[layer])
+    f = LayerFirings.of(layer, rows, firings, proj_u, qk.S, attn_scale=scale)
+    readers = torch.randn(len(rows), model.d_model, generator=torch.Generator().manual_seed(0),
+                          dtype=torch.float64)  # fmt: skip
+    read_by = value_reads(f, acts, (readers, torch.ones(len(rows), dtype=torch.bool)))
+    zero = torch.zeros_like(acts.normalized[:, layer])  # no baseline: nothing moves
+    stakes = layer_stakes(f, acts, qk, read_by, (zero, zero if acts.positions_after_norm else None))
+    expected = (z[f.batch, layer, f.dest, f.head] * read_by.through).sum(-1)
+    assert len(rows) > 0, name
+    torch.testing.assert_close(stakes.out, expected, rtol=1e-9, atol=1e-9)
 
 
 def test_a_trace_reaches_upstream_heads(family):

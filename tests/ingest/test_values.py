@@ -40,7 +40,7 @@ def test_value_contributions_add_up_to_what_the_firing_moves_along_its_reader():
         torch.tensor([0, 1, 1]),
         torch.tensor([1, 2, 3]),
     )
-    direction = value_directions(reader, attention, weights, layer=1, head=head)
+    direction, _ = value_directions(reader, attention, weights, layer=1, head=head)
     reads = read_tokens(
         outputs, scale, [direction], batch=torch.zeros(3, dtype=torch.long), token=source,
         n_upstream=n_comp,
