@@ -58,6 +58,9 @@ class SignalDirections:
         rotated: For a rotary model, the layer's ``(factor [head, d_model+1, d_head],
             readout [head, d_head, rank], rotary, layer)``: the direction is then
             ``A R_p^T (A^+ U) w``, which depends on the token's position ``p``.
+        firing: ``[firing]`` ids, equal where the weights and heads are (one firing's
+            direction read at several tokens: its competitors), or None. Without
+            rotation such a direction is formed once.
     """
 
     weights: Tensor
@@ -65,6 +68,7 @@ class SignalDirections:
     head: Tensor
     token: Tensor
     rotated: tuple[Tensor, Tensor, Rotary, int] | None = None
+    firing: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.weights)
@@ -75,7 +79,12 @@ class SignalDirections:
         last = self.weights.new_empty(len(self))
         for h in self.head.unique().tolist():
             rows = (self.head == h).nonzero().squeeze(-1)
-            direction = self._of_head(h, rows)  # [rows, d_model+1]
+            if self.firing is None or self.rotated is not None:
+                direction = self._of_head(h, rows)  # [rows, d_model+1]
+            else:  # each firing's direction once, then copied to each of its rows
+                ids, once = self.firing[rows].unique(return_inverse=True)
+                first = torch.empty_like(ids).scatter_(0, once, rows)  # a row of each firing
+                direction = self._of_head(h, first)[once]
             out.index_copy_(0, at[rows], direction[:, :-1])
             last[rows] = direction[:, -1]
         return last

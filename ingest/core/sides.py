@@ -180,8 +180,9 @@ def read_side(
         firing, rival, share = _competitors(f, acts, stakes, frac)
         if firing.numel() == 0:
             return None
+        rotated = _rotated(acts, qk, layer, query=False)
         direction = SignalDirections(-f.score_weights[firing], qk.V[layer], f.head[firing],
-                                     rival, _rotated(acts, qk, layer, query=False))  # fmt: skip
+                                     rival, rotated, firing)  # fmt: skip
         return SideReading(firing, rival, direction, share)
     if side == "value":
         if reader is None:
