@@ -223,8 +223,8 @@ def value_reads(
         raise ValueError("the value side needs the readers and the model's value weights")
     rows = reader[1].nonzero().squeeze(-1)
     if rows.numel() == 0:  # (a layer with no readers holds no reader table either)
-        empty = f.weights.new_zeros(0, acts.values.W_V.shape[2] + 1)
-        return ValueReads(empty, empty[:, : acts.values.W_O.shape[2]], rows)
+        d_model, d_head = acts.values.W_V.shape[2:]
+        return ValueReads(f.weights.new_zeros(0, d_model + 1), f.weights.new_zeros(0, d_head), rows)
     direction, through = value_directions(
         _read_as(f, acts, reader[0], rows), None, acts.values, layer=f.layer, head=f.head[rows],
     )  # fmt: skip
@@ -312,8 +312,8 @@ def layer_stakes(
         relative = relative_input(summed, scale=scale, ln_weight=ln_weight)
     moved = reads(relative, w[:, :-1], b)  # [rows, src]
     # each source's value as read: its value vector along W_O R (d_head wide, not d_model)
-    by_head = acts.value_vectors[:, f.layer].transpose(1, 2).flatten(0, 1)  # [batch*head, pos, e]
-    values = reads(by_head, reader.through, b * acts.value_vectors.shape[3] + head)
+    by_head = acts.value_vectors[:, f.layer].transpose(1, 2)  # [batch, head, pos, d_head]
+    values = reads(by_head.flatten(0, 1), reader.through, b * by_head.shape[1] + head)
     a = pattern[rows].to(w.dtype)
     lost_r, out_r = harm(a, values, moves)
     own = torch.arange(len(rows), device=rows.device), f.source[rows]
