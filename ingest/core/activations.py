@@ -46,8 +46,8 @@ class Activations:
             repeated for each query head), else None (projections then start from
             ``normalized``).
         value_vectors: ``[batch, layer, pos, head, d_head]`` their value vectors
-            ``x W_V + b_V`` (grouped ones repeated), else None (the stakes then read
-            ``normalized`` along each value direction).
+            ``x W_V + b_V`` (grouped ones repeated), else None (the stakes, which read
+            them, are then refused).
         positions_after_norm: The positional embeddings reach the attention
             input after the normalisation (shortformer), not through the residual.
         prediction: Each prompt's answer logit split into components, when the
