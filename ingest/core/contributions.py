@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from headgraph.ingest.core.rotary import Rotary, rotate
@@ -76,6 +77,10 @@ class SignalDirections:
     def write(self, out: Tensor, at: Tensor) -> Tensor:
         """Write each direction's first ``d_model`` coordinates to ``out[at]`` (``at [firing]``)
         and return the last, the homogeneous coordinate's ``[firing]``."""
+        if self.rotated is None and 2 * self.weights.count_nonzero() <= self.weights.numel():
+            direction = self._summed()
+            out.index_copy_(0, at, direction[:, :-1])
+            return direction[:, -1]
         last = self.weights.new_empty(len(self))
         for h in self.head.unique().tolist():
             rows = (self.head == h).nonzero().squeeze(-1)
@@ -95,6 +100,19 @@ class SignalDirections:
         every = torch.arange(len(self), device=direction.device)
         direction[:, -1] = self.write(direction[:, :-1], every)
         return direction
+
+    def _summed(self) -> Tensor:
+        """``[firing, d_model+1]`` each direction summed from its weighted singular vectors
+        alone: a sparse set holds a few of them, and a product with every one would mostly
+        add zeros."""
+        firing, k = self.weights.nonzero(as_tuple=True)  # [nnz] each, by firing
+        n_heads, d_aug, rank = self.vectors.shape
+        table = self.vectors.transpose(1, 2).reshape(n_heads * rank, d_aug)  # a row per vector
+        start = torch.searchsorted(firing, torch.arange(len(self), device=firing.device))
+        return F.embedding_bag(
+            self.head[firing] * rank + k, table, start, mode="sum",
+            per_sample_weights=self.weights[firing, k],
+        )  # fmt: skip
 
     def _of_head(self, h: int, rows: Tensor) -> Tensor:
         if self.rotated is None:

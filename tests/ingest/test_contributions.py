@@ -131,3 +131,22 @@ def test_one_firings_direction_read_at_several_tokens_is_written_to_each():
     alone = SignalDirections(weights, vectors, head, token).dense()
     torch.testing.assert_close(shared, alone)
     assert torch.equal(shared[0], shared[1]) and not torch.equal(shared[1], shared[2])
+
+
+@pytest.mark.parametrize("kept", [1, 2, 4], ids=["sparse-set", "half", "every-vector"])
+def test_a_direction_is_its_weighted_singular_vectors_however_few_are_weighted(kept):
+    """Sparse weights (a sparse set's few singular vectors) are summed vector by vector,
+    dense ones by one product per head: both give ``sum_k w_k u_k`` of the row's head."""
+    from headgraph.ingest.core.contributions import SignalDirections
+
+    torch.manual_seed(5)
+    n_heads, d_model, rank, m = 3, 8, 4, 11
+    vectors = torch.randn(n_heads, d_model + 1, rank, dtype=torch.float64)
+    weights = torch.randn(m, rank, dtype=torch.float64)
+    weights[torch.rand(m, rank).argsort(-1) >= kept] = 0.0  # ``kept`` weighted per row
+    weights[3] = 0.0  # a row with none: the zero direction
+    head, token = torch.randint(0, n_heads, (m,)), torch.randint(0, 5, (m,))
+    direction = SignalDirections(weights, vectors, head, token).dense()
+    by_hand = torch.einsum("mk,mdk->md", weights, vectors[head])
+    torch.testing.assert_close(direction, by_hand)
+    assert (direction[3] == 0).all()
