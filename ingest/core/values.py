@@ -85,14 +85,24 @@ def value_directions(
         ``through [firing, d_head]``, ``W_O R``: what a value vector ``v`` moves along the
         readers is ``v . W_O R`` (at unit attention).
     """
-    direction = reader.new_empty(reader.shape[0], weights.W_V.shape[2] + 1)
-    through = reader.new_empty(reader.shape[0], weights.W_O.shape[2])
-    for h in head.unique().tolist():
-        rows = (head == h).nonzero().squeeze(-1)
-        through[rows] = reader[rows] @ weights.W_O[layer, h].T  # [rows, d_head]
-        direction[rows, :-1] = through[rows] @ weights.W_V[layer, h].T
-        direction[rows, -1] = through[rows] @ weights.b_V[layer, h]
-    return (direction if attention is None else direction * attention[:, None]), through
+    order = head.argsort(stable=True)  # the firings grouped by head: one product per head
+    heads, counts = head[order].unique_consecutive(return_counts=True)
+    read = reader[order]  # [firing, d_model] in that order
+    W_V, b_V = weights.W_V[layer], weights.b_V[layer]  # [head, d_model, d_head], [head, d_head]
+    through = read.new_empty(len(read), weights.W_O.shape[2])  # [firing, d_head]
+    direction = read.new_empty(len(read), W_V.shape[1] + 1)  # [firing, d_model+1]
+    start = 0
+    for h, count in zip(heads.tolist(), counts.tolist(), strict=True):
+        at = slice(start, start + count)
+        torch.mm(read[at], weights.W_O[layer, h].T, out=through[at])
+        torch.mm(through[at], W_V[h].T, out=direction[at, :-1])
+        torch.mv(through[at], b_V[h], out=direction[at, -1])
+        start += count
+    back = torch.empty_like(order)
+    back[order] = torch.arange(len(order), device=order.device)
+    if attention is not None:
+        direction *= attention[order, None]
+    return direction[back], through[back]
 
 
 class ReaderTable:
