@@ -55,21 +55,18 @@ class SignalDirections:
     Attributes:
         weights: ``[firing, rank]`` from :func:`signal_weights`.
         vectors: ``[head, d_model+1, rank]`` the layer's U (query side) or V (key side).
-        head, token: ``[firing]`` the firing's head and the token the side reads.
+        head, token: ``[firing]`` the firing's head and the token the side reads (the
+            token matters only with rotation).
         rotated: For a rotary model, the layer's ``(factor [head, d_model+1, d_head],
             readout [head, d_head, rank], rotary, layer)``: the direction is then
             ``A R_p^T (A^+ U) w``, which depends on the token's position ``p``.
-        firing: ``[firing]`` ids, equal where the weights and heads are (one firing's
-            direction read at several tokens: its competitors), or None. Without
-            rotation such a direction is formed once.
     """
 
     weights: Tensor
     vectors: Tensor
     head: Tensor
-    token: Tensor
+    token: Tensor | None = None
     rotated: tuple[Tensor, Tensor, Rotary, int] | None = None
-    firing: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.weights)
@@ -81,25 +78,16 @@ class SignalDirections:
             direction = self._summed()
             out.index_copy_(0, at, direction[:, :-1])
             return direction[:, -1]
-        last = self.weights.new_empty(len(self))
-        for h in self.head.unique().tolist():
-            rows = (self.head == h).nonzero().squeeze(-1)
-            if self.firing is None or self.rotated is not None:
-                direction = self._of_head(h, rows)  # [rows, d_model+1]
-            else:  # each firing's direction once, then copied to each of its rows
-                ids, once = self.firing[rows].unique(return_inverse=True)
-                first = torch.empty_like(ids).scatter_(0, once, rows)  # a row of each firing
-                direction = self._of_head(h, first)[once]
-            out.index_copy_(0, at[rows], direction[:, :-1])
-            last[rows] = direction[:, -1]
-        return last
+        direction, order = self._by_head()
+        out.index_copy_(0, at[order], direction[:, :-1])
+        return torch.empty_like(direction[:, -1]).index_copy_(0, order, direction[:, -1])
 
     def dense(self) -> Tensor:
         """``[firing, d_model+1]``."""
-        direction = self.weights.new_empty(len(self), self.vectors.shape[1])
-        every = torch.arange(len(self), device=direction.device)
-        direction[:, -1] = self.write(direction[:, :-1], every)
-        return direction
+        if self.rotated is None and 2 * self.weights.count_nonzero() <= self.weights.numel():
+            return self._summed()
+        direction, order = self._by_head()
+        return torch.empty_like(direction).index_copy_(0, order, direction)
 
     def _summed(self) -> Tensor:
         """``[firing, d_model+1]`` each direction summed from its weighted singular vectors
@@ -114,17 +102,55 @@ class SignalDirections:
             per_sample_weights=self.weights[firing, k],
         )  # fmt: skip
 
-    def _of_head(self, h: int, rows: Tensor) -> Tensor:
-        if self.rotated is None:
-            return self.weights[rows] @ self.vectors[h].T
-        factor, readout, rotary, layer = self.rotated
-        small = self.weights[rows] @ readout[h].T  # [rows, d_head]
-        where = self.token[rows]
-        small = rotate(
-            small, rotary.cos[layer, where], rotary.sin[layer, where],
-            adjacent=rotary.adjacent, inverse=True,
-        )  # fmt: skip
-        return small @ factor[h].T
+    def _by_head(self) -> tuple[Tensor, Tensor]:
+        """``[firing, d_model+1]`` the directions by one product per head, in head order,
+        and that order (``[firing]`` positions)."""
+        order = self.head.argsort(stable=True)
+        heads, counts = self.head[order].unique_consecutive(return_counts=True)
+        weights = self.weights[order]
+        direction = weights.new_empty(len(self), self.vectors.shape[1])
+        start = 0
+        for h, count in zip(heads.tolist(), counts.tolist(), strict=True):
+            rows = slice(start, start + count)
+            if self.rotated is None:
+                torch.mm(weights[rows], self.vectors[h].T, out=direction[rows])
+            else:
+                factor, readout, rotary, layer = self.rotated
+                if self.token is None:
+                    raise ValueError("a rotated direction needs the token it is read at")
+                where = self.token[order[rows]]
+                small = weights[rows] @ readout[h].T  # [rows, d_head], in the rotated frame
+                small = rotate(small, rotary.cos[layer, where], rotary.sin[layer, where],
+                               adjacent=rotary.adjacent, inverse=True)  # fmt: skip
+                torch.mm(small, factor[h].T, out=direction[rows])
+            start += count
+        return direction, order
+
+
+@dataclass(frozen=True)
+class SharedDirections:
+    """Directions formed once and read at several tokens (a firing's score gradient, read at
+    each of its competitors): side ``i`` reads along ``table[row[i]]``.
+
+    Attributes:
+        table: ``[n, d_model+1]`` the directions, in the augmented input space.
+        row: ``[m]`` each side's row of ``table``.
+    """
+
+    table: Tensor
+    row: Tensor
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def write(self, out: Tensor, at: Tensor) -> Tensor:
+        """As :meth:`SignalDirections.write`."""
+        out.index_copy_(0, at, self.table[self.row, :-1])
+        return self.table[self.row, -1]
+
+    def dense(self) -> Tensor:
+        """``[m, d_model+1]``."""
+        return self.table[self.row]
 
 
 def signal_directions(
@@ -132,7 +158,7 @@ def signal_directions(
     vectors: Tensor,
     *,
     head: Tensor,
-    token: Tensor,
+    token: Tensor | None = None,
     rotated: tuple[Tensor, Tensor, Rotary, int] | None = None,
 ) -> Tensor:
     """Each firing's signal direction on one side, ``[firing, d_model+1]`` (the arguments
@@ -163,7 +189,7 @@ class TokenReads:
 def read_tokens(
     components: Tensor,
     scale: Tensor,
-    directions: Sequence[Tensor | SignalDirections],
+    directions: Sequence[Tensor | SignalDirections | SharedDirections],
     *,
     batch: Tensor,
     token: Tensor,
@@ -185,7 +211,8 @@ def read_tokens(
         components: ``[batch, pos, component, d_model]`` outputs on the component axis.
         scale: ``[batch, pos]`` that layer's normalisation scale.
         directions: One or more blocks of sides, ``[m_i, d_model+1]`` tables or
-            :class:`SignalDirections`; the ``m`` sides are their rows in turn.
+            :class:`SignalDirections` or :class:`SharedDirections`; the ``m`` sides are
+            their rows in turn.
         batch, token: ``[m]`` the prompt and token each side reads.
         n_upstream: Components upstream of the layer (a prefix of the axis).
         ln_weight, ln_bias: ``[d_model]`` the layer's unfolded normalisation weight
@@ -205,7 +232,7 @@ def read_tokens(
     last, start = [], 0  # the homogeneous coordinates
     for block in directions:  # each block straight to its rows: no copy of them all
         at = row[start : start + len(block)]
-        if isinstance(block, SignalDirections):
+        if isinstance(block, SignalDirections | SharedDirections):
             last.append(block.write(grouped, at))
         else:
             grouped.index_copy_(0, at, block[:, :d_model])

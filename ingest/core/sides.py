@@ -17,21 +17,15 @@ Each reading also says what share of its firing's relevance the side hands on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
 from headgraph.ingest.core.activations import Activations
-from headgraph.ingest.core.baseline import relative_input
-from headgraph.ingest.core.competition import (
-    Stakes,
-    competitors,
-    harm,
-    most_attended,
-    reads,
-    score_moves,
-)
+from headgraph.ingest.core.competition import Stakes, competitors, most_attended
 from headgraph.ingest.core.contributions import (
+    SharedDirections,
     SignalDirections,
     signal_directions,
     signal_weights,
@@ -54,6 +48,8 @@ class LayerFirings:
         score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k) / attn_scale`` on every singular
             vector: the gradient of the softmax's input ``a(d, s) / attn_scale`` with respect
             to the key side's projections (a score move is the whole score's, not only S's).
+        key_singular_vectors: ``[head, d_model+1, rank]`` the layer's V, for
+            :attr:`score_gradient`; None in a rotary model.
     """
 
     layer: int
@@ -64,6 +60,16 @@ class LayerFirings:
     attention: Tensor
     weights: Tensor
     score_weights: Tensor
+    key_singular_vectors: Tensor | None = None
+
+    @cached_property
+    def score_gradient(self) -> Tensor:
+        """``[n, d_model+1]`` ``g = V w`` (``w`` the score weights): the score's gradient in
+        the key's augmented input, the same at every source without rotation. Formed once,
+        when first read: the stakes' score moves and the inhibition sides both read it."""
+        if self.key_singular_vectors is None:
+            raise ValueError("the score gradient turns with the source in a rotary model")
+        return signal_directions(self.score_weights, self.key_singular_vectors, head=self.head)
 
     @classmethod
     def of(
@@ -75,6 +81,7 @@ class LayerFirings:
         sigma: Tensor,
         *,
         attn_scale: float,
+        key_singular_vectors: Tensor | None = None,
     ) -> LayerFirings:
         """The firings ``rows`` of ``layer``, with their signal and score weights.
 
@@ -85,6 +92,7 @@ class LayerFirings:
             proj_u: ``[batch, layer, head, pos, rank]`` ``x~ . u_k``.
             sigma: ``[layer, head, rank]`` the singular values.
             attn_scale: What the layer divides its scores by before the softmax.
+            key_singular_vectors: The layer's V without rotation (see the attribute).
         """
         b, h, d = firings.batch[rows], firings.head[rows], firings.dest[rows]
         sigma_h = sigma[layer, h]  # [n, rank]
@@ -93,7 +101,7 @@ class LayerFirings:
         return cls(
             layer=layer, batch=b, head=h, dest=d, source=firings.source[rows],
             attention=firings.attention[rows], weights=signal_weights(at_dest, selected, sigma_h),
-            score_weights=sigma_h * at_dest / attn_scale,
+            score_weights=sigma_h * at_dest / attn_scale, key_singular_vectors=key_singular_vectors,
         )  # fmt: skip
 
     @property
@@ -110,7 +118,9 @@ class SideReading:
         firing: ``[m]`` which of the layer's firings (positions in :class:`LayerFirings`).
         token: ``[m]`` the token the side reads.
         direction: ``[m, d_model+1]`` along what, in the augmented input space (on the
-            query, key and inhibition sides held as :class:`SignalDirections`).
+            query and key sides held as :class:`SignalDirections`; on the inhibition
+            side each firing's score gradient, formed once, as
+            :class:`SharedDirections`, or in a rotary model turned per token).
         share: ``[m]`` the share of the firing's relevance the side hands on: on the
             key, value and inhibition sides what the readers stand to lose through it
             (:mod:`headgraph.ingest.core.competition`), where that is known; else, and
@@ -123,7 +133,7 @@ class SideReading:
 
     firing: Tensor
     token: Tensor
-    direction: Tensor | SignalDirections
+    direction: Tensor | SignalDirections | SharedDirections
     share: Tensor
     seed_share: Tensor | None = None
 
@@ -170,7 +180,7 @@ def read_side(
         query = side == "query"
         token = f.dest if query else f.source
         vectors = qk.U if query else qk.V
-        rotated = _rotated(acts, qk, layer, query=query)
+        rotated = rotated_frame(acts, qk, layer, query=query)
         direction = SignalDirections(f.weights, vectors[layer], f.head, token, rotated)
         share = sensitivity(f.attention)
         if not query and stakes is not None:  # what the key's input at its baseline would cost
@@ -180,9 +190,12 @@ def read_side(
         firing, rival, share = _competitors(f, acts, stakes, frac)
         if firing.numel() == 0:
             return None
-        rotated = _rotated(acts, qk, layer, query=False)
-        direction = SignalDirections(-f.score_weights[firing], qk.V[layer], f.head[firing],
-                                     rival, rotated, firing)  # fmt: skip
+        rotated = rotated_frame(acts, qk, layer, query=False)
+        if rotated is None and f.key_singular_vectors is not None:  # -g: formed once a firing
+            direction = SharedDirections(-f.score_gradient, firing)
+        else:
+            direction = SignalDirections(-f.score_weights[firing], qk.V[layer], f.head[firing],
+                                         rival, rotated)  # fmt: skip
         return SideReading(firing, rival, direction, share)
     if side == "value":
         if reader is None:
@@ -267,130 +280,7 @@ def _competitors(
     return firing[order], rival[order], share[order]
 
 
-def layer_stakes(
-    f: LayerFirings,
-    acts: Activations,
-    qk: QKDecomposition,
-    reader: ValueReads | None,
-    upstream: tuple[Tensor, Tensor | None],
-) -> Stakes | None:
-    """What each of a layer's firings' readers stand to lose, source by source
-    (:mod:`headgraph.ingest.core.competition`); None without readers or a baseline.
-
-    Args:
-        f: The layer's traced firings.
-        acts: The batch's activations.
-        qk: The QK decompositions.
-        reader: The value directions of the firings whose heads have readers
-            (:func:`value_reads`).
-        upstream: ``(summed, positions)``, both ``[batch, pos, d_model]``: the outputs
-            upstream of the layer less their baseline, summed
-            (:func:`~headgraph.ingest.core.baseline.upstream_sums`); the positional
-            embeddings less theirs where they are added after the norm, else None.
-    """
-    if reader is None:
-        return None
-    pattern = acts.pattern[f.batch, f.layer, f.head, f.dest]  # [n, src]
-    n, n_src = pattern.shape
-    lost = pattern.new_zeros(n, n_src)
-    out = pattern.new_full((n,), float("nan"))
-    own_value, own_moved, moved_out = out.clone(), out.clone(), out.clone()
-    w, rows = reader.direction, reader.rows  # rows in prompt order, as the firings
-    if rows.numel() == 0:
-        return Stakes(lost, out, own_value, own_moved, moved_out)
-    if acts.value_vectors is None:
-        raise ValueError("the stakes need the forward pass's value vectors")
-    summed, positions = upstream
-    ln_weight = None if acts.ln_weight is None else acts.ln_weight[f.layer]
-    scale = acts.scale[:, f.layer]
-    b, head = f.batch[rows], f.head[rows]
-    # the score moves read the key input, positions included; the values, the value input
-    relative = relative_input(summed, scale=scale, positions=positions, ln_weight=ln_weight)
-    moves = baseline_moves(f.score_weights[rows], relative, b, qk, layer=f.layer, head=head,
-                           rotated=_rotated(acts, qk, f.layer, query=False))  # fmt: skip
-    if positions is not None:  # shortformer: positions reach the queries and keys only
-        relative = relative_input(summed, scale=scale, ln_weight=ln_weight)
-    moved = reads(relative, w[:, :-1], b)  # [rows, src]
-    # each source's value as read: its value vector along W_O R (d_head wide, not d_model)
-    by_head = acts.value_vectors[:, f.layer].transpose(1, 2)  # [batch, head, pos, d_head]
-    values = reads(by_head.flatten(0, 1), reader.through, b * by_head.shape[1] + head)
-    a = pattern[rows].to(w.dtype)
-    lost_r, out_r = harm(a, values, moves)
-    own = torch.arange(len(rows), device=rows.device), f.source[rows]
-    lost[rows], out[rows] = lost_r.to(lost.dtype), out_r.to(out.dtype)
-    own_value[rows], own_moved[rows] = values[own].to(out.dtype), moved[own].to(out.dtype)
-    moved_out[rows] = (a * moved).sum(-1).to(out.dtype)
-    return Stakes(lost, out, own_value, own_moved, moved_out)
-
-
-CHUNK = 256  # rotary firings whose every source's score gradient is turned at once
-
-
-def baseline_moves(
-    score_weights: Tensor,
-    relative: Tensor,
-    batch: Tensor,
-    qk: QKDecomposition,
-    *,
-    layer: int,
-    head: Tensor,
-    rotated: tuple | None,
-) -> Tensor:
-    """``[n, src]`` how far each firing's score would move at each source if that source's
-    input went to its baseline, in the softmax's units (the firing's whole score gradient).
-
-    Args:
-        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k) / attn_scale`` (:class:`LayerFirings`).
-        relative: ``[batch, pos, d_model]`` the layer's input less its baseline, as the
-            query-key product reads it.
-        batch: ``[n]`` each firing's prompt, in order.
-        qk: The QK decompositions.
-        layer: The firings' layer.
-        head: ``[n]``.
-        rotated: The key side's rotated-frame arguments (:func:`_rotated`), or None.
-    """
-    n_src = relative.shape[1]
-    if rotated is None:  # g = V w is the same at every source: read on V's columns
-        # [batch, head, pos, rank] every input on every head's singular vectors: one product
-        on_v = torch.einsum("bpd,hdk->bhpk", relative, qk.V[layer][:, :-1].to(relative.dtype))
-        n_heads = on_v.shape[1]
-        return -reads(on_v.flatten(0, 1), score_weights, batch * n_heads + head)
-    return torch.cat([  # g turns with the source's position
-        score_moves(relative[batch[c]], _score_gradients(
-            score_weights[c], qk, layer=layer, head=head[c], rotated=rotated, n_src=n_src))
-        for c in torch.arange(len(batch), device=batch.device).split(CHUNK)
-    ])  # fmt: skip
-
-
-def _score_gradients(
-    score_weights: Tensor,
-    qk: QKDecomposition,
-    *,
-    layer: int,
-    head: Tensor,
-    rotated: tuple,
-    n_src: int,
-) -> Tensor:
-    """``[n, src, d_model]`` g, each firing's score gradient with respect to each source's
-    input in a rotary model (g turns with the source's position).
-
-    Args:
-        score_weights: ``[n, rank]`` ``sigma_k (x~_d . u_k) / attn_scale`` (:class:`LayerFirings`).
-        qk: The QK decompositions.
-        layer: The firings' layer.
-        head: ``[n]``.
-        rotated: The key side's rotated-frame arguments (:func:`_rotated`).
-        n_src: Positions.
-    """
-    every = torch.arange(n_src, device=head.device).repeat(len(head))
-    g = signal_directions(
-        score_weights.repeat_interleave(n_src, 0), qk.V[layer],
-        head=head.repeat_interleave(n_src), token=every, rotated=rotated,
-    )  # fmt: skip
-    return g[:, :-1].unflatten(0, (len(head), n_src))
-
-
-def _rotated(acts: Activations, qk: QKDecomposition, layer: int, *, query: bool):
+def rotated_frame(acts: Activations, qk: QKDecomposition, layer: int, *, query: bool):
     """The rotated-frame arguments of :func:`signal_directions` (None without rotary)."""
     if acts.rotary is None:
         return None

@@ -35,8 +35,9 @@ from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.relevance import read_seeds, seed_relevance, seeds_kept_alone
 from headgraph.ingest.core.scratch import Workspace
 from headgraph.ingest.core.seeding import linear_seeds, token_sets
-from headgraph.ingest.core.sides import LayerFirings, layer_stakes, read_side, value_reads
+from headgraph.ingest.core.sides import LayerFirings, read_side, value_reads
 from headgraph.ingest.core.signals import find_firings, projections, seed_mask
+from headgraph.ingest.core.stakes import layer_stakes
 from headgraph.ingest.core.svd import QKDecomposition
 from headgraph.ingest.core.values import ReaderTable
 
@@ -139,7 +140,13 @@ def trace_batch(
         if rows.numel() == 0:
             continue
         layer_firings = LayerFirings.of(
-            layer, rows, firings, proj_u, qk.S, attn_scale=float(acts.attn_scale[layer])
+            layer,
+            rows,
+            firings,
+            proj_u,
+            qk.S,
+            attn_scale=float(acts.attn_scale[layer]),
+            key_singular_vectors=None if acts.rotary is not None else qk.V[layer],
         )
         firing_relevance = (
             relevance[f_b[rows], layer, f_h[rows], f_d[rows]] * firings.attention[rows]

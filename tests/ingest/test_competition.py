@@ -11,7 +11,7 @@ from headgraph.ingest.core.competition import (
     most_attended,
 )
 from headgraph.ingest.core.params import TraceParams
-from headgraph.ingest.core.sides import LayerFirings, SideReading, baseline_moves
+from headgraph.ingest.core.sides import LayerFirings, SideReading
 from headgraph.ingest.core.signals import (
     augment,
     find_firings,
@@ -19,6 +19,7 @@ from headgraph.ingest.core.signals import (
     project_rotated,
     projections,
 )
+from headgraph.ingest.core.stakes import baseline_moves
 from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.jobs.trace_job import task_prompts
 from headgraph.ingest.model import load_model
@@ -123,6 +124,38 @@ def test_a_score_move_is_the_sparse_set_score_at_the_baseline_input(name):
                            layer=layer, head=head, rotated=rotated)  # fmt: skip
     expected = torch.einsum("hr,hsr->hs", weights, after[0, layer, head] - before[0, layer, head])
     torch.testing.assert_close(moves, expected, rtol=1e-6, atol=1e-8)
+
+
+def test_the_score_gradient_formed_once_is_what_each_competitor_and_move_reads():
+    """Without rotation a firing's score gradient g = V w is formed once a layer: the
+    inhibition side reads -g at each competitor, and the score moves read g, exactly as
+    when each is formed apart (per competitor, and on V's columns)."""
+    from headgraph.ingest.core.contributions import SharedDirections, SignalDirections
+    from headgraph.ingest.core.sides import read_side
+
+    model = load_model("tiny-ioi")
+    prompts = task_prompts(model, 8, seed=3)
+    acts = model.run(*pad_tokens(prompts))
+    qk = model.qk.to("cpu", acts.normalized.dtype)
+    proj_u, proj_v = projections(acts, qk)
+    firings = find_firings(acts.pattern, proj_u, proj_v, qk.S, acts.lengths, params=TraceParams())
+    layer = 1
+    rows = (firings.layer == layer).nonzero().squeeze(-1)
+    scale = float(acts.attn_scale[layer])
+    f = LayerFirings.of(layer, rows, firings, proj_u, qk.S, attn_scale=scale,
+                        key_singular_vectors=qk.V[layer])  # fmt: skip
+    reading = read_side("inhibit", f, acts, qk, reader=None)
+    assert isinstance(reading.direction, SharedDirections) and len(reading.firing) > 0
+    apart = SignalDirections(-f.score_weights[reading.firing], qk.V[layer],
+                             f.head[reading.firing], reading.token)  # fmt: skip
+    torch.testing.assert_close(reading.direction.dense(), apart.dense())
+    torch.manual_seed(0)
+    change = torch.randn(acts.normalized[:, layer].shape)
+    shared = baseline_moves(f.score_weights, change, f.batch, qk, layer=layer, head=f.head,
+                            rotated=None, gradient=f.score_gradient)  # fmt: skip
+    on_v = torch.einsum("bpd,hdk->bhpk", change, qk.V[layer][:, :-1])  # [batch, head, pos, rank]
+    by_hand = -torch.einsum("npk,nk->np", on_v[f.batch, f.head], f.score_weights)
+    torch.testing.assert_close(shared, by_hand)
 
 
 @pytest.mark.parametrize("name", ["tiny-ioi", "tiny-ioi-rope"])

@@ -115,22 +115,28 @@ def test_sides_read_in_blocks_held_as_weights_or_tables_give_the_same_contributi
     assert (where[reads.row.argsort()].diff() >= 0).all()
 
 
-def test_one_firings_direction_read_at_several_tokens_is_written_to_each():
-    """Directions that share a firing (its competitors) are formed once and written to every
-    row they are read at, as if each were formed alone."""
-    from headgraph.ingest.core.contributions import SignalDirections
+def test_a_direction_formed_once_is_written_at_every_token_it_is_read():
+    """A firing's direction read at several tokens (its competitors) is formed once and
+    written to each of their rows, as if each were formed alone; no other row is touched."""
+    from headgraph.ingest.core.contributions import SharedDirections, SignalDirections
 
     torch.manual_seed(4)
     n_heads, d_model, rank, m = 3, 8, 4, 12
     vectors = torch.randn(n_heads, d_model + 1, rank, dtype=torch.float64)
     firing = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 4, 5, 6, 6])
     per_firing = torch.randn(7, rank, dtype=torch.float64), torch.randint(0, n_heads, (7,))
-    weights, head = per_firing[0][firing], per_firing[1][firing]
-    token = torch.randint(0, 5, (m,))
-    shared = SignalDirections(weights, vectors, head, token, firing=firing).dense()
-    alone = SignalDirections(weights, vectors, head, token).dense()
-    torch.testing.assert_close(shared, alone)
-    assert torch.equal(shared[0], shared[1]) and not torch.equal(shared[1], shared[2])
+    formed = signal_directions(per_firing[0], vectors, head=per_firing[1])  # [7, d_model+1]
+    shared = SharedDirections(formed, firing)
+    alone = SignalDirections(per_firing[0][firing], vectors, per_firing[1][firing]).dense()
+    torch.testing.assert_close(shared.dense(), alone)
+    out = torch.full((m + 3, d_model), float("nan"), dtype=torch.float64)
+    at = torch.randperm(m + 3)[:m]
+    last = shared.write(out, at)
+    torch.testing.assert_close(out[at], alone[:, :-1])
+    torch.testing.assert_close(last, alone[:, -1])
+    untouched = torch.ones(m + 3, dtype=torch.bool)
+    untouched[at] = False
+    assert out[untouched].isnan().all()
 
 
 @pytest.mark.parametrize("kept", [1, 2, 4], ids=["sparse-set", "half", "every-vector"])

@@ -15,8 +15,9 @@ import torch
 from headgraph.errors import ModelError
 from headgraph.ingest.core.contributions import read_tokens, signal_directions
 from headgraph.ingest.core.params import TraceParams
-from headgraph.ingest.core.sides import LayerFirings, layer_stakes, value_reads
+from headgraph.ingest.core.sides import LayerFirings, value_reads
 from headgraph.ingest.core.signals import find_firings, projections
+from headgraph.ingest.core.stakes import layer_stakes
 from headgraph.ingest.core.trace import pad_tokens, trace
 from headgraph.ingest.model import Model, build_hooked
 from headgraph.ingest.model.families import check_supported
