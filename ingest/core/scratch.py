@@ -41,8 +41,10 @@ class Workspace:
         products: Their products with each token's upstream outputs.
         readers: Each addition's summed readers
             (:class:`~headgraph.ingest.core.values.ReaderTable`).
+        reader_rows: The readers' table, a row per (layer, prompt, head, token) read.
     """
 
     directions: Scratch = field(default_factory=Scratch)
     products: Scratch = field(default_factory=Scratch)
     readers: Scratch = field(default_factory=Scratch)
+    reader_rows: Scratch = field(default_factory=Scratch)

@@ -111,7 +111,14 @@ def trace_batch(
     firing_seed = seed_relevance(firings, traced, seeded, prediction, forced)
     workspace = workspace or Workspace()
     readers = (
-        ReaderTable(n_heads, n_pos, n_batch=n_batch, scratch=workspace.readers)
+        ReaderTable(
+            n_layers,
+            n_heads,
+            n_pos,
+            n_batch=n_batch,
+            scratch=workspace.readers,
+            rows=workspace.reader_rows,
+        )  # fmt: skip
         if "value" in params.sides
         else None
     )

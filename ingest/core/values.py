@@ -109,31 +109,37 @@ class ReaderTable:
     """How the traced readers read each head's output, summed per (prompt, head, token).
 
     Readers are added as tracing walks down the layers and taken when the head's
-    layer comes. A layer's readers are held as the sparse sums of each addition
-    while those are smaller than a dense ``[prompt * head * token, d_model]`` table,
-    and in that table once they would outgrow it: memory stays within the edges'
-    size for long prompts and within the batch's shape for busy ones, and a busy
-    layer's additions are summed in place instead of concatenated.
+    layer comes. Each (layer, prompt, head, token) gets a row of one table when its
+    first reader comes, and its later readers are summed into that row in place:
+    memory grows with the keys read (within the edges' size for long prompts), not
+    with the batch's shape, and taking a layer's readers is one gather.
     """
 
     def __init__(
         self,
+        n_layers: int,
         n_heads: int,
         n_pos: int,
         *,
-        n_batch: int | None = None,
+        n_batch: int,
         scratch: Scratch | None = None,
+        rows: Scratch | None = None,
     ) -> None:
         """Args:
-        n_heads, n_pos: The model's heads per layer and the batch's positions.
-        n_batch: The batch's prompts, for the dense table (None: always sparse).
+        n_layers, n_heads: The model's layers and heads per layer.
+        n_pos, n_batch: The batch's positions and prompts.
         scratch: Memory for each addition's sums (a new one if None).
+        rows: Memory for the table's rows (a new one if None; one kept from batch to
+            batch is memory already touched).
         """
         self.n_heads, self.n_pos = n_heads, n_pos
-        self.n_keys = None if n_batch is None else n_batch * n_heads * n_pos
-        self._parts: dict[int, list[tuple[Tensor, Tensor]]] = {}
-        self._dense: dict[int, tuple[Tensor, Tensor]] = {}  # layer -> summed, has
+        self.n_keys = n_batch * n_heads * n_pos  # per layer
+        self._n_rows = n_layers * self.n_keys
+        self._row: Tensor | None = None  # [layer * key] each key's row of the table, -1: none
+        self._table: Tensor | None = None  # [capacity, d_model], rows [: self._used] held
+        self._used = 0
         self._summed = scratch or Scratch()  # each addition's sums, before they are kept
+        self._rows = rows or Scratch()
 
     def _key(self, batch: Tensor, head: Tensor, token: Tensor) -> Tensor:
         return (batch * self.n_heads + head) * self.n_pos + token
@@ -163,9 +169,7 @@ class ReaderTable:
         reads at one token reads it alike)."""
         if len(rows) == 0:
             return
-        key = self._key(batch, head, token)
-        span = self.n_keys if self.n_keys is not None else int(key.max()) + 1
-        keys, order = (layer * span + key).sort(stable=True)
+        keys, order = (layer * self.n_keys + self._key(batch, head, token)).sort(stable=True)
         unique, counts = keys.unique_consecutive(return_counts=True)
         bounds = counts.new_zeros(len(unique) + 1)
         torch.cumsum(counts, 0, out=bounds[1:])
@@ -177,48 +181,46 @@ class ReaderTable:
             )
         summed = self._summed.take(len(unique), table.shape[1], like=table)  # [unique, d_model]
         torch.addmm(summed, incidence, table, beta=0, out=summed)  # no new memory to touch
-        layers, per_layer = (unique // span).unique_consecutive(return_counts=True)
-        for l, keys_l, summed_l in zip(
-            layers.tolist(), (unique % span).split(per_layer.tolist()),
-            summed.split(per_layer.tolist()), strict=True,
-        ):  # fmt: skip
-            self._keep(l, keys_l, summed_l)
+        self._keep(unique, summed)
 
-    def _keep(self, layer: int, keys: Tensor, summed: Tensor) -> None:
-        """Hold a layer's summed readers ``summed [n, d_model]`` (a scratch view: copied or
-        added, never kept as it is) at ``keys [n]``."""
-        held = sum(len(k) for k, _ in self._parts.get(layer, [])) + len(keys)
-        if layer not in self._dense and self.n_keys is not None and held >= self.n_keys:
-            table = summed.new_zeros(self.n_keys, summed.shape[1])
-            has = torch.zeros(self.n_keys, dtype=torch.bool, device=summed.device)
-            self._dense[layer] = table, has
-            for keys_, summed_ in self._parts.pop(layer, []):
-                self._keep(layer, keys_, summed_)
-        if layer in self._dense:
-            table, has = self._dense[layer]
-            table.index_add_(0, keys, summed)
-            has[keys] = True
+    def _keep(self, keys: Tensor, summed: Tensor) -> None:
+        """Add ``summed [n, d_model]`` to the rows of ``keys [n]`` (distinct), a new zeroed
+        row for each key not yet held (new rows are contiguous: one slice)."""
+        if self._row is None:
+            self._row = torch.full((self._n_rows,), -1, dtype=torch.long, device=keys.device)
+        row = self._row[keys]
+        new = (row < 0).nonzero().squeeze(-1)
+        if len(new):
+            start, self._used = self._used, self._used + len(new)
+            self._grow(self._used, held=start, like=summed)
+            row[new] = torch.arange(start, self._used, device=row.device)
+            self._row[keys[new]] = row[new]
+            self._table[start : self._used].zero_()
+        self._table.index_add_(0, row, summed)
+
+    def _grow(self, rows: int, *, held: int, like: Tensor) -> None:
+        """Room for ``rows`` rows, at least doubling; the ``held`` rows are kept."""
+        table = self._table
+        if table is not None and len(table) >= rows:
             return
-        self._parts.setdefault(layer, []).append((keys, summed.clone()))
+        capacity = max(rows, 2 * len(table) if table is not None else 0)
+        grown = self._rows.take(capacity, like.shape[1], like=like)
+        if table is not None and grown.data_ptr() != table.data_ptr():  # else they stay put
+            grown[:held] = table[:held]
+        self._table = grown
 
     def take(self, layer: int, batch: Tensor, head: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
-        """The summed readers of the given firings' heads at their tokens (the layer's
-        readers are dropped).
+        """The summed readers of the given firings' heads at their tokens (a layer's readers
+        are complete once tracing reaches it: readers come from the layers above).
 
         Returns:
             ``reader [n, d_model]`` (zero where none) and ``has [n]`` bool.
         """
-        want = self._key(batch, head, token)
-        if layer in self._dense:
-            table, has = self._dense.pop(layer)
-            return table[want], has[want]
-        parts = self._parts.pop(layer, [])
-        if not parts:
+        want = layer * self.n_keys + self._key(batch, head, token)
+        if self._row is None or self._table is None:
             return torch.zeros(len(want), 0), torch.zeros_like(want, dtype=torch.bool)
-        keys = torch.cat([k for k, _ in parts])
-        vectors = torch.cat([v for _, v in parts])
-        unique, inverse = keys.unique(return_inverse=True)
-        summed = vectors.new_zeros(len(unique), vectors.shape[1]).index_add_(0, inverse, vectors)
-        at = torch.searchsorted(unique, want).clamp_max(len(unique) - 1)
-        has = unique[at] == want
-        return summed[at] * has[:, None], has
+        row = self._row[want]
+        has = row >= 0
+        reader = self._table[row.clamp_min(0)]
+        reader[~has] = 0.0
+        return reader, has

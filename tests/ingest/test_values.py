@@ -55,7 +55,7 @@ def test_value_contributions_add_up_to_what_the_firing_moves_along_its_reader():
 
 
 def test_the_readers_of_a_head_are_summed_per_prompt_head_and_token():
-    table = ReaderTable(n_heads=2, n_pos=5)
+    table = ReaderTable(n_layers=2, n_heads=2, n_pos=5, n_batch=1)
     one = torch.ones(1, 3)
     table.add(torch.tensor([1]), torch.tensor([0]), torch.tensor([1]), torch.tensor([4]), one)
     table.add(torch.tensor([1, 0]), torch.tensor([0, 0]), torch.tensor([1, 1]),
@@ -67,34 +67,40 @@ def test_the_readers_of_a_head_are_summed_per_prompt_head_and_token():
     assert has.tolist() == [True] and reader[0].tolist() == [2.0, 2.0, 2.0]
 
 
-def test_readers_held_sparse_and_dense_sum_alike_weighted_or_not():
+@pytest.mark.parametrize("batches", [1, 2], ids=["fresh", "rows-kept-from-a-batch-before"])
+def test_readers_added_in_many_products_sum_per_key_weighted_or_not_a_row_per_key(batches):
+    """Readers of every layer, added in turn (weighted or not), sum per (layer, prompt, head,
+    token); the table holds one row per key read (it grows as new keys come) and nothing
+    for the keys never read, in new memory or in the rows a batch before left."""
+    from headgraph.ingest.core.scratch import Scratch
+
     torch.manual_seed(1)
-    n_batch, n_heads, n_pos, d_model = 2, 3, 4, 5
-    sparse = ReaderTable(n_heads, n_pos)  # never dense
-    dense = ReaderTable(n_heads, n_pos, n_batch=n_batch)  # dense once its parts outgrow 24 keys
-    expected = torch.zeros(3, n_batch, n_heads, n_pos, d_model)  # [layer, batch, head, pos, d]
-    for step in range(6):
-        table = torch.randn(7, d_model)
-        n = 12
-        rows, layer = torch.randint(0, 7, (n,)), torch.randint(0, 3, (n,))
-        b, h, t = (
-            torch.randint(0, n_batch, (n,)),
-            torch.randint(0, n_heads, (n,)),
-            torch.randint(0, n_pos, (n,)),
-        )
-        weight = torch.rand(n) + 0.5 if step % 2 else None  # every layer in one product
-        for one in (sparse, dense):
-            one.add_rows(layer, b, h, t, rows, table, weight=weight)
-        added = table[rows] if weight is None else table[rows] * weight[:, None]
-        expected.index_put_((layer, b, h, t), added, accumulate=True)
-    assert dense._dense and sparse._parts and not sparse._dense  # both ways were taken
+    n_layers, n_batch, n_heads, n_pos, d_model = 3, 2, 3, 4, 5
+    kept = Scratch()
+    for _ in range(batches):
+        readers = ReaderTable(n_layers, n_heads, n_pos, n_batch=n_batch, rows=kept)
+        expected = torch.zeros(n_layers, n_batch, n_heads, n_pos, d_model)
+        read = torch.zeros(n_layers, n_batch, n_heads, n_pos, dtype=torch.bool)
+        for step in range(6):
+            table = torch.randn(7, d_model)
+            n = 12
+            rows, layer = torch.randint(0, 7, (n,)), torch.randint(0, n_layers, (n,))
+            b, h, t = (
+                torch.randint(0, n_batch, (n,)),
+                torch.randint(0, n_heads, (n,)),
+                torch.randint(0, n_pos, (n,)),
+            )
+            weight = torch.rand(n) + 0.5 if step % 2 else None  # every layer in one product
+            readers.add_rows(layer, b, h, t, rows, table, weight=weight)
+            added = table[rows] if weight is None else table[rows] * weight[:, None]
+            expected.index_put_((layer, b, h, t), added, accumulate=True)
+            read[layer, b, h, t] = True
+    assert readers._used == int(read.sum()) < read.numel()  # a row per key read, no more
     every = torch.cartesian_prod(torch.arange(n_batch), torch.arange(n_heads), torch.arange(n_pos))
-    for layer in range(3):
-        want = expected[layer][tuple(every.T)]
-        for one in (sparse, dense):
-            reader, has = one.take(layer, *every.T)
-            torch.testing.assert_close(reader[has], want[has])
-            assert (want[~has] == 0).all() and has.any()
+    for layer in range(n_layers):
+        reader, has = readers.take(layer, *every.T)
+        assert has.tolist() == read[layer][tuple(every.T)].tolist()
+        torch.testing.assert_close(reader, expected[layer][tuple(every.T)])
 
 
 def test_every_layers_upstream_sum_comes_from_one_pass_and_equals_its_prefix():
