@@ -36,10 +36,11 @@ def role_means(prompts: Sequence[Prompt], components: Tensor) -> tuple[Tensor, T
     means = components.new_zeros(len(names) + 1, *components.shape[2:])
     for r, name in enumerate(names):
         rows = [b for b, p in enumerate(prompts) if name in p.roles]
-        at = torch.tensor([prompts[b].roles[name] for b in rows], device=device)
-        rows = torch.tensor(rows, dtype=torch.long, device=device)
+        at = [prompts[b].roles[name] for b in rows]
         role[rows, at] = r
-        means[r] = components[rows, at].mean(dim=0)
+        for b, t in zip(rows, at, strict=True):  # a token at a time: no copy of them all
+            means[r] += components[b, t]
+        means[r] /= len(rows)
     for b, prompt in enumerate(prompts):  # a prompt at a time: no copy of every real token
         means[-1] += components[b, : len(prompt.tokens)].sum(dim=0)
     means[-1] /= sum(len(p.tokens) for p in prompts)
