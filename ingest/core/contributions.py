@@ -248,11 +248,11 @@ def read_tokens(
         grouped *= ln_weight
     tokens, counts = where[order].unique_consecutive(return_counts=True)
     read = workspace.products.take(len(order), n_upstream, like=grouped)  # in that order
-    start = 0
-    for t, count in zip(tokens.tolist(), counts.tolist(), strict=True):
-        end = start + count
-        torch.mm(grouped[start:end], outputs[t].T, out=read[start:end])
-        start = end
+    by_token = outputs.transpose(1, 2).unbind(0)  # [d_model, n_upstream] each: views, no copy
+    sizes = counts.tolist()
+    pieces = zip(grouped.split(sizes), read.split(sizes), strict=True)
+    for t, (sides, into) in zip(tokens.tolist(), pieces, strict=True):
+        torch.mm(sides, by_token[t], out=into)
     upstream = read[row]
     upstream /= scale.flatten()[where].unsqueeze(-1)
     if positions_after_norm:
