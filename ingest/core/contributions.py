@@ -74,20 +74,26 @@ class SignalDirections:
     def write(self, out: Tensor, at: Tensor) -> Tensor:
         """Write each direction's first ``d_model`` coordinates to ``out[at]`` (``at [firing]``)
         and return the last, the homogeneous coordinate's ``[firing]``."""
-        if self.rotated is None and 2 * self.weights.count_nonzero() <= self.weights.numel():
-            direction = self._summed()
+        direction, order = self._formed()
+        if order is None:
             out.index_copy_(0, at, direction[:, :-1])
             return direction[:, -1]
-        direction, order = self._by_head()
         out.index_copy_(0, at[order], direction[:, :-1])
         return torch.empty_like(direction[:, -1]).index_copy_(0, order, direction[:, -1])
 
     def dense(self) -> Tensor:
         """``[firing, d_model+1]``."""
-        if self.rotated is None and 2 * self.weights.count_nonzero() <= self.weights.numel():
-            return self._summed()
-        direction, order = self._by_head()
+        direction, order = self._formed()
+        if order is None:
+            return direction
         return torch.empty_like(direction).index_copy_(0, order, direction)
+
+    def _formed(self) -> tuple[Tensor, Tensor | None]:
+        """``[firing, d_model+1]`` the directions, and None when they are in firing order,
+        else the order they are in (``[firing]`` positions)."""
+        if self.rotated is None and 2 * self.weights.count_nonzero() <= self.weights.numel():
+            return self._summed(), None  # at most half the weights are nonzero: sum those
+        return self._by_head()
 
     def _summed(self) -> Tensor:
         """``[firing, d_model+1]`` each direction summed from its weighted singular vectors
