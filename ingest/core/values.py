@@ -190,24 +190,26 @@ class ReaderTable:
             self._row = torch.full((self._n_rows,), -1, dtype=torch.long, device=keys.device)
         row = self._row[keys]
         new = (row < 0).nonzero().squeeze(-1)
+        start, self._used = self._used, self._used + len(new)
+        table = self._grow(self._used, held=start, like=summed)
         if len(new):
-            start, self._used = self._used, self._used + len(new)
-            self._grow(self._used, held=start, like=summed)
             row[new] = torch.arange(start, self._used, device=row.device)
             self._row[keys[new]] = row[new]
-            self._table[start : self._used].zero_()
-        self._table.index_add_(0, row, summed)
+            table[start : self._used].zero_()
+        table.index_add_(0, row, summed)
 
-    def _grow(self, rows: int, *, held: int, like: Tensor) -> None:
-        """Room for ``rows`` rows, at least doubling; the ``held`` rows are kept."""
+    def _grow(self, rows: int, *, held: int, like: Tensor) -> Tensor:
+        """The table, with room for ``rows`` rows (grown at least twofold; the ``held`` rows
+        are kept)."""
         table = self._table
         if table is not None and len(table) >= rows:
-            return
+            return table
         capacity = max(rows, 2 * len(table) if table is not None else 0)
         grown = self._rows.take(capacity, like.shape[1], like=like)
         if table is not None and grown.data_ptr() != table.data_ptr():  # else they stay put
             grown[:held] = table[:held]
         self._table = grown
+        return grown
 
     def take(self, layer: int, batch: Tensor, head: Tensor, token: Tensor) -> tuple[Tensor, Tensor]:
         """The summed readers of the given firings' heads at their tokens (a layer's readers
