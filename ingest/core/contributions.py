@@ -46,6 +46,22 @@ def signal_weights(proj_u: Tensor, selected: Tensor, sigma: Tensor) -> Tensor:
     return eps * sigma.sqrt() * selected
 
 
+def head_groups(head: Tensor) -> tuple[Tensor, list[tuple[int, slice]]]:
+    """Rows grouped by head, for one product per head.
+
+    Args:
+        head: ``[n]`` each row's head.
+
+    Returns:
+        ``order [n]``, the rows by head (stable), and each head's ``(head, slice)`` of it.
+    """
+    order = head.argsort(stable=True)
+    heads, counts = head[order].unique_consecutive(return_counts=True)
+    ends = counts.cumsum(0).tolist()
+    starts = [0, *ends[:-1]]
+    return order, list(zip(heads.tolist(), map(slice, starts, ends), strict=True))
+
+
 @dataclass(frozen=True)
 class SignalDirections:
     """Each firing's signal direction on one side, ``sum_k w_k u_k`` in the augmented input
@@ -111,13 +127,10 @@ class SignalDirections:
     def _by_head(self) -> tuple[Tensor, Tensor]:
         """``[firing, d_model+1]`` the directions by one product per head, in head order,
         and that order (``[firing]`` positions)."""
-        order = self.head.argsort(stable=True)
-        heads, counts = self.head[order].unique_consecutive(return_counts=True)
+        order, groups = head_groups(self.head)
         weights = self.weights[order]
         direction = weights.new_empty(len(self), self.vectors.shape[1])
-        start = 0
-        for h, count in zip(heads.tolist(), counts.tolist(), strict=True):
-            rows = slice(start, start + count)
+        for h, rows in groups:
             if self.rotated is None:
                 torch.mm(weights[rows], self.vectors[h].T, out=direction[rows])
             else:
@@ -129,7 +142,6 @@ class SignalDirections:
                 small = rotate(small, rotary.cos[layer, where], rotary.sin[layer, where],
                                adjacent=rotary.adjacent, inverse=True)  # fmt: skip
                 torch.mm(small, factor[h].T, out=direction[rows])
-            start += count
         return direction, order
 
 

@@ -118,7 +118,7 @@ def trace_batch(
             n_batch=n_batch,
             scratch=workspace.readers,
             rows=workspace.reader_rows,
-        )  # fmt: skip
+        )
         if "value" in params.sides
         else None
     )

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from headgraph.ingest.core.contributions import head_groups
 from headgraph.ingest.core.scratch import Scratch
 
 
@@ -85,19 +86,15 @@ def value_directions(
         ``through [firing, d_head]``, ``W_O R``: what a value vector ``v`` moves along the
         readers is ``v . W_O R`` (at unit attention).
     """
-    order = head.argsort(stable=True)  # the firings grouped by head: one product per head
-    heads, counts = head[order].unique_consecutive(return_counts=True)
+    order, groups = head_groups(head)  # one pair of products per head
     read = reader[order]  # [firing, d_model] in that order
     W_V, b_V = weights.W_V[layer], weights.b_V[layer]  # [head, d_model, d_head], [head, d_head]
     through = read.new_empty(len(read), weights.W_O.shape[2])  # [firing, d_head]
     direction = read.new_empty(len(read), W_V.shape[1] + 1)  # [firing, d_model+1]
-    start = 0
-    for h, count in zip(heads.tolist(), counts.tolist(), strict=True):
-        at = slice(start, start + count)
+    for h, at in groups:
         torch.mm(read[at], weights.W_O[layer, h].T, out=through[at])
         torch.mm(through[at], W_V[h].T, out=direction[at, :-1])
         torch.mv(through[at], b_V[h], out=direction[at, -1])
-        start += count
     back = torch.empty_like(order)
     back[order] = torch.arange(len(order), device=order.device)
     if attention is not None:
