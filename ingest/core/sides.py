@@ -246,7 +246,7 @@ def value_reads(
 
 def _read_as(f: LayerFirings, acts: Activations, reader: Tensor, rows: Tensor) -> Tensor:
     """``[rows, d_model]`` how the readers of firings ``rows`` read their head's ``z W_O``."""
-    read = reader[rows].to(f.weights.dtype)
+    read = reader.index_select(0, rows).to(f.weights.dtype)
     if acts.head_gain is not None:  # the readers read z W_O through the frozen norm
         read = read * acts.head_gain[f.batch[rows], f.layer, f.dest[rows]]
     return read

@@ -59,7 +59,7 @@ def layer_stakes(
     b, head = f.batch[rows], f.head[rows]
     # the score moves read the key input, positions included; the values, the value input
     relative = relative_input(summed, scale=scale, positions=positions, ln_weight=ln_weight)
-    formed = None if f.key_singular_vectors is None else f.score_gradient[rows]
+    formed = None if f.key_singular_vectors is None else f.score_gradient.index_select(0, rows)
     moves = baseline_moves(f.score_weights[rows], relative, b, qk, layer=f.layer, head=head,
                            rotated=rotated_frame(acts, qk, f.layer, query=False),
                            gradient=formed)  # fmt: skip

@@ -87,7 +87,7 @@ def value_directions(
         readers is ``v . W_O R`` (at unit attention).
     """
     order, groups = head_groups(head)  # one pair of products per head
-    read = reader[order]  # [firing, d_model] in that order
+    read = reader.index_select(0, order)  # [firing, d_model] in that order
     W_V, b_V = weights.W_V[layer], weights.b_V[layer]  # [head, d_model, d_head], [head, d_head]
     through = read.new_empty(len(read), weights.W_O.shape[2])  # [firing, d_head]
     direction = read.new_empty(len(read), W_V.shape[1] + 1)  # [firing, d_model+1]
@@ -99,7 +99,7 @@ def value_directions(
     back[order] = torch.arange(len(order), device=order.device)
     if attention is not None:
         direction *= attention[order, None]
-    return direction[back], through[back]
+    return direction.index_select(0, back), through.index_select(0, back)
 
 
 class ReaderTable:
@@ -220,6 +220,6 @@ class ReaderTable:
             return torch.zeros(len(want), 0), torch.zeros_like(want, dtype=torch.bool)
         row = self._row[want]
         has = row >= 0
-        reader = self._table[row.clamp_min(0)]
+        reader = self._table.index_select(0, row.clamp_min(0))
         reader[~has] = 0.0
         return reader, has
