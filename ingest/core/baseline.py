@@ -57,7 +57,7 @@ def relative_to_mean(
     """
     role, means = role_means(prompts, components)
     norms = means.norm(dim=-1)  # [role, component]
-    out = components if in_place else torch.empty_like(components)
+    out = components if in_place and components.is_contiguous() else _like(components)
     with torch.inference_mode(out.is_inference()):  # a forward pass's outputs, in place
         for b, roles in enumerate(role.tolist()):  # a prompt at a time: no batch-sized
             for t, r in enumerate(roles):  # temporaries, and no copy of the means
@@ -70,7 +70,7 @@ def relative_to(components: Tensor, reference: Tensor, *, in_place: bool = False
     """``components - reference`` (both ``[batch, pos, component, d_model]``), exactly zero
     where they agree (a constant token), not a rounding residue. ``in_place``: as for
     :func:`relative_to_mean`."""
-    out = components if in_place else torch.empty_like(components)
+    out = components if in_place and components.is_contiguous() else _like(components)
     with torch.inference_mode(out.is_inference()):
         row = torch.arange(components.shape[1], device=components.device)  # token for token
         for b in range(len(components)):
@@ -122,6 +122,11 @@ def relative_input(
     return summed + positions if positions is not None else summed
 
 
+def _like(components: Tensor) -> Tensor:
+    """New memory shaped as ``components``, contiguous (whatever its strides)."""
+    return components.new_empty(components.shape)
+
+
 def _zero_agreeing(out: Tensor, reference: Tensor, reference_norm: Tensor, *, row: Tensor) -> None:
     """Zero one prompt's ``out = x - reference`` where ``x`` and its reference agree to 1e-5
     of ``x``'s norm: a constant input then differs by exactly nothing.
@@ -130,7 +135,7 @@ def _zero_agreeing(out: Tensor, reference: Tensor, reference_norm: Tensor, *, ro
     so ``x``'s norm is taken there alone, from ``out + reference``.
 
     Args:
-        out: ``[pos, component, d_model]`` the difference, overwritten.
+        out: ``[pos, component, d_model]`` the difference, overwritten (contiguous).
         reference: ``[row, component, d_model]`` the references (a role's mean, a token's
             counterfactual).
         reference_norm: ``[row, component]`` their norms.
@@ -139,10 +144,14 @@ def _zero_agreeing(out: Tensor, reference: Tensor, reference_norm: Tensor, *, ro
     near = out.norm(dim=-1) <= 2e-5 * reference_norm[row]  # [pos, component]
     if not near.any():
         return
-    pos, component = near.nonzero(as_tuple=True)
-    x = out[pos, component] + reference[row[pos], component]  # [near, d_model]
-    agree = out[pos, component].norm(dim=-1) <= 1e-5 * x.norm(dim=-1)
-    out[pos[agree], component[agree]] = 0.0
+    n_components, d_model = out.shape[1:]
+    flat = out.view(-1, d_model)  # a row per (pos, component): whole rows gathered, fast
+    which = near.flatten().nonzero().squeeze(-1)  # [near]
+    pos, component = which // n_components, which % n_components
+    diff = flat.index_select(0, which)  # [near, d_model]
+    x = diff + reference.reshape(-1, d_model).index_select(0, row[pos] * n_components + component)
+    agree = diff.norm(dim=-1) <= 1e-5 * x.norm(dim=-1)
+    flat.index_fill_(0, which[agree], 0.0)
 
 
 def check_counterfactuals(

@@ -47,3 +47,8 @@ def test_outputs_less_a_counterfactual_are_zero_exactly_where_the_two_agree():
     keep = torch.ones_like(out, dtype=torch.bool)
     keep[0, 2], keep[1, 3, 1] = False, False
     torch.testing.assert_close(out[keep], (components - reference)[keep])
+    # outputs laid out otherwise (a transposed copy) give the same, in place or not
+    strided = components.transpose(0, 1).contiguous().transpose(0, 1)
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(relative_to(strided, reference), out)
+    torch.testing.assert_close(relative_to(strided.clone(), reference, in_place=True), out)
