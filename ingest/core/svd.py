@@ -8,7 +8,8 @@ For head (l, h) the augmented matrix is
 so with x~ = [x; 1] the unscaled score is a(d, s) = x~_d^T Omega~ x~_s. Its SVD
 is computed from the factors: A = Q_A R_A, B = Q_B R_B, and the small
 R_A R_B^T = U' Sigma V'^T gives U = Q_A U', V = Q_B V' in O(d_model d_head^2)
-per head, in float64.
+per head, in float64. Q_A is not formed: U = A (R_A^-1 U'), whose second factor is
+the readout below (Q_A is formed only for a head whose R_A is ill-conditioned).
 
 For rotary heads (:mod:`headgraph.ingest.core.rotary`) the projections are
 taken from the rotated query and key vectors instead: ``x^ . u_k = q . (A^+ u_k)``,
@@ -100,20 +101,23 @@ def decompose_qk(
     A = augmented_factors(W_Q, b_Q).double()  # [layer, head, d_model+1, d_head]
     B = augmented_factors(W_K, b_K).double()
     _check_finite(A, B)
-    Q_A, R_A = torch.linalg.qr(A)  # [layer, head, d_model+1, d_head], [.., d_head, d_head]
-    Q_B, R_B = torch.linalg.qr(B)
+    R_A = torch.linalg.qr(A, mode="r").R  # [layer, head, d_head, d_head]; Q is not formed
+    R_B = torch.linalg.qr(B, mode="r").R
     U_small, S, Vh_small = torch.linalg.svd(R_A @ R_B.transpose(-1, -2))
-    U = Q_A @ U_small  # [layer, head, d_model+1, rank]
+    V_small = Vh_small.transpose(-1, -2)
+    query_readout = _solve_upper(R_A, U_small)  # [layer, head, d_head, rank]: A^+ U
+    key_readout = _solve_upper(R_B, V_small)
+    U = _singular_vectors(A, R_A, U_small, query_readout)  # [layer, head, d_model+1, rank]
+    V = _singular_vectors(B, R_B, V_small, key_readout)
 
     # Canonical signs: flip u_k and v_k together so u_k's largest entry is positive.
-    pivot = U.abs().argmax(dim=-2, keepdim=True)  # [layer, head, 1, rank]
-    signs = torch.sign(torch.gather(U, -2, pivot))
-    signs[signs == 0] = 1.0
-    U.mul_(signs)
-    U_small, V_small = U_small * signs, Vh_small.transpose(-1, -2) * signs
-    V = Q_B @ V_small
-    query_readout = _solve_upper(R_A, U_small)  # [layer, head, d_head, rank]
-    key_readout = _solve_upper(R_B, V_small)
+    signs = torch.sign(U.amax(-2, keepdim=True) + U.amin(-2, keepdim=True))  # [.., 1, rank]
+    if (signs == 0).any():  # a tie in magnitude: the first of the largest entries decides
+        pivot = U.abs().argmax(dim=-2, keepdim=True)
+        signs = torch.sign(torch.gather(U, -2, pivot))
+        signs[signs == 0] = 1.0
+    for t in (U, V, query_readout, key_readout):
+        t.mul_(signs)
 
     _check_reconstruction(A, B, U, S, V, tolerance)
     return QKDecomposition(U, S, V, A, B, query_readout, key_readout)
@@ -136,6 +140,19 @@ def _check_finite(A: Tensor, B: Tensor) -> None:
 
 
 SINGULAR = 1e-10  # a triangular factor whose diagonal falls this far below its largest entry
+CONDITIONED = 1e-6  # ... and this far: A R^-1 would lose digits, so Q is formed instead
+
+
+def _singular_vectors(factor: Tensor, R: Tensor, small: Tensor, readout: Tensor) -> Tensor:
+    """``Q small`` for ``factor = Q R`` (``[..., d_model+1, d_head]``), as ``factor readout``
+    (``readout = R^-1 small``): the QR's orthonormal factor is formed only for the heads
+    whose ``R`` is ill-conditioned, where the product would lose digits."""
+    vectors = factor @ readout  # [..., d_model+1, rank]
+    diagonal = R.diagonal(dim1=-2, dim2=-1).abs()  # [..., d_head]
+    ill = diagonal.amin(-1) <= CONDITIONED * diagonal.amax(-1)
+    if ill.any():
+        vectors[ill] = torch.linalg.qr(factor[ill]).Q @ small[ill]
+    return vectors
 
 
 def _solve_upper(R: Tensor, rhs: Tensor) -> Tensor:

@@ -62,6 +62,21 @@ def test_signs_are_canonical_and_deterministic():
     assert (torch.gather(flipped.U, -2, pivot) > 0).all()
 
 
+def test_a_tie_in_magnitude_goes_to_the_first_largest_entry():
+    """A singular vector whose largest entries tie (``[-1, 1, 0, 0] / sqrt 2``) is signed by
+    the first of them: ``[1, -1, 0, 0] / sqrt 2``."""
+    W_Q = torch.tensor([-1.0, 1.0, 0.0]).reshape(1, 1, 3, 1)
+    W_K = torch.tensor([0.5, 2.0, -1.0]).reshape(1, 1, 3, 1)
+    qk = decompose_qk(W_Q, W_K, torch.zeros(1, 1, 1), torch.tensor([0.3]).reshape(1, 1, 1))
+    half = 0.5**0.5
+    torch.testing.assert_close(qk.U[0, 0, :, 0], torch.tensor([half, -half, 0.0, 0.0]).double())
+    rebuilt = qk.U[0, 0] * qk.S[0, 0] @ qk.V[0, 0].T  # the flip is made on both sides
+    torch.testing.assert_close(
+        rebuilt,
+        dense_omega(W_Q, W_K, torch.zeros(1, 1, 1), torch.tensor([0.3]).reshape(1, 1, 1))[0, 0],
+    )
+
+
 def test_non_finite_weights_fail_the_reconstruction_check_with_the_head_named():
     W_Q, W_K, b_Q, b_K = random_weights(4)
     W_K[1, 0, 3, 2] = float("nan")
@@ -80,7 +95,8 @@ def test_readouts_map_query_and_key_vectors_onto_the_singular_vectors():
 def test_a_rank_deficient_head_takes_the_pseudo_inverse():
     """A head whose query weights use 2 of their 5 columns (a pruned head's zeros) gets
     ``pinv(A) U``, the pseudo-inverse's answer, not a triangular solve's infinities; the
-    other heads equal it too."""
+    other heads equal it too. Its singular vectors stay orthonormal (``A R^-1`` cannot
+    give them: they come from the QR's ``Q``)."""
     W_Q, W_K, b_Q, b_K = random_weights(6)
     W_Q[0, 1, :, 2:] = 0.0
     b_Q[0, 1, 2:] = 0.0
@@ -88,3 +104,5 @@ def test_a_rank_deficient_head_takes_the_pseudo_inverse():
     expected = torch.linalg.pinv(qk.query_factor) @ qk.U
     assert torch.isfinite(qk.query_readout).all()
     torch.testing.assert_close(qk.query_readout, expected, rtol=1e-8, atol=1e-8)
+    gram = qk.U.transpose(-1, -2) @ qk.U  # [layer, head, rank, rank]
+    torch.testing.assert_close(gram, torch.eye(5, dtype=gram.dtype).expand_as(gram))
