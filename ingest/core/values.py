@@ -221,5 +221,5 @@ class ReaderTable:
         row = self._row[want]
         has = row >= 0
         reader = self._table.index_select(0, row.clamp_min(0))
-        reader[~has] = 0.0
+        reader.index_fill_(0, (~has).nonzero().squeeze(-1), 0.0)  # rows: faster than a mask
         return reader, has
