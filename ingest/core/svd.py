@@ -143,13 +143,19 @@ SINGULAR = 1e-10  # a triangular factor whose diagonal falls this far below its 
 CONDITIONED = 1e-6  # ... and this far: A R^-1 would lose digits, so Q is formed instead
 
 
+def _diagonal_within(R: Tensor, ratio: float) -> Tensor:
+    """``[...]`` True where every diagonal entry of triangular ``R [..., n, n]`` is above
+    ``ratio`` of its largest in magnitude (False for an all-zero diagonal)."""
+    diagonal = R.diagonal(dim1=-2, dim2=-1).abs()  # [..., n]
+    return diagonal.amin(-1) > ratio * diagonal.amax(-1)
+
+
 def _singular_vectors(factor: Tensor, R: Tensor, small: Tensor, readout: Tensor) -> Tensor:
     """``Q small`` for ``factor = Q R`` (``[..., d_model+1, d_head]``), as ``factor readout``
     (``readout = R^-1 small``): the QR's orthonormal factor is formed only for the heads
     whose ``R`` is ill-conditioned, where the product would lose digits."""
     vectors = factor @ readout  # [..., d_model+1, rank]
-    diagonal = R.diagonal(dim1=-2, dim2=-1).abs()  # [..., d_head]
-    ill = diagonal.amin(-1) <= CONDITIONED * diagonal.amax(-1)
+    ill = ~_diagonal_within(R, CONDITIONED)
     if ill.any():
         vectors[ill] = torch.linalg.qr(factor[ill]).Q @ small[ill]
     return vectors
@@ -159,8 +165,7 @@ def _solve_upper(R: Tensor, rhs: Tensor) -> Tensor:
     """``R^+ rhs`` for upper-triangular ``R [..., n, n]``: a triangular solve, and the
     pseudo-inverse for a head whose factor is (nearly) rank-deficient (a diagonal entry
     below ``SINGULAR`` of its largest)."""
-    diagonal = R.diagonal(dim1=-2, dim2=-1).abs()  # [..., n]
-    regular = diagonal.amin(-1) > SINGULAR * diagonal.amax(-1)
+    regular = _diagonal_within(R, SINGULAR)
     if regular.all():
         return torch.linalg.solve_triangular(R, rhs, upper=True)
     out = torch.empty_like(rhs)

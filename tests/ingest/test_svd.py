@@ -67,14 +67,12 @@ def test_a_tie_in_magnitude_goes_to_the_first_largest_entry():
     the first of them: ``[1, -1, 0, 0] / sqrt 2``."""
     W_Q = torch.tensor([-1.0, 1.0, 0.0]).reshape(1, 1, 3, 1)
     W_K = torch.tensor([0.5, 2.0, -1.0]).reshape(1, 1, 3, 1)
-    qk = decompose_qk(W_Q, W_K, torch.zeros(1, 1, 1), torch.tensor([0.3]).reshape(1, 1, 1))
+    b_Q, b_K = torch.zeros(1, 1, 1), torch.full((1, 1, 1), 0.3)
+    qk = decompose_qk(W_Q, W_K, b_Q, b_K)
     half = 0.5**0.5
     torch.testing.assert_close(qk.U[0, 0, :, 0], torch.tensor([half, -half, 0.0, 0.0]).double())
     rebuilt = qk.U[0, 0] * qk.S[0, 0] @ qk.V[0, 0].T  # the flip is made on both sides
-    torch.testing.assert_close(
-        rebuilt,
-        dense_omega(W_Q, W_K, torch.zeros(1, 1, 1), torch.tensor([0.3]).reshape(1, 1, 1))[0, 0],
-    )
+    torch.testing.assert_close(rebuilt, dense_omega(W_Q, W_K, b_Q, b_K)[0, 0])
 
 
 def test_non_finite_weights_fail_the_reconstruction_check_with_the_head_named():
