@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from headgraph.ingest.core.rotary import Rotary, rotate
-from headgraph.ingest.core.scratch import Workspace
+from headgraph.ingest.core.scratch import Scratch, Workspace
 
 
 def signal_weights(proj_u: Tensor, selected: Tensor, sigma: Tensor) -> Tensor:
@@ -87,9 +87,10 @@ class SignalDirections:
     def __len__(self) -> int:
         return len(self.weights)
 
-    def write(self, out: Tensor, at: Tensor) -> Tensor:
+    def write(self, out: Tensor, at: Tensor, *, scratch: Scratch | None = None) -> Tensor:
         """Write each direction's first ``d_model`` coordinates to ``out[at]`` (``at [firing]``)
-        and return the last, the homogeneous coordinate's ``[firing]``."""
+        and return the last, the homogeneous coordinate's ``[firing]`` (``scratch``: unused,
+        as :meth:`SharedDirections.write` takes it)."""
         direction, order = self._formed()
         if order is None:
             out.index_copy_(0, at, direction[:, :-1])
@@ -161,11 +162,14 @@ class SharedDirections:
     def __len__(self) -> int:
         return len(self.row)
 
-    def write(self, out: Tensor, at: Tensor) -> Tensor:
-        """As :meth:`SignalDirections.write`."""
-        rows = self.table.index_select(0, self.row)  # row by row: far faster than [row, :-1]
+    def write(self, out: Tensor, at: Tensor, *, scratch: Scratch | None = None) -> Tensor:
+        """As :meth:`SignalDirections.write`; the rows are gathered in ``scratch`` if given
+        (memory already touched), then copied to ``out``."""
+        shape = len(self.row), self.table.shape[1]
+        into = None if scratch is None else scratch.take(*shape, like=self.table)
+        rows = torch.index_select(self.table, 0, self.row, out=into)  # faster than [row, :-1]
         out.index_copy_(0, at, rows[:, :-1])
-        return rows[:, -1]
+        return rows[:, -1].clone()
 
     def dense(self) -> Tensor:
         """``[m, d_model+1]``."""
@@ -252,7 +256,7 @@ def read_tokens(
     for block in directions:  # each block straight to its rows: no copy of them all
         at = row[start : start + len(block)]
         if isinstance(block, SignalDirections | SharedDirections):
-            last.append(block.write(grouped, at))
+            last.append(block.write(grouped, at, scratch=workspace.gathered))
         else:
             grouped.index_copy_(0, at, block[:, :d_model])
             last.append(block[:, d_model])

@@ -39,6 +39,7 @@ class Workspace:
     Attributes:
         directions: A layer's read directions, grouped by token.
         products: Their products with each token's upstream outputs.
+        gathered: Shared directions gathered before they are grouped.
         readers: Each addition's summed readers
             (:class:`~headgraph.ingest.core.values.ReaderTable`).
         reader_rows: The readers' table, a row per (layer, prompt, head, token) read.
@@ -46,5 +47,6 @@ class Workspace:
 
     directions: Scratch = field(default_factory=Scratch)
     products: Scratch = field(default_factory=Scratch)
+    gathered: Scratch = field(default_factory=Scratch)
     readers: Scratch = field(default_factory=Scratch)
     reader_rows: Scratch = field(default_factory=Scratch)

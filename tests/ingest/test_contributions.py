@@ -119,6 +119,7 @@ def test_a_direction_formed_once_is_written_at_every_token_it_is_read():
     """A firing's direction read at several tokens (its competitors) is formed once and
     written to each of their rows, as if each were formed alone; no other row is touched."""
     from headgraph.ingest.core.contributions import SharedDirections, SignalDirections
+    from headgraph.ingest.core.scratch import Scratch
 
     torch.manual_seed(4)
     n_heads, d_model, rank, m = 3, 8, 4, 12
@@ -137,6 +138,12 @@ def test_a_direction_formed_once_is_written_at_every_token_it_is_read():
     untouched = torch.ones(m + 3, dtype=torch.bool)
     untouched[at] = False
     assert out[untouched].isnan().all()
+    # gathered in reused memory, the same; what one write returns outlives the next write
+    scratch, again = Scratch(), torch.zeros_like(out)
+    last = shared.write(again, at, scratch=scratch)
+    SharedDirections(-formed, firing.flip(0)).write(torch.zeros_like(out), at, scratch=scratch)
+    torch.testing.assert_close(again[at], alone[:, :-1])
+    torch.testing.assert_close(last, alone[:, -1])
 
 
 @pytest.mark.parametrize("kept", [1, 2, 4], ids=["sparse-set", "half", "every-vector"])
