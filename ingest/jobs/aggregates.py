@@ -12,12 +12,15 @@ every edge.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from headgraph.ingest.core.records import Prompt
+from headgraph.ingest.jobs.signal_rows import SignalRows
 from headgraph.queries.store import GraphStore, Rows
 
 KEY = ["upstream", "head", "side", "role"]
@@ -25,34 +28,34 @@ PARTIAL_COLUMNS = (*KEY, "batch", "prompts", "weight_sum", "weights", "svs", "sv
                    "relevance_sum")  # fmt: skip
 
 
-def partial_rows(run: str, batch: int, tables: dict[str, Rows]) -> Rows:
-    """A batch's partial aggregates, from its rows (:func:`.graph_rows.batch_rows`).
+def partial_rows(
+    run: str, batch: int, *, heads: np.ndarray, prompts: np.ndarray, svs: FlatLists,
+    signals: SignalRows,
+) -> Rows:  # fmt: skip
+    """A batch's partial aggregates, from its SIGNAL rows (:func:`.signal_rows.signal_rows`).
 
-    An edge's role is that of its upstream end (a firing's destination, a site's token),
-    its head and singular vectors those of the firing it enters.
+    ``heads``, ``prompts``: ``[firing]`` object arrays, each firing's head (``9.9``) and
+    prompt id; ``svs``: each firing's sparse set. An edge's role is that of its upstream end
+    (a firing's destination, a site's token), its head and singular vectors those of the
+    firing it enters.
     """
-    firings = tables["Firing"]
-    at = {key: i for i, key in enumerate(firings["key"])}
-    role_of = dict(zip(firings["key"], firings["dest_role"], strict=True))
-    role_of.update(zip(tables["Site"]["key"], tables["Site"]["role"], strict=True))
-    signals = [tables.get(t) or {} for t in ("SIGNAL:Firing", "SIGNAL:Site")]
-    to = [i for s in signals for i in map(at.__getitem__, s.get("to", ()))]
-    if not to:
+    to = signals.firing  # [row]
+    if not len(to):
         return {}
-    partials = _partials(
-        pd.DataFrame(
-            {
-                "upstream": [u for s in signals for u in s.get("upstream", ())],
-                "head": [firings["head_name"][i] for i in to],
-                "side": [v for s in signals for v in s.get("side", ())],
-                "role": [role_of[a] or "" for s in signals for a in s.get("from", ())],
-                "prompt": [firings["prompt"][i] for i in to],
-                "weight": [w for s in signals for w in s.get("weight", ())],
-                "relevance": [r for s in signals for r in s.get("relevance", ())],
-                "svs": [firings["svs"][i] for i in to],
-            }
-        )
+    role = signals.role.copy()
+    role[role == None] = ""  # noqa: E711 - elementwise
+    edges = pd.DataFrame(
+        {
+            "upstream": signals.upstream,
+            "head": heads[to],
+            "side": signals.side,
+            "role": role,
+            "prompt": prompts[to],
+            "weight": signals.weight,
+            "relevance": signals.relevance,
+        }
     )
+    partials = _partials(edges, svs.take(to))
     keys = zip(*(partials[k].tolist() for k in KEY), strict=True)
     return {
         "key": [f"{run}|{batch}|{u}->{h}:{s}@{r}" for u, h, s, r in keys],
@@ -62,9 +65,34 @@ def partial_rows(run: str, batch: int, tables: dict[str, Rows]) -> Rows:
     }
 
 
-def _partials(edges: pd.DataFrame) -> pd.DataFrame:
+@dataclass(frozen=True)
+class FlatLists:
+    """Lists of integers end to end: list ``j`` is ``values[starts[j]:starts[j] + lengths[j]]``."""
+
+    lengths: np.ndarray  # [list]
+    values: np.ndarray  # [sum of lengths]
+
+    @property
+    def starts(self) -> np.ndarray:
+        return np.cumsum(self.lengths) - self.lengths
+
+    @classmethod
+    def of(cls, lists: Sequence[Sequence[int]]) -> FlatLists:
+        lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        values = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64,
+                             count=int(lengths.sum()))  # fmt: skip
+        return cls(lengths, values)
+
+    def take(self, rows: np.ndarray) -> FlatLists:
+        """The lists at ``rows`` (repeats allowed), end to end."""
+        lengths = self.lengths[rows]
+        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return FlatLists(lengths, self.values[np.repeat(self.starts[rows], lengths) + within])
+
+
+def _partials(edges: pd.DataFrame, svs: FlatLists) -> pd.DataFrame:
     """Per-prompt edges (``upstream``, ``head``, ``side``, ``role``, ``prompt``, ``weight``,
-    ``relevance``, and the ``svs`` of the firing each enters) summed per (upstream, head,
+    ``relevance``) and the ``svs`` of the firing each enters, summed per (upstream, head,
     side, role), in row order: one partial each (columns :data:`PARTIAL_COLUMNS` but
     ``batch``), sorted by key."""
     groups = edges.groupby(KEY, sort=True)
@@ -74,9 +102,9 @@ def _partials(edges: pd.DataFrame) -> pd.DataFrame:
         weights=("weight", "size"),
         relevance_sum=("relevance", "sum"),
     )
-    svs, sv_counts = _singular_vectors(groups.ngroup().to_numpy(), edges["svs"].tolist(), None,
-                                       len(sums))  # fmt: skip
-    return sums.reset_index().assign(svs=svs, sv_counts=sv_counts)
+    group = np.repeat(groups.ngroup().to_numpy(), svs.lengths)
+    svs_, sv_counts = _singular_vectors(group, svs.values, np.ones_like(svs.values), len(sums))
+    return sums.reset_index().assign(svs=svs_, sv_counts=sv_counts)
 
 
 def stored_partials(store: GraphStore, run: str) -> pd.DataFrame:
@@ -99,8 +127,12 @@ def carries_rows(partials: pd.DataFrame, *, model: str, run: str, n_prompts: int
     groups = frame.groupby(KEY, sort=True)
     sums = groups[["prompts", "weight_sum", "weights", "relevance_sum"]].sum()
     keys = list(sums.index)
+    svs = FlatLists.of(frame["svs"].tolist())
     svs, sv_counts = _singular_vectors(
-        groups.ngroup().to_numpy(), frame["svs"].tolist(), frame["sv_counts"].tolist(), len(keys)
+        np.repeat(groups.ngroup().to_numpy(), svs.lengths),
+        svs.values,
+        FlatLists.of(frame["sv_counts"].tolist()).values,
+        len(keys),
     )
     prompts = sums["prompts"].to_numpy(dtype=np.int64).tolist()
     weight_sum, weights = sums["weight_sum"].to_numpy(float), sums["weights"].to_numpy(float)
@@ -120,28 +152,20 @@ def carries_rows(partials: pd.DataFrame, *, model: str, run: str, n_prompts: int
     }
 
 
-def _singular_vectors(group: np.ndarray, svs: list, counts: list | None, n_groups: int):
-    """Each group's singular vectors and their summed counts (``counts`` None: each listed
-    once), most often first, then by index: ``(svs, counts)``, a list per group."""
-    lengths = np.array([len(v) for v in svs], dtype=np.int64)
-    flat_group = np.repeat(group, lengths)
-    flat_sv = _flat(svs)
-    flat_n = np.ones_like(flat_sv) if counts is None else _flat(counts)
-    width = int(flat_sv.max()) + 1 if len(flat_sv) else 1
-    code = flat_group * width + flat_sv
+def _singular_vectors(group: np.ndarray, sv: np.ndarray, n: np.ndarray, n_groups: int):
+    """Each group's singular vectors and their summed counts, most often first, then by
+    index: ``(svs, counts)``, a list per group. ``group``, ``sv``, ``n``: one entry per
+    (row, singular vector) pair, its group, the vector and its count."""
+    width = int(sv.max()) + 1 if len(sv) else 1
+    code = group * width + sv
     codes, where = np.unique(code, return_inverse=True)
-    totals = np.bincount(where, weights=flat_n).astype(np.int64)
+    totals = np.bincount(where, weights=n).astype(np.int64)
     g, k = codes // width, codes % width
     order = np.lexsort((k, -totals, g))  # by group, most often first, then index
     bounds = np.searchsorted(g[order], np.arange(n_groups + 1)).tolist()
     k, totals = k[order].tolist(), totals[order].tolist()
     pairs = [(k[a:b], totals[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def _flat(lists: list) -> np.ndarray:
-    """Lists of integers, end to end."""
-    return np.concatenate([np.asarray(v, dtype=np.int64) for v in lists] or [np.zeros(0, int)])
 
 
 def edge_partials(signals: Iterable[dict]) -> pd.DataFrame:
@@ -154,7 +178,9 @@ def edge_partials(signals: Iterable[dict]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(PARTIAL_COLUMNS))
     edges = edges.assign(role=edges["role"].fillna(""), relevance=edges["relevance"].fillna(0.0))
     edges = edges.sort_values([*KEY, "prompt", "weight"], ignore_index=True)
-    return _partials(edges).assign(batch=-1).reindex(columns=list(PARTIAL_COLUMNS))
+    svs = FlatLists.of(edges["svs"].tolist())
+    partials = _partials(edges.drop(columns="svs"), svs)
+    return partials.assign(batch=-1).reindex(columns=list(PARTIAL_COLUMNS))
 
 
 def prediction_signals(

@@ -14,11 +14,14 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from headgraph.errors import InputError
 from headgraph.ingest.core.components import Component
-from headgraph.ingest.core.trace import SIDES, BatchTrace
+from headgraph.ingest.core.trace import BatchTrace
 from headgraph.ingest.core.vocab import all_top_tokens
-from headgraph.ingest.jobs.aggregates import partial_rows
+from headgraph.ingest.jobs.aggregates import FlatLists, partial_rows
+from headgraph.ingest.jobs.signal_rows import signal_rows
 from headgraph.ingest.model.tokenizer import Tokenizer
 
 if TYPE_CHECKING:
@@ -152,51 +155,9 @@ def batch_rows(
         "traced": traced,
         "batch": [batch] * len(firing_key),
     }
-    # Traced firings by (prompt, layer, head, dest): where an upstream head's signal comes from.
-    firing_at = defaultdict(list)
-    for i, (b, l, h, d) in enumerate(zip(cols["b"], cols["l"], cols["h"], cols["d"], strict=True)):
-        if traced[i]:
-            firing_at[(b, l, h, d)].append(firing_key[i])
-
-    axis = (*trace.layout.components, None)  # the last stands for the head's own qk_bias
-    from_firing: Rows = defaultdict(list)
-    from_site: Rows = defaultdict(list)
-    sites: dict[str, tuple] = {}
-    edge_columns = zip(
-        trace.edge_firing.tolist(),
-        trace.edge_side.tolist(),
-        trace.edge_component.tolist(),
-        trace.edge_token.tolist(),
-        trace.edge_weight.tolist(),
-        trace.edge_share.tolist(),
-        trace.edge_relevance.tolist(),
-        strict=True,
-    )
-    for i, side, c, token, weight, share, relevance in edge_columns:
-        b, l, h = cols["b"][i], cols["l"][i], cols["h"][i]
-        up = axis[c] or Component("qk_bias", l, h)
-        prompt, role = prompts[b].id, prompts[b].role_at(token)
-        fired = firing_at.get((b, up.layer, up.head, token)) if up.kind == "head" else None
-        if fired:  # from the upstream head's firings that end at this token
-            table, sources = from_firing, fired
-        else:  # from the component itself at that token
-            site = f"{run}|{prompt}|{up.name}|{token}"
-            sites[site] = (prompt, up.name, up.kind, up.layer, up.head, token, role)
-            table, sources = from_site, [site]
-        for source in sources:
-            table["from"].append(source)
-            table["to"].append(firing_key[i])
-            for column, value in (
-                ("upstream", up.name),
-                ("side", SIDES[side]),
-                ("token", token),
-                ("weight", weight),
-                ("share", share),
-                ("batch", batch),
-                ("relevance", relevance / len(sources)),  # summed over copies: the edge's
-            ):
-                table[column].append(value)
-
+    keys = np.array(firing_key, dtype=object)
+    signals = signal_rows(trace, run=run, batch=batch, firing_key=keys)
+    sites = dict(signals.sites)
     predictions, predicts = _prediction_rows(trace, run, batch, firing_key, decode, sites)
     prompt_rows: Rows = {
         "key": [f"{run}|{p.id}" for p in prompts],
@@ -220,13 +181,20 @@ def batch_rows(
         "Prompt": prompt_rows,
         "Firing": firings,
         "Site": site_rows,
-        "SIGNAL:Firing": dict(from_firing),
-        "SIGNAL:Site": dict(from_site),
+        "SIGNAL:Firing": signals.from_firing,
+        "SIGNAL:Site": signals.from_site,
         "Prediction": predictions,
         "PREDICTS:Firing": dict(predicts["Firing"]),
         "PREDICTS:Site": dict(predicts["Site"]),
     }
-    tables["Partial"] = partial_rows(run, batch, tables)
+    tables["Partial"] = partial_rows(
+        run,
+        batch,
+        heads=np.array(firings["head_name"], dtype=object),
+        prompts=np.array(firings["prompt"], dtype=object),
+        svs=FlatLists.of(firings["svs"]),
+        signals=signals,
+    )
     return tables
 
 
