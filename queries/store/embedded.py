@@ -7,7 +7,7 @@ Its Cypher dialect differs from Neo4j's in places (``label(x)`` for
 ``type(x)``, no list comprehensions); the queries that differ are written
 once per backend in ``queries/``.
 
-Writes are bulk COPYs from data frames, one transaction per prompt batch.
+Writes are bulk COPYs from Arrow tables, one transaction per prompt batch.
 
 **Readers beside a writer.** LadybugDB has one writer per folder and no
 snapshots across processes: a read-only connection opened before a write
@@ -34,7 +34,17 @@ from typing import Any
 
 from headgraph.errors import StoreError
 from headgraph.queries.store.base import GraphStore, Rows
-from headgraph.queries.store.schema import NODE, NODES, REL, RELS, ladybug_ddl
+from headgraph.queries.store.schema import (
+    BOOL,
+    FLOAT,
+    INT,
+    NODE,
+    NODES,
+    REL,
+    RELS,
+    STRING,
+    ladybug_ddl,
+)
 
 LOCK_FILE = "headgraph.lock"
 _IO_FAILURES = (  # what LadybugDB says, and what to tell the user
@@ -292,19 +302,30 @@ class EmbeddedStore(GraphStore):
         self._conn.execute("COMMIT")
 
     def _copy(self, table: str, rows: Rows) -> None:
-        import pandas as pd
+        """COPY one table's rows from an Arrow table typed by the schema (no Python objects
+        left for LadybugDB to convert, and no type guessed from an empty or null column)."""
+        import pyarrow as pa
 
         name, _, source = table.partition(":")
         if name in NODE:
-            columns = [p for p, _ in NODE[name].properties]
+            typed = NODE[name].properties
         else:
-            columns = ["from", "to", *(p for p, _ in REL[name].properties)]
-        if not rows or not rows.get(columns[0]):
+            typed = (("from", STRING), ("to", STRING), *REL[name].properties)
+        if not rows or not rows.get(typed[0][0]):
             return
-        frame = pd.DataFrame({c: rows[c] for c in columns})  # noqa: F841 - read by COPY
+        frame = pa.table({c: pa.array(rows[c], type=arrow_type(t)) for c, t in typed})  # noqa: F841 - read by COPY
         target = REL[name].pairs[0][1] if name in REL else ""
         option = f" (from='{source}', to='{target}')" if source else ""
         self._conn.execute(f"COPY {name} FROM frame{option}")
+
+
+def arrow_type(kind: str):
+    """The Arrow type of a schema type (``STRING``, ``INT64[]``, ...)."""
+    import pyarrow as pa
+
+    if kind.endswith("[]"):
+        return pa.list_(arrow_type(kind[:-2]))
+    return {STRING: pa.string(), INT: pa.int64(), FLOAT: pa.float64(), BOOL: pa.bool_()}[kind]
 
 
 def missing_columns(conn: Any) -> list[tuple[str, str, str]]:
