@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from headgraph.bulk import collector_paused
 from headgraph.ingest.core.params import TraceParams, batch_bounds
 from headgraph.ingest.core.records import Prompt, Seed
 from headgraph.ingest.core.trace import trace
@@ -94,11 +95,12 @@ def traced_batches(model: Model, job: BatchJob, batches: Sequence[int]) -> Itera
                        batch_size=job.batch_size, counterfactuals=cf)  # fmt: skip
         for batch, batch_trace in zip(group, traced, strict=True):
             lo, hi = bounds[batch]
-            rows = batch_rows(
-                batch_trace,
-                run=job.run,
-                batch=batch,
-                tokenizer=model.tokenizer,
-                counterfactuals=None if counterfactuals is None else counterfactuals[lo:hi],
-            )
+            with collector_paused():
+                rows = batch_rows(
+                    batch_trace,
+                    run=job.run,
+                    batch=batch,
+                    tokenizer=model.tokenizer,
+                    counterfactuals=None if counterfactuals is None else counterfactuals[lo:hi],
+                )
             yield Delivered(batch, hi - lo, rows, edge_count(rows))

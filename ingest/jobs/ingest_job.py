@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from headgraph.bulk import collector_paused
 from headgraph.errors import InputError
 from headgraph.ingest.core.params import RunParams, TraceParams
 from headgraph.ingest.core.records import Prompt, Seed
@@ -160,14 +161,32 @@ def ingest(
         delivered = traced_batches(model, job, todo)
     written = 0
     for traced in delivered:
-        if traced.rows is None:  # a shard wrote it to the server
-            store.mark_done(run, traced.batch)
-        else:
-            store.write_batch(run, traced.batch, traced.rows)
+        with collector_paused():
+            if traced.rows is None:  # a shard wrote it to the server
+                store.mark_done(run, traced.batch)
+            else:
+                store.write_batch(run, traced.batch, traced.rows)
         written += traced.edges
         if progress:
             progress(traced.prompts, written)
+        del traced  # its rows, before the next batch is traced
+    with collector_paused():
+        counts = _finish(store, model, prompts, run=run, params=params)
+    return IngestRun(
+        run,
+        model.key,
+        len(prompts),
+        n_batches,
+        len(done),
+        counts["firings"],
+        counts["edges"],
+        round(time.perf_counter() - started, 3),
+    )
 
+
+def _finish(store: GraphStore, model: Model, prompts: Sequence[Prompt], *, run: str,
+            params: TraceParams) -> dict:  # fmt: skip
+    """Sum the run's aggregates, write its route index and mark it complete: its counts."""
     partials = stored_partials(store, run)
     edges = store.query(
         "MATCH ()-[s:SIGNAL]->(f:Firing) WHERE f.run = $run RETURN count(s) AS n", {"run": run}
@@ -188,13 +207,4 @@ def ingest(
     carries = carries_rows(partials, model=model.key, run=run, n_prompts=len(prompts))
     index = index_rows(store, resolve_run(store, run))  # the route index
     store.finish_run(run, carries, counts, index=index)
-    return IngestRun(
-        run,
-        model.key,
-        len(prompts),
-        n_batches,
-        len(done),
-        counts["firings"],
-        counts["edges"],
-        round(time.perf_counter() - started, 3),
-    )
+    return counts
