@@ -3,9 +3,9 @@ and ``write``.
 
 What every store does, on top of its backend's ``query`` and ``write``.
 
-A run is written batch by batch. Each batch is one transaction: it deletes
-anything an interrupted attempt left for that batch, copies the batch's nodes
-and relationships, and appends the batch to the run's ``done_batches``. A
+A run is written batch by batch. A batch first deletes anything an interrupted
+attempt left of it, then copies its nodes and relationships and appends itself
+to the run's ``done_batches``, atomically. A
 restarted run skips the batches already done, in whatever order they were
 done (the shards of a sharded ingest finish theirs apart). The run's aggregates
 are rebuilt at the end from the batches' partial aggregates (``Partial``). Killed
@@ -25,6 +25,10 @@ PER_BATCH = (
     "Prediction",
     "Partial",
 )  # node types written per batch (with a `batch` property)
+
+
+# whether an interrupted attempt left rows of a batch (all of them are written at once)
+LEFT_OVER = "MATCH (p:Prompt) WHERE p.run = $run AND p.batch = $batch RETURN p.key LIMIT 1"
 
 
 # a finished run's index: routes (queries.inbound), circuit (circuit_index), redundancy
@@ -134,7 +138,9 @@ class GraphStore:
         """
         params = {"run": run, "batch": batch}
         then = [(f"MATCH (r:Run) WHERE r.key = $run {self.APPEND_DONE}", params)] if done else []
-        self.write(tables, delete=self._leftovers(params), then=then)
+        if self.query(LEFT_OVER, params):  # deleted apart, as in finish_run
+            self.write({}, delete=self._leftovers(params))
+        self.write(tables, then=then)
 
     def mark_done(self, run: str, batch: int) -> None:
         """Record a batch that a shard wrote as done."""
@@ -184,14 +190,28 @@ class GraphStore:
         index: dict[str, Rows] | None = None,
     ) -> None:
         """Replace the run's aggregates and its route index (:data:`INDEX`) and mark it
-        complete, in one transaction."""
+        complete.
+
+        What an earlier finish wrote is deleted first, in a transaction of its own that
+        marks the run running again: LadybugDB's commit of a bulk load into a
+        relationship table after deleting from it in the same transaction ran for over
+        ten minutes at 200k ``CARRIES``. Killed in between, the run is not complete, and
+        rerunning the ingest finishes it.
+        """
         counts = {**counts, **self.ON_FINISH}
         sets = ", ".join(f"r.{k} = ${k}" for k in counts)
         self.write(
-            {"CARRIES": carries, **(index or {})},
+            {},
             delete=[
-                ("MATCH ()-[c:CARRIES]->() WHERE c.run = $run DELETE c", {"run": run}),
+                (
+                    "MATCH (:Component)-[c:CARRIES]->(:Component) WHERE c.run = $run DELETE c",
+                    {"run": run},
+                ),
                 *index_deletes(run),
             ],
+            then=[("MATCH (r:Run) WHERE r.key = $run SET r.status = 'running'", {"run": run})],
+        )
+        self.write(
+            {"CARRIES": carries, **(index or {})},
             then=[(f"MATCH (r:Run) WHERE r.key = $run SET {sets}", {"run": run, **counts})],
         )
