@@ -37,11 +37,10 @@ def expected_signals(batch):
         up = e.upstream
         fired = traced.get((e.prompt_id, up.layer, up.head, e.token)) if up.kind == "head" else None
         sources = fired or [f"{RUN}|{e.prompt_id}|{up.name}|{e.token}"]
+        relevance = e.relevance / len(sources)
         for source in sources:
-            rows["Firing" if fired else "Site"].append(
-                (source, to, up.name, e.side, e.token, e.weight, e.share,
-                 e.relevance / len(sources))  # fmt: skip
-            )
+            row = (source, to, up.name, e.side, e.token, e.weight, e.share, relevance)
+            rows["Firing" if fired else "Site"].append(row)
     return rows
 
 
@@ -51,7 +50,7 @@ def with_second_firings(batch):
     f = batch.firings
     edge_up = batch.edge_component
     heads = batch.layout.head_columns()  # [layer, head] -> axis position
-    up_at = {(int(b), int(t)): set() for b, t in zip(f.batch[batch.edge_firing], batch.edge_token)}
+    up_at = defaultdict(set)  # (prompt, token) -> the upstream components of edges there
     for b, c, t in zip(f.batch[batch.edge_firing].tolist(), edge_up.tolist(),
                        batch.edge_token.tolist(), strict=True):  # fmt: skip
         up_at[(b, t)].add(c)
@@ -89,7 +88,7 @@ def test_signal_rows_are_the_edges_copied_from_each_upstream_firing(traced, twic
         assert set(got["batch"]) == {0}
     assert expected["Firing"] and expected["Site"]
     copies = defaultdict(int)
-    for source, to, up, side, token, *_ in expected["Firing"]:
+    for _, to, up, side, token, *_ in expected["Firing"]:
         copies[(to, up, side, token)] += 1
     assert max(copies.values()) == (2 if twice else 1)
     # each site once, in order of first use, every one an edge leaves
