@@ -12,6 +12,11 @@
 Usage (the device machine)::
 
     python benchmarks/bench_gpu.py
+
+Issue 15's end-to-end figure (1,000 prompts traced and written to the embedded store)
+comes from the ingest benchmark on the same machine, right after::
+
+    python benchmarks/bench_ingest.py --device cuda --prompts 1000 --skip-rerun
 """
 
 from __future__ import annotations
