@@ -1,4 +1,4 @@
-"""Array helpers the queries share.
+"""Array helpers the queries (and the ingest's rows) share.
 
 ``np.unique`` with nothing but the values asked hashes in numpy 2.4, which is
 about 20 times slower than sorting on millions of values (14.6 s against 0.7 s
@@ -31,3 +31,16 @@ def counted_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if not len(found):
         return np.zeros((len(columns), 0), np.int64), times
     return np.stack(np.unravel_index(found, sizes)), times
+
+
+def within_runs(lengths: np.ndarray) -> np.ndarray:
+    """Each element's place in its run, for runs of ``lengths`` end to end:
+    ``[2, 0, 3]`` -> ``[0, 1, 0, 1, 2]``."""
+    total = int(lengths.sum())
+    return np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The ranges ``starts[i]:starts[i] + lengths[i]``, end to end:
+    ``([5, 9], [2, 1])`` -> ``[5, 6, 9]``."""
+    return np.repeat(starts, lengths) + within_runs(lengths)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from headgraph.queries.arrays import within_runs
 from headgraph.queries.cone import SIDES, Cone
 from headgraph.queries.store import GraphStore, Rows
 
@@ -182,8 +183,7 @@ def _link_svs(cone, link_of_edge, n_links: int, sv_counts, sv_flat) -> np.ndarra
     out = np.full((n_links, TOP_SVS), -1, dtype=np.int64)
     if not len(sv_flat):
         return out
-    starts = np.repeat(np.cumsum(sv_counts) - sv_counts, sv_counts)
-    place = np.arange(len(sv_flat)) - starts  # [element] its place in its sparse set
+    place = within_runs(sv_counts)  # [element] its place in its sparse set
     edge = np.repeat(cone.rows["edge"].to_numpy(), sv_counts)  # [element]
     width = int(sv_flat.max()) + 1
     # each edge's ranking: most often in S, then by mean place, then by index (counted

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from headgraph.queries.arrays import distinct
+from headgraph.queries.arrays import distinct, ranges
 from headgraph.queries.store import GraphStore, Rows
 
 FIRING_COLUMNS = ("head", "key", "prompt", "svs", "terms")
@@ -123,8 +123,7 @@ def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]
     )
     starts, per_edge = np.cumsum(sizes) - sizes, sizes[at]
     edge = np.repeat(np.arange(len(at)), per_edge)  # [(edge, k)] the edge
-    offset = np.arange(len(edge)) - np.repeat(np.cumsum(per_edge) - per_edge, per_edge)
-    k_of = flat_k[np.repeat(starts[at], per_edge) + offset]
+    k_of = flat_k[ranges(starts[at], per_edge)]
     n_writers = max(len(writer_keys), 1)
     group = (base[at[edge]] + k_of) * n_writers + writer_ids[edge]
     groups, inverse, edges = np.unique(group, return_inverse=True, return_counts=True)

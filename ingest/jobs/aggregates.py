@@ -21,6 +21,7 @@ import pandas as pd
 
 from headgraph.ingest.core.records import Prompt
 from headgraph.ingest.jobs.signal_rows import SignalRows
+from headgraph.queries.arrays import ranges
 from headgraph.queries.store import GraphStore, Rows
 
 KEY = ["upstream", "head", "side", "role"]
@@ -86,8 +87,7 @@ class FlatLists:
     def take(self, rows: np.ndarray) -> FlatLists:
         """The lists at ``rows`` (repeats allowed), end to end."""
         lengths = self.lengths[rows]
-        within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        return FlatLists(lengths, self.values[np.repeat(self.starts[rows], lengths) + within])
+        return FlatLists(lengths, self.values[ranges(self.starts[rows], lengths)])
 
 
 def _partials(edges: pd.DataFrame, svs: FlatLists) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from headgraph.ingest.core.batch_trace import SIDES, BatchTrace
 from headgraph.ingest.core.components import Component
+from headgraph.queries.arrays import ranges
 
 Rows = dict[str, list]  # column name -> values
 
@@ -103,8 +104,7 @@ def signal_rows(trace: BatchTrace, *, run: str, batch: int, firing_key: np.ndarr
     # from firings: each edge repeated once per copy
     many = np.flatnonzero(copies)
     e_f = np.repeat(many, copies[many])  # [row]
-    starts = np.repeat(np.cumsum(copies[many]) - copies[many], copies[many])
-    source = fired[np.repeat(lo[many], copies[many]) + np.arange(len(e_f)) - starts]
+    source = fired[ranges(lo[many], copies[many])]
     # from sites: one per (prompt, upstream, token), in order of first use
     e_s = np.flatnonzero(copies == 0)
     site_code = (b[e_s] * len(axis) + up[e_s]) * width + token[e_s]
@@ -127,7 +127,7 @@ def signal_rows(trace: BatchTrace, *, run: str, batch: int, firing_key: np.ndarr
                                                      trace.edge_relevance))  # fmt: skip
     side_names = np.array(SIDES, dtype=object)
 
-    def table(e: np.ndarray, sources: np.ndarray, split: np.ndarray) -> Rows:
+    def table(e: np.ndarray, sources: np.ndarray, row_relevance: np.ndarray) -> Rows:
         return {
             "from": sources.tolist(),
             "to": firing_key[i[e]].tolist(),
@@ -137,19 +137,19 @@ def signal_rows(trace: BatchTrace, *, run: str, batch: int, firing_key: np.ndarr
             "weight": weight[e].tolist(),
             "share": share[e].tolist(),
             "batch": [batch] * len(e),
-            "relevance": (relevance[e] / split).tolist(),
+            "relevance": row_relevance.tolist(),
         }
 
-    split = copies[e_f]
+    split_relevance = relevance[e_f] / copies[e_f]  # [row] over an edge's copies
     every = np.concatenate([e_f, e_s])
     return SignalRows(
-        from_firing=table(e_f, firing_key[source], split),
-        from_site=table(e_s, site_key[rank[which]], np.ones(len(e_s), dtype=np.int64)),
+        from_firing=table(e_f, firing_key[source], split_relevance),
+        from_site=table(e_s, site_key[rank[which]], relevance[e_s]),
         sites=sites,
         firing=i[every],
         upstream=names[up[every]],
         side=side_names[side[every]],
         role=roles[b[every], token[every]],
         weight=weight[every],
-        relevance=np.concatenate([relevance[e_f] / split, relevance[e_s]]),
+        relevance=np.concatenate([split_relevance, relevance[e_s]]),
     )

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from headgraph.queries.arrays import counted, counted_rows, distinct
+from headgraph.queries.arrays import counted, counted_rows, distinct, ranges, within_runs
 from headgraph.queries.cone import Node, is_constant
 from headgraph.queries.route_graph import RouteGraph, measure
 
@@ -137,3 +137,12 @@ def test_distinct_equals_numpy_unique():
     rows, times = counted_rows(a, b)
     expected, how_often = np.unique(np.stack([a, b]), axis=1, return_counts=True)
     assert rows.tolist() == expected.tolist() and times.tolist() == how_often.tolist()
+
+
+def test_ranges_are_the_aranges_end_to_end():
+    rng = np.random.default_rng(1)
+    starts, lengths = rng.integers(0, 100, 50), rng.integers(0, 4, 50)
+    expected = [i for s, n in zip(starts, lengths, strict=True) for i in range(s, s + n)]
+    assert ranges(starts, lengths).tolist() == expected
+    assert within_runs(lengths).tolist() == [i for n in lengths for i in range(n)]
+    assert ranges(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
