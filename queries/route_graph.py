@@ -27,6 +27,7 @@ import numpy as np
 
 from headgraph.queries.arrays import distinct
 from headgraph.queries.cone import Node, is_constant, layer_order
+from headgraph.workers import forked_map, usable_workers
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,27 @@ class Measures:
     critical: np.ndarray
 
 
-def measure(graph: RouteGraph, targets: list[str]) -> dict[str, Measures]:
-    """The :class:`Measures` of each target head (or ``logits``) in ``graph``."""
+PARALLEL_EDGES = 200_000  # a graph this large spreads its max-flows over worker processes
+
+
+def measure(
+    graph: RouteGraph, targets: list[str], *, workers: int | None = None
+) -> dict[str, Measures]:
+    """The :class:`Measures` of each target head (or ``logits``) in ``graph``.
+
+    Args:
+        graph: The per-prompt graphs.
+        targets: Heads (and ``logits``).
+        workers: Processes for the targets' max-flows (:func:`headgraph.workers.forked_map`);
+            None: every usable CPU once the graph has :data:`PARALLEL_EDGES` edges, else 1.
+    """
+    import scipy.sparse.csgraph  # noqa: F401  here, not once in every forked worker
+
     shared = _Shared.of(graph, targets)
-    return {t: shared.measure(i) for i, t in enumerate(targets)}
+    if workers is None:
+        workers = usable_workers() if len(graph.prompt) >= PARALLEL_EDGES else 1
+    routes = forked_map(shared.connectivity, len(targets), workers=workers)
+    return {t: shared.measure(i, routes[i]) for i, t in enumerate(targets)}
 
 
 @dataclass(frozen=True)
@@ -134,13 +152,18 @@ class _Shared:
             avoiding, above, firing, bit[name[firing]], present,
         )  # fmt: skip
 
-    def measure(self, i: int) -> Measures:
-        """Target ``i``'s measures."""
+    def connectivity(self, i: int) -> np.ndarray:
+        """``[prompt]`` target ``i``'s node-disjoint routes; -1 where it has no edge in."""
+        firings = self.firing[self.firing_target == i]
+        measured = np.zeros(self.graph.n_prompts, dtype=bool)
+        measured[self.prompt[firings]] = True
+        return np.where(measured, self.disjoint(i, firings), -1)
+
+    def measure(self, i: int, connectivity: np.ndarray) -> Measures:
+        """Target ``i``'s measures, given its :meth:`connectivity`."""
         n_prompts, n_components = self.graph.n_prompts, len(self.components)
         firings = self.firing[self.firing_target == i]
         prompts = self.prompt[firings]
-        measured = np.zeros(n_prompts, dtype=bool)
-        measured[prompts] = True
         routed = np.zeros(n_prompts, dtype=bool)
         routed[prompts[self.reached[firings]]] = True
         # critical: no firing of the target is reached avoiding the component
@@ -151,7 +174,6 @@ class _Shared:
         if self.targets[i] in self.components:
             own = self.components.index(self.targets[i])
             cut[:, own] = on[:, own] = False
-        connectivity = np.where(measured, self.disjoint(i, firings), -1)
         return Measures(connectivity, self.components, on.sum(axis=0), cut.sum(axis=0))
 
     def disjoint(self, i: int, firings: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ from headgraph.ingest.jobs.graph_rows import (
 from headgraph.queries.inbound import index_rows
 from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore, StoreError
+from headgraph.workers import usable_workers
 
 if TYPE_CHECKING:
     from headgraph.ingest.model.adapter import Model
@@ -71,10 +72,12 @@ def check_ingest(
     that bad input leaves no store behind.
 
     Raises:
-        InputError: a bad run name, prompt id, seed, role, batch size or shard count.
+        InputError: a bad run name, prompt id, seed, role, batch size or shard count, or
+            a bad ``HEADGRAPH_WORKERS`` (read when the run is indexed).
     """
     if not isinstance(shards, int) or shards < 1:
         raise InputError(f"shards must be a whole number, 1 or more (got {shards!r})")
+    usable_workers()
     check_name("run name", run)
     for p in prompts:
         check_name("prompt id", p.id)

@@ -87,13 +87,14 @@ def reference(graph: RouteGraph, target: str, prompt: int):
     return routes, on, critical
 
 
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "forked"])
 @pytest.mark.parametrize("density", [0.08, 0.15, 0.3])
-def test_measures_agree_with_networkx_prompt_by_prompt(density):
+def test_measures_agree_with_networkx_prompt_by_prompt(density, workers):
     rng = random.Random(int(density * 100))
     seen_critical = 0
     for _ in range(6):
         graph = random_graph(rng, n_prompts=4, density=density)
-        found = measure(graph, HEADS)
+        found = measure(graph, HEADS, workers=workers)
         for head in HEADS:
             m = found[head]
             present, critical = {}, {}

@@ -1,0 +1,53 @@
+"""Work shared out to forked processes: results in order, from the workers, and still
+owed when a worker dies."""
+
+import os
+
+import numpy as np
+import pytest
+
+from headgraph.errors import InputError
+from headgraph.workers import ENV, forked_map, usable_workers
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is Linux/Unix only")
+
+
+def test_results_come_back_in_task_order_from_forked_workers():
+    parent = os.getpid()
+    table = np.arange(1_000) ** 2  # held before the call: the workers read it, unpickled
+
+    def task(i: int) -> tuple[int, int]:
+        return int(table[i * 7]), os.getpid()
+
+    got = forked_map(task, 40, workers=2)
+    assert [value for value, _ in got] == [(i * 7) ** 2 for i in range(40)]
+    assert {pid for _, pid in got} - {parent}, "no task ran in a worker"
+    assert parent not in {pid for _, pid in got}
+
+
+def test_one_worker_runs_the_tasks_here():
+    parent = os.getpid()
+    assert forked_map(lambda i: (i, os.getpid()), 3, workers=1) == [(i, parent) for i in range(3)]
+    assert forked_map(lambda i: i, 0, workers=4) == []
+
+
+def test_a_worker_that_dies_costs_time_not_results():
+    parent = os.getpid()
+
+    def task(i: int) -> int:
+        if os.getpid() != parent and i == 5:
+            os._exit(9)  # as if killed mid-task (out of memory, a signal)
+        return i * 3
+
+    assert forked_map(task, 12, workers=2) == [i * 3 for i in range(12)]
+
+
+def test_the_environment_caps_the_workers(monkeypatch):
+    monkeypatch.setenv(ENV, "3")
+    assert usable_workers() == 3
+    monkeypatch.delenv(ENV)
+    assert usable_workers() == len(os.sched_getaffinity(0))
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv(ENV, bad)
+        with pytest.raises(InputError, match=f"{ENV} must be a positive whole number"):
+            usable_workers()
