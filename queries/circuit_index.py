@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import pandas as pd
 
-from headgraph.queries.arrays import within_runs
+from headgraph.queries.arrays import ranges, within_runs
 from headgraph.queries.cone import SIDES, Cone
 from headgraph.queries.store import GraphStore, Rows
 
@@ -53,21 +54,44 @@ ORDER = ("relevance", "prompts", "mean_share", "up", "down", "side")  # the circ
 DESCENDING = (True, True, True, False, False, False)
 
 
-def row_sparse_sets(cone: Cone) -> tuple[np.ndarray, np.ndarray]:
-    """The sparse set of the firing each of the cone's rows enters, flat: ``(counts [row],
-    singular vectors [sum of counts])``, strongest first within a row (none into the logits)."""
-    rows = cone.rows
-    heads = [cone.nodes[d].component for d in cone.edge_down[rows["edge"].to_numpy()].tolist()]
-    found = [
-        cone.sparse_sets.get((cone.prompt_ids[p], head, dest, source), [])
-        for p, head, dest, source in zip(
-            rows["prompt"].tolist(), heads, rows["dest"].tolist(), rows["source"].tolist(),
-            strict=True,
-        )
-    ]  # fmt: skip
-    counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
-    flat = np.fromiter((k for s in found for k in s), dtype=np.int64, count=int(counts.sum()))
-    return counts, flat
+def row_sparse_sets(cone: Cone, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The sparse set of the firing each of the cone's rows (or ``rows`` of them) enters,
+    flat: ``(counts [row], singular vectors [sum of counts])``, strongest first within a
+    row (none into the logits). Rows and firings meet as integer codes
+    (prompt, head, destination, source), not by a lookup per row."""
+    table = cone.rows
+    picked = slice(None) if rows is None else rows
+    edge = table["edge"].to_numpy()[picked]
+    prompt, dest, source = (table[c].to_numpy().astype(np.int64)[picked]
+                            for c in ("prompt", "dest", "source"))  # fmt: skip
+    component = {c: i for i, c in enumerate(dict.fromkeys(n.component for n in cone.nodes))}
+    node_component = np.array([component[n.component] for n in cone.nodes], dtype=np.int64)
+    prompt_of = {p: i for i, p in enumerate(cone.prompt_ids)}
+    keys = np.array(  # the firings' (prompt, head, dest, source); -1: not in the cone
+        [(prompt_of.get(p, -1), component.get(h, -1), d, s) for p, h, d, s in cone.sparse_sets],
+        dtype=np.int64,
+    ).reshape(-1, 4)
+    sets = list(cone.sparse_sets.values())
+    sizes = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+    values = np.fromiter(chain.from_iterable(sets), dtype=np.int64, count=int(sizes.sum()))
+    width = int(max(keys[:, 2:].max(initial=0), dest.max(initial=0), source.max(initial=0))) + 1
+    heads = max(len(component), 1)
+
+    def code(p, h, d, s):
+        return ((p * heads + h) * width + d) * width + s
+
+    wanted = code(prompt, node_component[cone.edge_down[edge]], dest, source)  # [row]
+    firing = np.flatnonzero((keys[:, 0] >= 0) & (keys[:, 1] >= 0))
+    if not len(firing):
+        return np.zeros(len(wanted), np.int64), np.zeros(0, np.int64)
+    firing_codes = code(*keys[firing].T)
+    order = np.argsort(firing_codes, kind="stable")
+    firing, firing_codes = firing[order], firing_codes[order]
+    at = np.minimum(np.searchsorted(firing_codes, wanted), len(firing) - 1)
+    found = firing[at]  # [row] the firing it enters, where firing_codes[at] == wanted
+    counts = np.where(firing_codes[at] == wanted, sizes[found], 0)
+    starts = (np.cumsum(sizes) - sizes)[found]
+    return counts, values[ranges(starts, counts)]
 
 
 @dataclass
@@ -99,7 +123,7 @@ class LinkTable:
         table["up"] = renumber[table["up"].to_numpy(dtype=np.int64)]
         table["down"] = renumber[table["down"].to_numpy(dtype=np.int64)]
         table = table.sort_values(list(ORDER), ascending=[not d for d in DESCENDING])
-        pages = [pack(table.iloc[a : a + PAGE_LINKS]) for a in range(0, len(table), PAGE_LINKS)]
+        pages = pack_pages(table)
         header = {
             "key": [run],
             "run": [run],
@@ -219,21 +243,26 @@ def _place_in_group(sorted_ids: np.ndarray) -> np.ndarray:
     return np.arange(len(sorted_ids)) - first
 
 
-def pack(table: pd.DataFrame) -> str:
-    """A page of links (``up``, ``down`` as name ids) as its ``rows`` text."""
+def pack_pages(table: pd.DataFrame) -> list[str]:
+    """The links (``up``, ``down`` as name ids), :data:`PAGE_LINKS` a page, each page as
+    its ``rows`` text: each field's array, then the next's (columns read once, then sliced)."""
     arrays = [
-        table[[f"sv{i}" for i in range(TOP_SVS)]].to_numpy() if name == "svs" else table[name]
-        for name, _, _ in FIELDS
+        np.ascontiguousarray(
+            table[[f"sv{i}" for i in range(TOP_SVS)]].to_numpy() if name == "svs" else table[name],
+            dtype=dtype,
+        )
+        for name, dtype, _ in FIELDS
     ]
-    raw = b"".join(
-        np.ascontiguousarray(np.asarray(a), dtype=t).tobytes()
-        for a, (_, t, _) in zip(arrays, FIELDS, strict=True)
-    )
-    return base64.b64encode(raw).decode("ascii")
+    return [
+        base64.b64encode(b"".join(a[start : start + PAGE_LINKS].tobytes() for a in arrays)).decode(
+            "ascii"
+        )
+        for start in range(0, len(table), PAGE_LINKS)
+    ]
 
 
 def unpack(text: str) -> dict[str, np.ndarray]:
-    """What :func:`pack` wrote: field name -> ``[n]`` (``svs``: ``[n, 5]``)."""
+    """A page that :func:`pack_pages` wrote: field name -> ``[n]`` (``svs``: ``[n, 5]``)."""
     raw = base64.b64decode(text)
     per_link = sum(np.dtype(t).itemsize * width for _, t, width in FIELDS)
     n, at, out = len(raw) // per_link, 0, {}

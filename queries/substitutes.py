@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headgraph.queries.arrays import counted_rows
+from headgraph.queries.arrays import counted_rows, ranges
+from headgraph.queries.circuit_index import row_sparse_sets
 from headgraph.queries.cone import LOGITS, SIDES, Cone, is_constant
 
 
@@ -126,21 +127,6 @@ def _sets_of(cone: Cone, rows: np.ndarray, sparse_sets) -> tuple[np.ndarray, np.
     """``(counts [row], flat)``: the S of the firing each of ``rows`` enters."""
     if sparse_sets is not None:
         counts, flat = sparse_sets
-        starts = (np.cumsum(counts) - counts)[rows]
-        picked = counts[rows]
-        offsets = np.cumsum(picked) - picked
-        at = np.repeat(starts - offsets, picked) + np.arange(int(picked.sum()))
-        return picked, flat[at]
-    table = cone.rows
-    heads = [cone.nodes[d].component for d in cone.edge_down[table["edge"].to_numpy()[rows]]]
-    found = [
-        cone.sparse_sets.get((cone.prompt_ids[p], head, dest, source), [])
-        for p, head, dest, source in zip(
-            table["prompt"].to_numpy()[rows].tolist(), heads,
-            table["dest"].to_numpy()[rows].tolist(), table["source"].to_numpy()[rows].tolist(),
-            strict=True,
-        )
-    ]  # fmt: skip
-    counts = np.fromiter(map(len, found), dtype=np.int64, count=len(found))
-    flat = np.fromiter((k for s in found for k in s), dtype=np.int64, count=int(counts.sum()))
-    return counts, flat
+        starts, picked = (np.cumsum(counts) - counts)[rows], counts[rows]
+        return picked, flat[ranges(starts, picked)]
+    return row_sparse_sets(cone, rows)

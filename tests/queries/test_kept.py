@@ -11,7 +11,7 @@ from headgraph.ingest.jobs.ingest_job import ingest
 from headgraph.ingest.jobs.trace_job import task_prompts
 from headgraph.queries import circuit_index
 from headgraph.queries.circuit import circuit
-from headgraph.queries.circuit_index import links_frame, pack, unpack
+from headgraph.queries.circuit_index import links_frame, pack_pages, unpack
 from headgraph.queries.features import features
 from headgraph.queries.inbound import write_index
 from headgraph.queries.redundancy import redundancy
@@ -115,17 +115,21 @@ def test_a_busy_random_model_keeps_its_circuit(tmp_path):
         assert kept == from_every_edge(store, views)
 
 
-def test_a_page_packs_and_unpacks():
+def test_pages_pack_and_unpack(monkeypatch):
+    monkeypatch.setattr(circuit_index, "PAGE_LINKS", 2)  # pages of 2 links: 2 and 1
     rng = np.random.default_rng(0)
     table = links_frame(
         up=[3, 0, 7], down=[9, 9, 1], side=[0, 2, 4], prompts=[5, 1, 12],
         mean_share=rng.random(3), mean_weight=rng.normal(size=3), relevance=rng.random(3),
         **{f"sv{i}": [i, -1, 60 + i] for i in range(5)},
     )  # fmt: skip
-    back = unpack(pack(table))
+    pages = [unpack(text) for text in pack_pages(table)]
+    assert [len(page["up"]) for page in pages] == [2, 1]
     for name in ("up", "down", "side", "prompts", "mean_share", "mean_weight", "relevance"):
-        assert np.array_equal(back[name], table[name].to_numpy()), name
-    assert back["svs"].tolist() == [[0, 1, 2, 3, 4], [-1] * 5, [60, 61, 62, 63, 64]]
+        back = np.concatenate([page[name] for page in pages])
+        assert np.array_equal(back, table[name].to_numpy()), name
+    svs = np.concatenate([page["svs"] for page in pages])
+    assert svs.tolist() == [[0, 1, 2, 3, 4], [-1] * 5, [60, 61, 62, 63, 64]]
 
 
 def from_the_cones(store):
