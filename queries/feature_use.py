@@ -102,7 +102,7 @@ def use_of(firings: pd.DataFrame, writes: pd.DataFrame) -> dict[str, HeadUse]:
                 int(count[h * n_k + k]),
                 int(prompts[h * n_k + k]),
                 float(term_sum[h * n_k + k] / count[h * n_k + k]),
-                tuple(sorted(writers.get(h * n_k + k, ()), key=lambda w: (-w[2], w[0], w[1]))),
+                tuple(writers.get(h * n_k + k, ())),
             )
             for k in used.tolist()
         ]
@@ -113,8 +113,9 @@ def use_of(firings: pd.DataFrame, writes: pd.DataFrame) -> dict[str, HeadUse]:
 
 def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]:
     """``(head, k)`` code (``base[firing] + k``) -> ``(upstream, side, edges, mean weight)``
-    of the edges into the firings using k: each edge counts for every k in its firing's S
-    (``flat_k``, ``sizes`` per firing of ``keys``)."""
+    of the edges into the firings using k, most edges first (ties by upstream and side):
+    each edge counts for every k in its firing's S (``flat_k``, ``sizes`` per firing of
+    ``keys``)."""
     at = pd.Index(keys).get_indexer(writes["key"].to_numpy())
     keep = at >= 0
     at, weight = at[keep], writes["weight"].to_numpy(dtype=float)[keep]
@@ -127,13 +128,25 @@ def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]
     n_writers = max(len(writer_keys), 1)
     group = (base[at[edge]] + k_of) * n_writers + writer_ids[edge]
     groups, inverse, edges = np.unique(group, return_inverse=True, return_counts=True)
+    if not len(groups):
+        return {}
     sums = np.bincount(inverse.reshape(-1), weights=weight[edge], minlength=len(groups))
-    ups, sides = [str(u) for u, _ in writer_keys], [str(s) for _, s in writer_keys]
-    found: dict[int, list] = {}
-    for g, n, total in zip(groups.tolist(), edges.tolist(), sums.tolist(), strict=True):
-        w = g % n_writers
-        found.setdefault(g // n_writers, []).append((ups[w], sides[w], n, total / n))
-    return found
+    ups = np.array([str(u) for u, _ in writer_keys])
+    sides = np.array([str(s) for _, s in writer_keys])
+    code, writer = np.divmod(groups, n_writers)
+    # by (head, k), then most edges, then upstream and side (as strings sort)
+    up_rank, side_rank = _ranks(ups)[writer], _ranks(sides)[writer]
+    order = np.lexsort((side_rank, up_rank, -edges, code))
+    code, writer, edges, means = code[order], writer[order], edges[order], (sums / edges)[order]
+    found = list(zip(ups[writer].tolist(), sides[writer].tolist(), edges.tolist(),
+                     means.tolist(), strict=True))  # fmt: skip
+    cuts = np.flatnonzero(np.r_[True, code[1:] != code[:-1], True]).tolist()
+    return {int(code[a]): found[a:b] for a, b in zip(cuts[:-1], cuts[1:], strict=True)}
+
+
+def _ranks(names: np.ndarray) -> np.ndarray:
+    """Each string's rank in sorted order (equal strings: equal ranks)."""
+    return np.unique(names, return_inverse=True)[1].reshape(-1)
 
 
 FIRINGS = (
