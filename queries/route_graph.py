@@ -83,13 +83,15 @@ def measure(
         graph: The per-prompt graphs.
         targets: Heads (and ``logits``).
         workers: Processes for the targets' max-flows (:func:`headgraph.workers.forked_map`);
-            None: every usable CPU once the graph has :data:`PARALLEL_EDGES` edges, else 1.
+            None: every usable CPU for several targets in a graph of
+            :data:`PARALLEL_EDGES` edges or more, else 1.
     """
     import scipy.sparse.csgraph  # noqa: F401  here, not once in every forked worker
 
     shared = _Shared.of(graph, targets)
     if workers is None:
-        workers = usable_workers() if len(graph.prompt) >= PARALLEL_EDGES else 1
+        large = len(targets) > 1 and len(graph.prompt) >= PARALLEL_EDGES
+        workers = usable_workers() if large else 1
     routes = forked_map(shared.connectivity, len(targets), workers=workers)
     return {t: shared.measure(i, routes[i]) for i, t in enumerate(targets)}
 
