@@ -28,22 +28,23 @@ from headgraph.errors import InputError
 
 T = TypeVar("T")
 
-ENV = "HEADGRAPH_WORKERS"  # the most worker processes (1: none)
+ENV = "HEADGRAPH_WORKERS"  # the most worker processes (1: none), at most one per CPU
 _TASK: Callable[[int], object] | None = None  # what a forked worker runs, set before forking
 
 
 def usable_workers() -> int:
-    """The worker processes to use: the CPUs this process may run on, or
+    """The worker processes to use: the CPUs this process may run on, at most
     ``HEADGRAPH_WORKERS`` if set (a positive whole number)."""
-    value = os.environ.get(ENV, "").strip()
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise InputError(f"{ENV} must be a positive whole number, got {value!r}")
-        return int(value)
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    value = os.environ.get(ENV, "").strip()
+    if not value:
+        return cpus
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"{ENV} must be a positive whole number, got {value!r}")
+    return min(int(value), cpus)
 
 
 def forked_map(task: Callable[[int], T], n: int, *, workers: int) -> list[T]:

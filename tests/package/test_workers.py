@@ -43,10 +43,13 @@ def test_a_worker_that_dies_costs_time_not_results():
 
 
 def test_the_environment_caps_the_workers(monkeypatch):
-    monkeypatch.setenv(ENV, "3")
-    assert usable_workers() == 3
-    monkeypatch.delenv(ENV)
-    assert usable_workers() == len(os.sched_getaffinity(0))
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.delenv(ENV, raising=False)
+    assert usable_workers() == cpus
+    monkeypatch.setenv(ENV, "1")
+    assert usable_workers() == 1
+    monkeypatch.setenv(ENV, str(cpus + 50))  # never more than one a CPU
+    assert usable_workers() == cpus
     for bad in ("0", "-2", "two", "1.5"):
         monkeypatch.setenv(ENV, bad)
         with pytest.raises(InputError, match=f"{ENV} must be a positive whole number"):
