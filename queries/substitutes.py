@@ -96,23 +96,21 @@ def substitute_groups(
     (g_of, _), times = counted_rows(group[by_unit[0]], by_unit[1])
     any_ = np.bincount(g_of, minlength=len(groups))
     all_ = np.bincount(g_of[times == members[g_of]], minlength=len(groups))
-    out: dict[str, list[SubstituteGroup]] = {}
-    by_group = np.argsort(group, kind="stable")
+    # each group's members by most prompts, then component (a group shares side and role;
+    # components are sorted names, so their ids order as the names do)
+    by_group = np.lexsort((ups, -size, group))
     bounds = np.searchsorted(group[by_group], np.arange(len(groups) + 1))
+    labels = [f"{components[u]}@{roles[r]}" for u, r in zip(ups, up_roles, strict=True)]
+    sizes = size.tolist()
+    out: dict[str, list[SubstituteGroup]] = {}
     for g in np.flatnonzero(wanted).tolist():
-        units = by_group[bounds[g] : bounds[g + 1]]
-        ranked = sorted(
-            units.tolist(),
-            key=lambda u: (-size[u], components[ups[u]], roles[up_roles[u]], SIDES[sides[u]]),
-        )
-        u0 = int(units[0])
+        ranked = by_group[bounds[g] : bounds[g + 1]].tolist()
+        u0 = ranked[0]  # head, side and main singular vector: the group's own
         out.setdefault(str(components[heads[u0]]), []).append(
             SubstituteGroup(
                 side=SIDES[int(sides[u0])],
                 singular_vector=int(main[u0]),
-                members=tuple(
-                    (f"{components[ups[u]]}@{roles[up_roles[u]]}", int(size[u])) for u in ranked
-                ),
+                members=tuple((labels[u], sizes[u]) for u in ranked),
                 prompts_any=int(any_[g]),
                 prompts_all=int(all_[g]),
             )
