@@ -142,6 +142,7 @@ def _trace_shard(
                 store.write_batch(job.run, traced.batch, traced.rows, done=False)
                 traced = replace(traced, rows=None)
             yield traced
+            del traced  # before the next batch is traced (see traced_batches)
     finally:
         if store is not None:
             store.close()
