@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from itertools import chain
 
 import numpy as np
 import pandas as pd
 
-from headgraph.queries.arrays import ranges, within_runs
+from headgraph.queries.arrays import within_runs
 from headgraph.queries.cone import SIDES, Cone
 from headgraph.queries.store import GraphStore, Rows
 
@@ -54,46 +53,6 @@ ORDER = ("relevance", "prompts", "mean_share", "up", "down", "side")  # the circ
 DESCENDING = (True, True, True, False, False, False)
 
 
-def row_sparse_sets(cone: Cone, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The sparse set of the firing each of the cone's rows (or ``rows`` of them) enters,
-    flat: ``(counts [row], singular vectors [sum of counts])``, strongest first within a
-    row (none into the logits). Rows and firings meet as integer codes
-    (prompt, head, destination, source), not by a lookup per row."""
-    table = cone.rows
-    picked = slice(None) if rows is None else rows
-    edge = table["edge"].to_numpy()[picked]
-    prompt, dest, source = (table[c].to_numpy().astype(np.int64)[picked]
-                            for c in ("prompt", "dest", "source"))  # fmt: skip
-    component = {c: i for i, c in enumerate(dict.fromkeys(n.component for n in cone.nodes))}
-    node_component = np.array([component[n.component] for n in cone.nodes], dtype=np.int64)
-    prompt_of = {p: i for i, p in enumerate(cone.prompt_ids)}
-    keys = np.array(  # the firings' (prompt, head, dest, source); -1: not in the cone
-        [(prompt_of.get(p, -1), component.get(h, -1), d, s) for p, h, d, s in cone.sparse_sets],
-        dtype=np.int64,
-    ).reshape(-1, 4)
-    sets = list(cone.sparse_sets.values())
-    sizes = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
-    values = np.fromiter(chain.from_iterable(sets), dtype=np.int64, count=int(sizes.sum()))
-    width = int(max(keys[:, 2:].max(initial=0), dest.max(initial=0), source.max(initial=0))) + 1
-    heads = max(len(component), 1)
-
-    def code(p, h, d, s):
-        return ((p * heads + h) * width + d) * width + s
-
-    wanted = code(prompt, node_component[cone.edge_down[edge]], dest, source)  # [row]
-    firing = np.flatnonzero((keys[:, 0] >= 0) & (keys[:, 1] >= 0))
-    if not len(firing):
-        return np.zeros(len(wanted), np.int64), np.zeros(0, np.int64)
-    firing_codes = code(*keys[firing].T)
-    order = np.argsort(firing_codes, kind="stable")
-    firing, firing_codes = firing[order], firing_codes[order]
-    at = np.minimum(np.searchsorted(firing_codes, wanted), len(firing) - 1)
-    found = firing[at]  # [row] the firing it enters, where firing_codes[at] == wanted
-    counts = np.where(firing_codes[at] == wanted, sizes[found], 0)
-    starts = (np.cumsum(sizes) - sizes)[found]
-    return counts, values[ranges(starts, counts)]
-
-
 @dataclass
 class LinkTable:
     """Links gathered layer by layer (:meth:`add`), then written (:meth:`rows`)."""
@@ -104,7 +63,8 @@ class LinkTable:
 
     def add(self, cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> None:
         """The links into one layer's nodes (every edge into a node is in its layer's cone);
-        ``sv_counts``, ``sv_flat``: :func:`row_sparse_sets` of the cone."""
+        ``sv_counts``, ``sv_flat``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of
+        the cone."""
         self.fires |= {n.name for n in cone.nodes if not n.site}
         if not len(cone.edge_up):
             return
@@ -159,7 +119,7 @@ def links(cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> tuple[pd.Da
     the node ids in it.
 
     A link's singular vectors: each of its edges ranks the singular vectors of the
-    firings it enters (:func:`~headgraph.queries.cone.rank_singular_vectors`), and
+    firings it enters (:func:`~headgraph.queries.sparse_sets.rank_singular_vectors`), and
     ``k`` scores ``1 / (its place + 1)`` in each; the highest scores first, ties by ``k``.
     """
     names = [n.name for n in cone.nodes]

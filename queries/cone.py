@@ -27,6 +27,7 @@ import pandas as pd
 
 from headgraph.names import EDGE_SIDES, Component, Head
 from headgraph.queries.selection import RunRef, check_prompt
+from headgraph.queries.sparse_sets import rank_singular_vectors
 from headgraph.queries.store import GraphStore
 
 EDGES = (
@@ -207,18 +208,6 @@ class Cone:
                     queue.append(down)
         far = float("inf")
         return lambda node: hops.get(node, far)
-
-
-def rank_singular_vectors(sparse_sets) -> tuple[int, ...]:
-    """The singular vectors of some firings' sparse sets: most often in S first, then by
-    their mean rank in S (S lists the strongest first), then by index."""
-    counts: dict[int, list[int]] = {}  # k -> [times in S, sum of its positions]
-    for sparse_set in sparse_sets:
-        for rank, k in enumerate(sparse_set):
-            count = counts.setdefault(int(k), [0, 0])
-            count[0] += 1
-            count[1] += rank
-    return tuple(sorted(counts, key=lambda k: (-counts[k][0], counts[k][1] / counts[k][0], k)))
 
 
 def load_cone(

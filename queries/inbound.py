@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from headgraph.queries.arrays import distinct
-from headgraph.queries.circuit_index import LinkTable, row_sparse_sets
+from headgraph.queries.circuit_index import LinkTable
 from headgraph.queries.cone import (
     FIRING_COLUMNS,
     FIRINGS,
@@ -55,6 +55,7 @@ from headgraph.queries.cone import (
 from headgraph.queries.feature_use import use_rows
 from headgraph.queries.redundancy_index import RedundancyTable
 from headgraph.queries.selection import QueryError, RunRef, resolve_run
+from headgraph.queries.sparse_sets import row_sparse_sets
 from headgraph.queries.store import GraphStore, Rows
 from headgraph.queries.store.base import index_deletes
 
@@ -268,7 +269,7 @@ def _add_nodes(
     sparse_sets: tuple[np.ndarray, np.ndarray],
 ) -> None:
     """Append a header and its pages for each node that the cone's edges enter
-    (``sparse_sets``: :func:`~headgraph.queries.circuit_index.row_sparse_sets` of the cone)."""
+    (``sparse_sets``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of the cone)."""
     if not len(cone.edge_up):
         return
     run = cone.run.key

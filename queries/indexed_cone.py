@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headgraph.queries.cone import LOGITS, Node, rank_singular_vectors
+from headgraph.queries.cone import LOGITS, Node
 from headgraph.queries.inbound import (
     FAR,
     Packed,
@@ -27,6 +27,7 @@ from headgraph.queries.inbound import (
     prompt_ids,
 )
 from headgraph.queries.selection import RunRef, check_prompt
+from headgraph.queries.sparse_sets import rank_singular_vectors
 from headgraph.queries.store import GraphStore
 
 HEADERS = (

@@ -46,7 +46,7 @@ class RedundancyTable:
 
     def add(self, cone: Cone, prompts: np.ndarray, sparse_sets) -> None:
         """One layer's cone (no target); ``prompts``: the run's index of each of its
-        prompts; ``sparse_sets``: :func:`~headgraph.queries.circuit_index.row_sparse_sets`."""
+        prompts; ``sparse_sets``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets`."""
         local = np.array([self._id(node) for node in cone.nodes], dtype=np.int64)
         edge = cone.rows["edge"].to_numpy()
         prompt = prompts[cone.rows["prompt"].to_numpy()]

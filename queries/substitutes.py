@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from headgraph.queries.arrays import counted_rows, ranges
-from headgraph.queries.circuit_index import row_sparse_sets
 from headgraph.queries.cone import LOGITS, SIDES, Cone, is_constant
+from headgraph.queries.sparse_sets import row_sparse_sets
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def substitute_groups(
         cone: The cone.
         into: Which edges to group (those into the heads asked about).
         sparse_sets: The S of the firing each of the cone's rows enters, as
-            :func:`~headgraph.queries.circuit_index.row_sparse_sets` gives them (looked
+            :func:`~headgraph.queries.sparse_sets.row_sparse_sets` gives them (looked
             up for the rows used when not given).
     """
     edge = cone.rows["edge"].to_numpy()

@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from headgraph.queries.circuit_index import row_sparse_sets
 from headgraph.queries.cone import build_cone
 from headgraph.queries.selection import RunRef
+from headgraph.queries.sparse_sets import row_sparse_sets
 from headgraph.queries.substitutes import substitute_groups
 
 RUN = RunRef(key="r", model="m", prompts=2, status="complete", n_layers=2, n_heads=3)
