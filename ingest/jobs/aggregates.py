@@ -103,7 +103,7 @@ def _partials(edges: pd.DataFrame, svs: FlatLists) -> pd.DataFrame:
         relevance_sum=("relevance", "sum"),
     )
     group = np.repeat(groups.ngroup().to_numpy(), svs.lengths)
-    svs_, sv_counts = _singular_vectors(group, svs.values, np.ones_like(svs.values), len(sums))
+    svs_, sv_counts = _singular_vectors(group, svs.values, None, len(sums))
     return sums.reset_index().assign(svs=svs_, sv_counts=sv_counts)
 
 
@@ -152,16 +152,25 @@ def carries_rows(partials: pd.DataFrame, *, model: str, run: str, n_prompts: int
     }
 
 
-def _singular_vectors(group: np.ndarray, sv: np.ndarray, n: np.ndarray, n_groups: int):
+def _singular_vectors(group: np.ndarray, sv: np.ndarray, n: np.ndarray | None, n_groups: int):
     """Each group's singular vectors and their summed counts, most often first, then by
     index: ``(svs, counts)``, a list per group. ``group``, ``sv``, ``n``: one entry per
-    (row, singular vector) pair, its group, the vector and its count."""
+    (row, singular vector) pair, its group, the vector and its count (None: 1 each)."""
     width = int(sv.max()) + 1 if len(sv) else 1
     code = group * width + sv
-    codes, where = np.unique(code, return_inverse=True)
-    totals = np.bincount(where, weights=n).astype(np.int64)
+    if n_groups * width <= 4 * len(code) + (1 << 20):  # a sum per possible pair: no sort
+        summed = np.bincount(code, weights=n, minlength=n_groups * width)
+        codes = np.flatnonzero(summed)  # every pair given has a count of 1 or more
+        totals = summed[codes].astype(np.int64, copy=False)
+    else:
+        codes, where = np.unique(code, return_inverse=True)
+        totals = np.bincount(where, weights=n).astype(np.int64)
     g, k = codes // width, codes % width
-    order = np.lexsort((k, -totals, g))  # by group, most often first, then index
+    most = int(totals.max()) + 1 if len(totals) else 1
+    if n_groups * most * width < 2**62:  # by group, most often first, then index: one key
+        order = np.argsort((g * most + (most - 1 - totals)) * width + k)
+    else:
+        order = np.lexsort((k, -totals, g))
     bounds = np.searchsorted(g[order], np.arange(n_groups + 1)).tolist()
     k, totals = k[order].tolist(), totals[order].tolist()
     pairs = [(k[a:b], totals[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from headgraph.ingest.core.trace import trace
-from headgraph.ingest.jobs.aggregates import FlatLists
+from headgraph.ingest.jobs.aggregates import FlatLists, _singular_vectors
 from headgraph.ingest.jobs.graph_rows import batch_rows
 from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
 from headgraph.ingest.model import load_model
@@ -120,3 +120,34 @@ def test_flat_lists_take_rows_with_repeats():
     taken = lists.take(np.array([3, 0, 3, 1, 2]))
     assert taken.lengths.tolist() == [3, 2, 3, 0, 1]
     assert taken.values.tolist() == [5, 6, 4, 3, 1, 5, 6, 4, 7]
+
+
+def singular_vectors_by_hand(group, sv, n, n_groups):
+    """Each group's vectors and summed counts, most often first, then by index."""
+    totals = defaultdict(lambda: defaultdict(int))
+    for g, k, c in zip(group.tolist(), sv.tolist(), n.tolist(), strict=True):
+        totals[g][k] += int(c)
+    ordered = [sorted(totals[g].items(), key=lambda kc: (-kc[1], kc[0])) for g in range(n_groups)]
+    return [[k for k, _ in o] for o in ordered], [[c for _, c in o] for o in ordered]
+
+
+@pytest.mark.parametrize(
+    ("n_groups", "scale"),
+    [(40, 1), (200_000, 1), (200_000, 2**42)],
+    ids=["counted in place", "sorted: few pairs, many groups", "counts too large for one key"],
+)
+def test_singular_vectors_of_groups_are_summed_and_ranked(n_groups, scale):
+    rng = np.random.default_rng(0)
+    pairs = 3000
+    group = rng.choice(n_groups, size=pairs // 6)[rng.integers(0, pairs // 6, pairs)]  # repeats
+    sv = rng.integers(0, 7, pairs)  # few vectors: many ties in the counts
+    n = rng.integers(1, 4, pairs) * scale
+    weights = n.astype(float)
+    assert _singular_vectors(group, sv, weights, n_groups) == singular_vectors_by_hand(
+        group, sv, n, n_groups
+    )
+    if scale == 1:  # counted once each
+        ones = np.ones(pairs, dtype=np.int64)
+        assert _singular_vectors(group, sv, None, n_groups) == singular_vectors_by_hand(
+            group, sv, ones, n_groups
+        )
