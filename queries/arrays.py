@@ -33,6 +33,28 @@ def counted_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(np.unravel_index(found, sizes)), times
 
 
+def tally(
+    codes: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The distinct values of non-negative integer ``codes``, sorted, how often each
+    occurs, and (given ``weights``, one per code) each one's summed weights. Counted in
+    place by ``bincount`` where the codes span at most about four slots per code given
+    (no sort), else sorted."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if not len(codes):
+        return codes, np.zeros(0, np.int64), None if weights is None else np.zeros(0)
+    span = int(codes.max()) + 1
+    if span <= 4 * len(codes) + (1 << 20):
+        counts = np.bincount(codes, minlength=span)
+        found = np.flatnonzero(counts)
+        sums = None if weights is None else np.bincount(codes, weights, minlength=span)[found]
+        return found, counts[found], sums
+    found, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    sums = None if weights is None else np.bincount(inverse, weights, minlength=len(found))
+    return found, counts, sums
+
+
 def within_runs(lengths: np.ndarray) -> np.ndarray:
     """Each element's place in its run, for runs of ``lengths`` end to end:
     ``[2, 0, 3]`` -> ``[0, 1, 0, 1, 2]``."""

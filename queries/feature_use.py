@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from headgraph.queries.arrays import distinct, ranges
+from headgraph.queries.arrays import distinct, ranges, tally
 from headgraph.queries.store import GraphStore, Rows
 
 FIRING_COLUMNS = ("head", "key", "prompt", "svs", "terms")
@@ -119,20 +119,22 @@ def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]
     at = pd.Index(keys).get_indexer(writes["key"].to_numpy())
     keep = at >= 0
     at, weight = at[keep], writes["weight"].to_numpy(dtype=float)[keep]
-    writer_ids, writer_keys = pd.factorize(
-        pd.MultiIndex.from_arrays([writes["upstream"][keep], writes["side"][keep]])
-    )
+    # a writer is an (upstream, side) pair: each column factorized alone, then the pair's code
+    up_ids, up_names = pd.factorize(writes["upstream"].to_numpy()[keep])
+    side_ids, side_names = pd.factorize(writes["side"].to_numpy()[keep])
+    writer_ids, pairs = pd.factorize(up_ids * max(len(side_names), 1) + side_ids)
+    pairs = np.asarray(pairs, dtype=np.int64)
     starts, per_edge = np.cumsum(sizes) - sizes, sizes[at]
     edge = np.repeat(np.arange(len(at)), per_edge)  # [(edge, k)] the edge
     k_of = flat_k[ranges(starts[at], per_edge)]
-    n_writers = max(len(writer_keys), 1)
+    n_writers = max(len(pairs), 1)
     group = (base[at[edge]] + k_of) * n_writers + writer_ids[edge]
-    groups, inverse, edges = np.unique(group, return_inverse=True, return_counts=True)
+    groups, edges, sums = tally(group, weight[edge])
     if not len(groups):
         return {}
-    sums = np.bincount(inverse.reshape(-1), weights=weight[edge], minlength=len(groups))
-    ups = np.array([str(u) for u, _ in writer_keys])
-    sides = np.array([str(s) for _, s in writer_keys])
+    up_of, side_of = np.divmod(pairs, max(len(side_names), 1))
+    ups = np.array([str(u) for u in up_names], dtype=str)[up_of]
+    sides = np.array([str(s) for s in side_names], dtype=str)[side_of]
     code, writer = np.divmod(groups, n_writers)
     # by (head, k), then most edges, then upstream and side (as strings sort)
     up_rank, side_rank = _ranks(ups)[writer], _ranks(sides)[writer]

@@ -21,7 +21,7 @@ import pandas as pd
 
 from headgraph.ingest.core.records import Prompt
 from headgraph.ingest.jobs.signal_rows import SignalRows
-from headgraph.queries.arrays import ranges
+from headgraph.queries.arrays import ranges, tally
 from headgraph.queries.store import GraphStore, Rows
 
 KEY = ["upstream", "head", "side", "role"]
@@ -157,14 +157,8 @@ def _singular_vectors(group: np.ndarray, sv: np.ndarray, n: np.ndarray | None, n
     index: ``(svs, counts)``, a list per group. ``group``, ``sv``, ``n``: one entry per
     (row, singular vector) pair, its group, the vector and its count (None: 1 each)."""
     width = int(sv.max()) + 1 if len(sv) else 1
-    code = group * width + sv
-    if n_groups * width <= 4 * len(code) + (1 << 20):  # a sum per possible pair: no sort
-        summed = np.bincount(code, weights=n, minlength=n_groups * width)
-        codes = np.flatnonzero(summed)  # every pair given has a count of 1 or more
-        totals = summed[codes].astype(np.int64, copy=False)
-    else:
-        codes, where = np.unique(code, return_inverse=True)
-        totals = np.bincount(where, weights=n).astype(np.int64)
+    codes, counts, summed = tally(group * width + sv, n)
+    totals = counts if summed is None else summed.astype(np.int64)
     g, k = codes // width, codes % width
     most = int(totals.max()) + 1 if len(totals) else 1
     if n_groups * most * width < 2**62:  # by group, most often first, then index: one key
