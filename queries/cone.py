@@ -288,9 +288,14 @@ def build_cone(
     edge_id, codes = pd.factorize(edge_code, sort=True)
     prompt_index, prompt_ids = pd.factorize(df["prompt"], sort=True)
     share = np.clip(df["share"].to_numpy(dtype=float), 0.0, 1.0)
-    # by edge, prompt, strongest first; ties by weight and firing, whatever order the rows came in
-    tie_keys = (df["source"].to_numpy(), df["dest"].to_numpy(), -df["weight"].to_numpy(dtype=float))
-    order = np.lexsort((*tie_keys, -share, prompt_index, edge_id))
+    # by edge, prompt, strongest first; ties by weight and firing, whatever order the rows
+    # came in. One sort of an integer key where no edge has two copies in a prompt (the
+    # usual case), else all the keys.
+    pair = edge_id.astype(np.int64) * max(len(prompt_ids), 1) + prompt_index
+    order = np.argsort(pair, kind="stable")
+    if (pair[order][1:] == pair[order][:-1]).any():
+        tie_keys = (df["source"].to_numpy(), df["dest"].to_numpy(), -df["weight"].to_numpy(float))
+        order = np.lexsort((*tie_keys, -share, prompt_index, edge_id))
     starts = _first_of_runs(edge_id[order], prompt_index[order])
     keep = order[starts]
     relevance = df["relevance"].fillna(0.0).to_numpy(dtype=float)[order]
