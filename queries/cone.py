@@ -293,7 +293,8 @@ def build_cone(
     # usual case), else all the keys.
     pair = edge_id.astype(np.int64) * max(len(prompt_ids), 1) + prompt_index
     order = np.argsort(pair, kind="stable")
-    if (pair[order][1:] == pair[order][:-1]).any():
+    ranked = pair[order]
+    if (ranked[1:] == ranked[:-1]).any():
         tie_keys = (df["source"].to_numpy(), df["dest"].to_numpy(), -df["weight"].to_numpy(float))
         order = np.lexsort((*tie_keys, -share, prompt_index, edge_id))
     starts = _first_of_runs(edge_id[order], prompt_index[order])

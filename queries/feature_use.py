@@ -122,7 +122,8 @@ def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]
     # a writer is an (upstream, side) pair: each column factorized alone, then the pair's code
     up_ids, up_names = pd.factorize(writes["upstream"].to_numpy()[keep])
     side_ids, side_names = pd.factorize(writes["side"].to_numpy()[keep])
-    writer_ids, pairs = pd.factorize(up_ids * max(len(side_names), 1) + side_ids)
+    n_sides = max(len(side_names), 1)
+    writer_ids, pairs = pd.factorize(up_ids * n_sides + side_ids)
     pairs = np.asarray(pairs, dtype=np.int64)
     starts, per_edge = np.cumsum(sizes) - sizes, sizes[at]
     edge = np.repeat(np.arange(len(at)), per_edge)  # [(edge, k)] the edge
@@ -132,7 +133,7 @@ def _writers(keys, sizes, flat_k, base, writes: pd.DataFrame) -> dict[int, list]
     groups, edges, sums = tally(group, weight[edge])
     if not len(groups):
         return {}
-    up_of, side_of = np.divmod(pairs, max(len(side_names), 1))
+    up_of, side_of = np.divmod(pairs, n_sides)
     ups = np.array([str(u) for u in up_names], dtype=str)[up_of]
     sides = np.array([str(s) for s in side_names], dtype=str)[side_of]
     code, writer = np.divmod(groups, n_writers)

@@ -97,12 +97,14 @@ def traced_batches(model: Model, job: BatchJob, batches: Sequence[int]) -> Itera
         # (millions of Python objects) would live through the next batch's trace, which
         # the cyclic collector then walks again and again (the trace ran 30% slower).
         for batch in group:
-            yield _delivered(next(traced), model, job, batch)
+            yield _delivered(next(traced), model, job, batch, bounds[batch])
 
 
-def _delivered(batch_trace: BatchTrace, model: Model, job: BatchJob, batch: int) -> Delivered:
-    """One traced batch with its rows."""
-    lo, hi = job.bounds[batch]
+def _delivered(
+    batch_trace: BatchTrace, model: Model, job: BatchJob, batch: int, bound: tuple[int, int]
+) -> Delivered:
+    """One traced batch (prompts ``bound``: start, end) with its rows."""
+    lo, hi = bound
     counterfactuals = job.counterfactuals
     with collector_paused():
         rows = batch_rows(
