@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ from headgraph.ingest.jobs.aggregates import (
     prediction_signals,
     stored_partials,
 )
+from headgraph.ingest.jobs.ahead import one_ahead
 from headgraph.ingest.jobs.batches import BatchJob, traced_batches
 from headgraph.ingest.jobs.graph_rows import (
     check_name,
@@ -160,19 +162,21 @@ def ingest(
 
         delivered = ray_batches(model, job, todo, shards=shards, ray_address=ray_address,
                                 store_address=store.shared_address)  # fmt: skip
-    else:
-        delivered = traced_batches(model, job, todo)
+    else:  # the next batch traced while this one is written, given a CPU to spare
+        delivered = one_ahead(traced_batches(model, job, todo), enabled=usable_workers() > 1)
     written = 0
-    for traced in delivered:
-        with collector_paused():
+    # The collector stays paused throughout: the batch being written is millions of
+    # Python objects that every collection the tracing triggers would walk again.
+    with collector_paused(), closing(delivered):
+        for traced in delivered:
             if traced.rows is None:  # a shard wrote it to the server
                 store.mark_done(run, traced.batch)
             else:
                 store.write_batch(run, traced.batch, traced.rows)
-        written += traced.edges
-        if progress:
-            progress(traced.prompts, written)
-        del traced  # its rows, before the next batch is traced
+            written += traced.edges
+            if progress:
+                progress(traced.prompts, written)
+            del traced  # its rows, before the batch after next is traced
     with collector_paused():
         counts = _finish(store, model, prompts, run=run, params=params)
     return IngestRun(

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,7 @@ def ray_batches(
     shards: int,
     ray_address: str | None = None,
     store_address: str | None = None,
-) -> Iterator[Delivered]:
+) -> Generator[Delivered, None, None]:
     """Trace ``batches`` of a run in ``shards`` Ray tasks, yielding each batch as it arrives.
 
     Args:
