@@ -18,7 +18,8 @@ the run a layer at a time and hands each layer here):
 The circuit then reads pages from the first until ``top`` links pass its filters,
 so the explorer's view costs about the same at any size of run.
 
-A page's ``rows``: base64 of little-endian arrays, one after the other, for
+A page's ``rows``: little-endian arrays, one after the other (as
+:func:`~headgraph.queries.packing.pack_bytes` writes them), for
 ``n`` links: ``relevance``, ``mean_share``, ``mean_weight`` float64 ``[n]``, ``up``,
 ``down`` int32 ``[n]`` (indices into the names), ``side`` int32 ``[n]``
 (an index into :data:`~headgraph.queries.cone.SIDES`), ``prompts`` int32 ``[n]``,
@@ -27,7 +28,6 @@ A page's ``rows``: base64 of little-endian arrays, one after the other, for
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +35,7 @@ import pandas as pd
 
 from headgraph.queries.arrays import within_runs
 from headgraph.queries.cone import SIDES, Cone
+from headgraph.queries.packing import pack_all, unpack_bytes
 from headgraph.queries.store import GraphStore, Rows
 
 PAGE_LINKS = 500  # links per page, about 35 kB of text: one read of one value
@@ -213,17 +214,17 @@ def pack_pages(table: pd.DataFrame) -> list[str]:
         )
         for name, dtype, _ in FIELDS
     ]
-    return [
-        base64.b64encode(b"".join(a[start : start + PAGE_LINKS].tobytes() for a in arrays)).decode(
-            "ascii"
-        )
-        for start in range(0, len(table), PAGE_LINKS)
-    ]
+    return pack_all(
+        [
+            b"".join(a[start : start + PAGE_LINKS].tobytes() for a in arrays)
+            for start in range(0, len(table), PAGE_LINKS)
+        ]
+    )
 
 
 def unpack(text: str) -> dict[str, np.ndarray]:
     """A page that :func:`pack_pages` wrote: field name -> ``[n]`` (``svs``: ``[n, 5]``)."""
-    raw = base64.b64decode(text)
+    raw = unpack_bytes(text)
     per_link = sum(np.dtype(t).itemsize * width for _, t, width in FIELDS)
     n, at, out = len(raw) // per_link, 0, {}
     for name, dtype, width in FIELDS:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from headgraph.queries.arrays import distinct, ranges, tally
+from headgraph.queries.packing import pack_text, unpack_text
 from headgraph.queries.store import GraphStore, Rows
 
 FIRING_COLUMNS = ("head", "key", "prompt", "svs", "terms")
@@ -54,17 +55,18 @@ class HeadUse:
 
     def to_text(self) -> str:
         """The firings on the first line, then a JSON line per singular vector
-        ``[k, firings, prompts, mean term, [[upstream, side, edges, mean weight], ...]]``."""
+        ``[k, firings, prompts, mean term, [[upstream, side, edges, mean weight], ...]]``
+        (compressed where that makes it shorter: :func:`pack_text`)."""
         lines = [str(self.firings)]
         lines += [
             json.dumps([u.k, u.firings, u.prompts, u.mean_term, u.writers]) for u in self.uses
         ]
-        return "\n".join(lines)
+        return pack_text("\n".join(lines))
 
     @classmethod
     def from_text(cls, text: str, top: int | None = None) -> HeadUse:
         """What :meth:`to_text` wrote (only the ``top`` most used singular vectors)."""
-        lines = text.split("\n")
+        lines = unpack_text(text).split("\n")
         uses = []
         for line in lines[1 : None if top is None else top + 1]:
             k, n, p, term, writers = json.loads(line)

@@ -9,7 +9,7 @@ component at a token role, ``7.1@END``):
 
 - an ``Inbound`` node: the edges into it (upstream node keys and sides),
   strongest first, each with its shares summed over the run (``totals``, as
-  base64 of float64: a bound on the score of any route through it): the
+  float64: a bound on the score of any route through it): the
   :data:`FIRST_EDGES` strongest there, the rest in ``InboundEdges`` chunks,
   each twice the one before, read when a search gets that far; the
   prompts in which any edge enters the node, where its pages start, and
@@ -27,16 +27,17 @@ finishes a run (:func:`index_rows`, one layer of the run at a time);
 :func:`write_index` adds it to a run written before it existed (such a run's
 searches read the whole cone).
 
-A page's ``rows``: base64 of little-endian arrays, one after the other:
+A page's ``rows``: little-endian arrays, one after the other:
 ``offsets`` int32 ``[edges + 1]`` (each edge's rows), per row ``prompt`` int32
 (an index into the run's prompt ids, sorted) and ``share`` float64, then
 ``sv_offsets`` int32 ``[rows + 1]`` and ``svs`` int16: the sparse set of the
-firing each row enters, strongest first.
+firing each row enters, strongest first. Arrays and the upstream nodes' names
+are kept as :mod:`~headgraph.queries.packing` writes them (compressed where that
+makes them shorter).
 """
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,7 @@ from headgraph.queries.cone import (
     prediction_edges,
 )
 from headgraph.queries.feature_use import use_rows
+from headgraph.queries.packing import pack_all, pack_bytes, pack_text, unpack_bytes
 from headgraph.queries.redundancy_index import RedundancyTable
 from headgraph.queries.selection import QueryError, RunRef, resolve_run
 from headgraph.queries.sparse_sets import row_sparse_sets
@@ -78,18 +80,21 @@ class Packed:
     sv_offsets: np.ndarray  # [rows + 1]
     svs: np.ndarray  # [the sparse sets' sizes, summed]
 
-    def pack(self) -> str:
-        """The arrays in field order and the :data:`DTYPES`, as base64."""
+    def raw(self) -> bytes:
+        """The arrays in field order and the :data:`DTYPES`, one after the other."""
         arrays = (self.offsets, self.prompts, self.shares, self.sv_offsets, self.svs)
-        raw = b"".join(
+        return b"".join(
             np.ascontiguousarray(a, dtype=t).tobytes() for a, t in zip(arrays, DTYPES, strict=True)
         )
-        return base64.b64encode(raw).decode("ascii")
+
+    def pack(self) -> str:
+        """:meth:`raw` as a page's ``rows`` text (:func:`pack_bytes`)."""
+        return pack_bytes(self.raw())
 
     @classmethod
     def unpack(cls, text: str, n_edges: int) -> Packed:
         """What :meth:`pack` wrote for a page of ``n_edges`` edges."""
-        raw, at = base64.b64decode(text), 0
+        raw, at = unpack_bytes(text), 0
 
         def take(dtype: str, n: int) -> np.ndarray:
             nonlocal at
@@ -105,14 +110,14 @@ class Packed:
 
 
 def encode(totals: np.ndarray) -> str:
-    """Edges' totals as the ``totals`` text: base64 of little-endian float64 (a list of
-    floats is several times slower to read)."""
-    return base64.b64encode(np.ascontiguousarray(totals, dtype="<f8").tobytes()).decode("ascii")
+    """Edges' totals as the ``totals`` text: little-endian float64 (a list of floats is
+    several times slower to read), as :func:`pack_bytes` writes them."""
+    return pack_bytes(np.ascontiguousarray(totals, dtype="<f8").tobytes())
 
 
 def decode(text: str) -> list[float]:
     """The totals :func:`encode` wrote."""
-    return np.frombuffer(base64.b64decode(text), dtype="<f8").tolist()
+    return np.frombuffer(unpack_bytes(text), dtype="<f8").tolist()
 
 
 def prompt_ids(store: GraphStore, run: str) -> list[str]:
@@ -148,6 +153,7 @@ def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
         )
     for rows in tables.values():
         rows["run"] = [run.key] * len(rows["key"])
+    tables["InboundPage"]["rows"] = pack_all(tables["InboundPage"]["rows"])
     kept = redundancy.rows(run.key, len(index)) | use_rows(store, run.key, run.n_layers)
     return tables | links.rows(run.key, max(run.prompts, 1)) | kept
 
@@ -311,7 +317,7 @@ def _add_nodes(
                 sv_flat[s0:s1],
             )
             pages["key"].append(page_key(run, node.name, page))
-            pages["rows"].append(packed.pack())
+            pages["rows"].append(packed.raw())  # packed at the end, on threads
         r0, r1 = int(edge_offsets[a]), int(edge_offsets[b])
         header["key"].append(header_key(run, node.name))
         header["node"].append(node.name)
@@ -321,7 +327,8 @@ def _add_nodes(
             into = header if chunk == 0 else tables["InboundEdges"]
             if chunk:
                 into["key"].append(edges_key(run, node.name, chunk))
-            into["ups"].append("\n".join(keys[u] for u in cone.edge_up[order[a + e0 : a + e1]]))
+            ups = "\n".join(keys[u] for u in cone.edge_up[order[a + e0 : a + e1]])
+            into["ups"].append(pack_text(ups))
             into["sides"].append(cone.edge_side[order[a + e0 : a + e1]].tolist())
             into["totals"].append(encode(totals[order[a + e0 : a + e1]]))
         header["prompts"].append(distinct(prompt[r0:r1]).tolist())

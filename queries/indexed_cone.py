@@ -26,6 +26,7 @@ from headgraph.queries.inbound import (
     page_key,
     prompt_ids,
 )
+from headgraph.queries.packing import unpack_text
 from headgraph.queries.selection import RunRef, check_prompt
 from headgraph.queries.sparse_sets import rank_singular_vectors
 from headgraph.queries.store import GraphStore
@@ -142,7 +143,7 @@ class IndexedCone:
     def _fill(self, header: _Header, at: int, row: dict) -> int:
         """Put a chunk of a node's edges (from its header, or ``InboundEdges``) at its
         place ``at`` among them; its length."""
-        ups = row["ups"].split("\n") if row["ups"] else []
+        ups = unpack_text(row["ups"]).split("\n") if row["ups"] else []
         start = header.first_edge + at
         self.edge_up.fill(start, ups)
         self.edge_side.fill(start, row["sides"])

@@ -13,7 +13,8 @@ and writes one ``RedundancyIndex`` node per head:
 - ``criticality``: JSON ``[[component, critical prompts, prompts on a route], ...]``
   for the components critical somewhere;
 - ``substitutes``: JSON ``[[side, singular vector, [[member, prompts], ...],
-  prompts_any, prompts_all], ...]``.
+  prompts_any, prompts_all], ...]``, compressed where that makes it shorter
+  (:func:`~headgraph.queries.packing.pack_text`).
 
 A query without filters then reads one node.
 """
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from headgraph.queries.cone import LOGITS, Cone, Node
+from headgraph.queries.packing import pack_text, unpack_text
 from headgraph.queries.route_graph import Measures, RouteGraph, measure
 from headgraph.queries.store import GraphStore, Rows
 from headgraph.queries.substitutes import SubstituteGroup, substitute_groups
@@ -84,17 +86,19 @@ class RedundancyTable:
             )
             groups = self.substitutes.get(head, ()) if head != LOGITS else ()
             table["substitutes"].append(
-                json.dumps(
-                    [
+                pack_text(
+                    json.dumps(
                         [
-                            g.side,
-                            g.singular_vector,
-                            [list(m) for m in g.members],
-                            g.prompts_any,
-                            g.prompts_all,
+                            [
+                                g.side,
+                                g.singular_vector,
+                                [list(m) for m in g.members],
+                                g.prompts_any,
+                                g.prompts_all,
+                            ]
+                            for g in groups
                         ]
-                        for g in groups
-                    ]
+                    )
                 )  # fmt: skip
             )
         table["run"] = [run] * len(table["key"])
@@ -129,6 +133,6 @@ def read_kept(
     )
     groups = tuple(
         SubstituteGroup(side, k, tuple((m, n) for m, n in members), any_, all_)
-        for side, k, members, any_, all_ in json.loads(row["substitutes"])
+        for side, k, members, any_, all_ in json.loads(unpack_text(row["substitutes"]))
     )
     return measures, groups

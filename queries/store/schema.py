@@ -87,9 +87,10 @@ NODES = (
                          ("svs", INTS), ("sv_counts", INTS), ("relevance_sum", FLOAT))),
     # The route index (headgraph.queries.inbound), written when a run finishes: per node of
     # the run's graph (a component at a token role, 7.1@END), the edges into it (upstream
-    # node keys, one per line; sides; shares summed over the run, as base64 of float64),
-    # strongest first, the prompts it is entered in, where its pages start, and its fewest
-    # hops from each component (reach); the pages hold the rows, packed
+    # node keys, one per line; sides; shares summed over the run, as float64), strongest
+    # first, the prompts it is entered in, where its pages start, and its fewest hops from
+    # each component (reach); the pages hold the rows. Long values are packed (compressed
+    # where shorter: headgraph.queries.packing)
     NodeType("Inbound", (("key", STRING), ("run", STRING), ("node", STRING),
                          ("component", STRING), ("role", STRING), ("ups", STRING),
                          ("sides", INTS), ("totals", STRING), ("prompts", INTS),

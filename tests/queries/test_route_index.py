@@ -96,6 +96,35 @@ def test_small_headers_give_the_same_routes(store, monkeypatch):
     write_index(store, "tiny")
 
 
+def test_an_index_written_unpacked_by_an_older_headgraph_reads_the_same(store, monkeypatch):
+    from headgraph.queries import packing
+    from headgraph.queries.circuit import circuit
+    from headgraph.queries.features import features
+    from headgraph.queries.redundancy import redundancy
+
+    def read_all():
+        return (
+            answers(store, QUESTIONS),
+            circuit(store, run="tiny", top=50),
+            [redundancy(store, to=h, run="tiny") for h in ("1.0", "1.1", "0.2")],
+            [features(store, head=h, run="tiny") for h in ("1.0", "1.1", "0.2")],
+        )
+
+    def packed_values():
+        pages = store.query("MATCH (p:InboundPage) WHERE p.run = 'tiny' RETURN p.rows AS v")
+        uses = store.query("MATCH (u:FeatureIndex) WHERE u.run = 'tiny' RETURN u.use AS v")
+        return sum(r["v"].startswith(packing.MARK) for r in pages + uses)
+
+    packed = read_all()
+    assert packed_values() > 0
+    monkeypatch.setattr(packing, "SMALL", 1 << 62)  # nothing compressed: as written before
+    write_index(store, "tiny")
+    assert packed_values() == 0
+    assert read_all() == packed
+    monkeypatch.undo()
+    write_index(store, "tiny")
+
+
 def test_a_busy_random_model_through_the_index(tmp_path):
     model = small_model(seed=1)
     prompts = task_prompts(model, 12, seed=0, task="ioi")
