@@ -3,9 +3,9 @@
 The route index keeps arrays (pages of per-prompt rows, edges' totals) and long
 texts (each head's feature use, its substitutes, the names of a node's upstream
 nodes) in string columns, which both stores hold as they are. Written as ``z:``
-then the base64 of their zlib-compressed bytes (level 1: fast, and about a third
-of the size on these columns), the index takes less than half the room, and less
-than half the time to write. A value is compressed only where that makes it
+then the base64 of their zlib-compressed bytes (level 1, the fastest: on these
+columns well under half the size of the base64), the index takes less than half
+the room, and about half the time to write. A value is compressed only where that makes it
 shorter, so a short one stays as it was.
 
 Text without the mark is read as before (base64 of the raw bytes, or the text

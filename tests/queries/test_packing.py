@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from headgraph.queries import packing
 from headgraph.queries.packing import MARK, pack_bytes, pack_text, unpack_bytes, unpack_text
 from headgraph.queries.store import StoreError
 
@@ -42,3 +43,11 @@ def test_a_damaged_value_names_the_fix(damaged):
         unpack_bytes(damaged)
     with pytest.raises(StoreError, match="headgraph index"):
         unpack_text(damaged)
+
+
+@pytest.mark.parametrize("cpus", [1, 3])
+def test_many_values_packed_on_threads_come_back_in_order(cpus, monkeypatch):
+    monkeypatch.setattr(packing, "usable_workers", lambda: cpus)
+    raws = [np.arange(i, i + 50 * (i % 9), dtype="<i4").tobytes() for i in range(500)]
+    assert packing.pack_all(raws) == [pack_bytes(r) for r in raws]
+    assert [unpack_bytes(t) for t in packing.pack_all(raws)] == raws
