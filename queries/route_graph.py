@@ -72,6 +72,7 @@ class Measures:
 
 
 PARALLEL_EDGES = 200_000  # a graph this large spreads its max-flows over worker processes
+FLOW_PROMPTS = 16  # prompts per flow network (one network for all grew faster than them)
 
 
 def measure(
@@ -195,20 +196,47 @@ class _Shared:
 
     def max_flow(self, i: int, firings: np.ndarray, direct: np.ndarray) -> np.ndarray:
         """``[prompt]`` the most node-disjoint routes into target ``i``'s ``firings``
-        that avoid the ``direct`` sources: one flow network, a sink per prompt."""
-        from scipy.sparse import csr_array
-        from scipy.sparse.csgraph import maximum_flow
-
+        that avoid the ``direct`` sources: a flow network per :data:`FLOW_PROMPTS` prompts
+        (the prompts' graphs are disjoint, and Dinic's algorithm costs more than linearly
+        in its network: 2.9x the time for 2x the prompts in one network)."""
         n_prompts = self.graph.n_prompts
         mine = ((self.above[:, i // 64] >> np.uint64(i % 64)) & np.uint64(1)).astype(bool)
         mine &= self.reached
         mine[direct] = False
-        keep = mine[self.up] & mine[self.down]
-        nodes = np.flatnonzero(mine)
-        index = np.full(len(mine), -1, dtype=np.int64)
-        index[nodes] = np.arange(len(nodes))
         is_firing = np.zeros(len(mine), dtype=bool)
         is_firing[firings] = True
+        nodes = np.flatnonzero(mine)  # ascending, and so within each block
+        arcs = np.flatnonzero(mine[self.up] & mine[self.down])  # edge ids
+        node_block = self.prompt[nodes] // FLOW_PROMPTS
+        arc_block = self.prompt[self.down[arcs]] // FLOW_PROMPTS  # an edge stays in its prompt
+        node_order, arc_order = np.argsort(node_block, kind="stable"), np.argsort(arc_block)
+        nodes, arcs = nodes[node_order], arcs[arc_order]
+        blocks = np.arange((n_prompts + FLOW_PROMPTS - 1) // FLOW_PROMPTS + 1)
+        node_cuts = np.searchsorted(node_block[node_order], blocks)
+        arc_cuts = np.searchsorted(arc_block[arc_order], blocks)
+        routes = np.zeros(n_prompts, dtype=np.int64)
+        for b in range(len(blocks) - 1):
+            if node_cuts[b] == node_cuts[b + 1]:
+                continue
+            first = b * FLOW_PROMPTS
+            block_nodes = nodes[node_cuts[b] : node_cuts[b + 1]]
+            block_arcs = arcs[arc_cuts[b] : arc_cuts[b + 1]]
+            count = min(FLOW_PROMPTS, n_prompts - first)
+            routes[first : first + count] = self._flow(
+                block_nodes, block_arcs, is_firing, first, count
+            )
+        return routes
+
+    def _flow(
+        self, nodes: np.ndarray, edges: np.ndarray, is_firing: np.ndarray, first: int,
+        n_prompts: int,
+    ) -> np.ndarray:  # fmt: skip
+        """``[n_prompts]`` the most node-disjoint routes in one network: ``nodes``
+        (ascending) of prompts ``first`` to ``first + n_prompts``, and the ``edges`` between
+        them."""
+        from scipy.sparse import csr_array
+        from scipy.sparse.csgraph import maximum_flow
+
         # vertices: 0 the source, 1 the sink, 2 + p prompt p's sink, then two per node
         # (in, out: a node carries one route) or one (a source, a firing)
         base = 2 + n_prompts
@@ -218,10 +246,12 @@ class _Shared:
         out = inn + split
         size = base + len(nodes) + int(split.sum())
         big = len(nodes) + 1
-        tails = [inn[split], out[index[self.up[keep]]], np.zeros(int(start.sum()), np.int64)]
-        heads = [out[split], inn[index[self.down[keep]]], inn[start]]
+        ups = np.searchsorted(nodes, self.up[edges])  # [edge] each end's place in nodes
+        downs = np.searchsorted(nodes, self.down[edges])
+        tails = [inn[split], out[ups], np.zeros(int(start.sum()), np.int64)]
+        heads = [out[split], inn[downs], inn[start]]
         tails += [inn[target], 2 + np.arange(n_prompts)]
-        heads += [2 + self.prompt[nodes[target]], np.ones(n_prompts, np.int64)]
+        heads += [2 + self.prompt[nodes[target]] - first, np.ones(n_prompts, np.int64)]
         caps = [np.ones(len(t), np.int32) for t in tails[:3]]
         caps += [np.full(int(target.sum()), big, np.int32), np.full(n_prompts, big, np.int32)]
         arcs = (np.concatenate(tails), np.concatenate(heads))

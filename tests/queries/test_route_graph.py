@@ -8,6 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from headgraph.queries import route_graph
 from headgraph.queries.arrays import counted, counted_rows, distinct, ranges, within_runs
 from headgraph.queries.cone import Node, is_constant
 from headgraph.queries.route_graph import RouteGraph, measure
@@ -87,13 +88,16 @@ def reference(graph: RouteGraph, target: str, prompt: int):
     return routes, on, critical
 
 
+@pytest.mark.parametrize("flow_prompts", [1, 3, 16], ids=lambda n: f"{n}-prompt-networks")
 @pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "forked"])
 @pytest.mark.parametrize("density", [0.08, 0.15, 0.3])
-def test_measures_agree_with_networkx_prompt_by_prompt(density, workers):
+def test_measures_agree_with_networkx_prompt_by_prompt(density, workers, flow_prompts,
+                                                        monkeypatch):  # fmt: skip
+    monkeypatch.setattr(route_graph, "FLOW_PROMPTS", flow_prompts)
     rng = random.Random(int(density * 100))
     seen_critical = 0
     for _ in range(6):
-        graph = random_graph(rng, n_prompts=4, density=density)
+        graph = random_graph(rng, n_prompts=7, density=density)
         found = measure(graph, HEADS, workers=workers)
         for head in HEADS:
             m = found[head]
