@@ -205,17 +205,13 @@ class _Shared:
         mine[direct] = False
         is_firing = np.zeros(len(mine), dtype=bool)
         is_firing[firings] = True
+        n_blocks = (n_prompts + FLOW_PROMPTS - 1) // FLOW_PROMPTS
         nodes = np.flatnonzero(mine)  # ascending, and so within each block
-        arcs = np.flatnonzero(mine[self.up] & mine[self.down])  # edge ids
-        node_block = self.prompt[nodes] // FLOW_PROMPTS
-        arc_block = self.prompt[self.down[arcs]] // FLOW_PROMPTS  # an edge stays in its prompt
-        node_order, arc_order = np.argsort(node_block, kind="stable"), np.argsort(arc_block)
-        nodes, arcs = nodes[node_order], arcs[arc_order]
-        blocks = np.arange((n_prompts + FLOW_PROMPTS - 1) // FLOW_PROMPTS + 1)
-        node_cuts = np.searchsorted(node_block[node_order], blocks)
-        arc_cuts = np.searchsorted(arc_block[arc_order], blocks)
+        nodes, node_cuts = _by_block(nodes, self.prompt[nodes] // FLOW_PROMPTS, n_blocks)
+        arcs = np.flatnonzero(mine[self.up] & mine[self.down])  # edge ids, each in its prompt
+        arcs, arc_cuts = _by_block(arcs, self.prompt[self.down[arcs]] // FLOW_PROMPTS, n_blocks)
         routes = np.zeros(n_prompts, dtype=np.int64)
-        for b in range(len(blocks) - 1):
+        for b in range(n_blocks):
             if node_cuts[b] == node_cuts[b + 1]:
                 continue
             first = b * FLOW_PROMPTS
@@ -258,6 +254,13 @@ class _Shared:
         matrix = csr_array((np.concatenate(caps), arcs), shape=(size, size))
         into_sink = maximum_flow(matrix, 0, 1, method="dinic").flow[:, [1]].toarray()
         return into_sink.reshape(-1)[2 : 2 + n_prompts].astype(np.int64)
+
+
+def _by_block(ids: np.ndarray, block: np.ndarray, n_blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """``ids`` grouped by their ``block`` (their order kept within one), and where each of
+    the ``n_blocks`` starts: ``(ids, cuts [n_blocks + 1])``."""
+    order = np.argsort(block, kind="stable")
+    return ids[order], np.searchsorted(block[order], np.arange(n_blocks + 1))
 
 
 def _levels(names: list[Node]) -> np.ndarray:
