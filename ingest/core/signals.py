@@ -119,7 +119,8 @@ class FiringTable:
         attention: ``[firing]`` attention weights.
         score: ``[firing]`` unscaled scores ``a(d, s)``.
         terms: ``[firing, rank]`` the terms ``t_k`` in singular-vector order.
-        order: ``[firing, rank]`` singular-vector indices, strongest term first.
+        order: ``[firing, width]`` S's singular-vector indices, strongest term first,
+            in each row's first ``size`` columns (the columns past them mean nothing).
         size: ``[firing]`` |S|, so the sparse set is ``order[:, :size]``.
         selected: ``[firing, rank]`` bool, True for singular vectors in S.
     """
@@ -140,31 +141,54 @@ class FiringTable:
         return self.batch.shape[0]
 
 
+PARTIAL_RANK = 8  # the strongest terms sorted first: nearly every sparse set is smaller
+
+
 def sparse_set(terms: Tensor, *, frac: float) -> tuple[Tensor, Tensor, Tensor]:
     """The sparse set S of each firing.
 
     Terms are sorted descending (ascending when the score is negative) and S is
     the shortest prefix whose running sum exceeds ``frac`` times the score; if
-    rounding keeps every prefix short of it, S is every singular vector.
+    rounding keeps every prefix short of it, S is every singular vector. Terms
+    that tie keep their singular-vector order (a stable sort).
+
+    Only the ``PARTIAL_RANK`` strongest terms are sorted at first; a firing whose
+    set is not within them, or whose strongest terms tie, is sorted in full.
 
     Args:
         terms: ``[firing, rank]``.
         frac: Share of the score that S must exceed.
 
     Returns:
-        ``order [firing, rank]`` (strongest first), ``size [firing]``,
-        ``selected [firing, rank]`` (bool, in singular-vector order).
+        ``order [firing, width]`` S's singular vectors, strongest first, in each row's
+        first ``size`` columns (``width``: at least the largest size; the columns past a
+        row's size mean nothing), ``size [firing]``, ``selected [firing, rank]`` (bool,
+        in singular-vector order).
     """
     n, rank = terms.shape
     total = terms.sum(dim=-1, keepdim=True)  # [firing, 1]
     sign = torch.where(total < 0, -1.0, 1.0).to(terms.dtype)
-    ordered, order = (terms * sign).sort(dim=-1, descending=True, stable=True)
-    running = ordered.cumsum(dim=-1)  # [firing, rank]
+    signed = terms * sign
     slack = 1e-6 * terms.abs().sum(dim=-1, keepdim=True)  # rounding of the two summation orders
-    reached = running >= frac * total * sign - slack
-    size = torch.where(reached.any(dim=-1), reached.int().argmax(dim=-1) + 1, rank)
-    in_prefix = torch.arange(rank, device=terms.device).expand(n, rank) < size.unsqueeze(-1)
-    selected = torch.zeros_like(in_prefix).scatter(-1, order, in_prefix)
+    target = frac * total * sign - slack  # [firing, 1]
+    width = min(PARTIAL_RANK, rank)
+    strongest, order = signed.topk(min(width + 1, rank), dim=-1)  # [firing, width (+1)]
+    reached = strongest[:, :width].cumsum(dim=-1) >= target
+    size = reached.int().argmax(dim=-1) + 1
+    # topk's order among equal terms is not the stable one: such rows are sorted in full
+    redo = (~reached.any(dim=-1)) | (strongest[:, 1:] == strongest[:, :-1]).any(dim=-1)
+    order = order[:, :width]
+    if redo.any():
+        rows = redo.nonzero().squeeze(-1)
+        ordered, full = signed[rows].sort(dim=-1, descending=True, stable=True)
+        reached = ordered.cumsum(dim=-1) >= target[rows]
+        size[rows] = torch.where(reached.any(dim=-1), reached.int().argmax(dim=-1) + 1, rank)
+        width = max(width, int(size[rows].max()))
+        order = torch.cat([order, order.new_zeros(n, width - order.shape[1])], dim=-1)
+        order[rows] = full[:, :width]
+    firing, at = (torch.arange(width, device=terms.device) < size[:, None]).nonzero(as_tuple=True)
+    selected = torch.zeros(n, rank, dtype=torch.bool, device=terms.device)
+    selected[firing, order[firing, at]] = True
     return order, size, selected
 
 

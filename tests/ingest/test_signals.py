@@ -40,6 +40,32 @@ def test_sparse_set_with_a_smaller_fraction_keeps_fewer_vectors():
     assert sparse_set(terms, frac=0.7)[1].tolist() == [2]
 
 
+def test_sparse_sets_past_the_partial_sort_and_with_ties_equal_a_whole_stable_sort():
+    """Sets larger than the terms sorted first, and rows whose strongest terms tie, come out
+    as a whole stable sort gives them: S, its order, and the selection."""
+    from headgraph.ingest.core.signals import PARTIAL_RANK
+
+    torch.manual_seed(0)
+    terms = torch.randn(400, 64) * torch.rand(400, 1) ** 4  # some spread, some peaked
+    terms[::7] = torch.rand(len(terms[::7]), 64)  # all positive, flat: S is large
+    terms[1::5, 3] = terms[1::5, 10]  # ties, some among the strongest
+    terms[2::9] = terms[2::9].round()  # many ties
+    for frac in (0.5, 0.7, 1.0):
+        order, size, selected = sparse_set(terms, frac=frac)
+        total = terms.sum(-1, keepdim=True)
+        sign = torch.where(total < 0, -1.0, 1.0)
+        ordered, expected_order = (terms * sign).sort(dim=-1, descending=True, stable=True)
+        slack = 1e-6 * terms.abs().sum(-1, keepdim=True)
+        reached = ordered.cumsum(-1) >= frac * total * sign - slack
+        expected = torch.where(reached.any(-1), reached.int().argmax(-1) + 1, 64)
+        assert size.tolist() == expected.tolist()
+        assert (size > PARTIAL_RANK).any()  # the whole sort's path is taken
+        for row in range(len(terms)):
+            n = int(size[row])
+            assert order[row, :n].tolist() == expected_order[row, :n].tolist()
+            assert selected[row].nonzero().squeeze(-1).tolist() == sorted(order[row, :n].tolist())
+
+
 def test_firings_respect_threshold_source_zero_and_padding(projected):
     acts, qk, proj_u, proj_v = projected
     n_pos = acts.pattern.shape[-1]
