@@ -40,13 +40,11 @@ class Workspace:
         directions: A layer's read directions, grouped by token.
         products: Their products with each token's upstream outputs.
         gathered: Shared directions gathered before they are grouped.
-        readers: Each addition's summed readers
-            (:class:`~headgraph.ingest.core.values.ReaderTable`).
-        reader_rows: The readers' table, a row per (layer, prompt, head, token) read.
+        reader_rows: The readers' table (:class:`~headgraph.ingest.core.values.ReaderTable`), a
+            row per (layer, prompt, head, token) read.
     """
 
     directions: Scratch = field(default_factory=Scratch)
     products: Scratch = field(default_factory=Scratch)
     gathered: Scratch = field(default_factory=Scratch)
-    readers: Scratch = field(default_factory=Scratch)
     reader_rows: Scratch = field(default_factory=Scratch)

@@ -116,7 +116,6 @@ def trace_batch(
             n_heads,
             n_pos,
             n_batch=n_batch,
-            scratch=workspace.readers,
             rows=workspace.reader_rows,
         )
         if "value" in params.sides
@@ -220,16 +219,16 @@ def trace_batch(
         # what each side reads, through the norm's weight (its rows grouped by token)
         parts.append(part + (reads.direction[reads.row[row]],) if directions else part)
         # The recursion: an upstream head needs its firings that end at this token.
-        is_head = axis_head[component] >= 0
-        up_b, up_t = b[row][is_head], token[row][is_head]
-        up_l, up_h = axis_layer[component[is_head]], axis_head[component[is_head]]
+        into_head = (axis_head[component] >= 0).nonzero().squeeze(-1)  # [edges into heads]
+        read_at, up = row[into_head], component[into_head]
+        up_b, up_t, up_l, up_h = b[read_at], token[read_at], axis_layer[up], axis_head[up]
         needed[up_b, up_l, up_h, up_t] = True
-        relevance.index_put_((up_b, up_l, up_h, up_t), handed_up[is_head], accumulate=True)
+        relevance.index_put_((up_b, up_l, up_h, up_t), handed_up[into_head], accumulate=True)
         if readers is not None:  # one reader per firing read, shared by its edges
-            at = fires[up_b, up_l, up_h, up_t]  # only where some firing will take it
-            by = row[is_head][at]
-            over = 1 / acts.scale[b[by], layer, token[by]]  # a reader reads over the scale
-            readers.add_rows(up_l[at], up_b[at], up_h[at], up_t[at], reads.row[by],
+            taken = fires[up_b, up_l, up_h, up_t].nonzero().squeeze(-1)  # where a firing takes it
+            at_b, at_t = up_b[taken], up_t[taken]
+            over = 1 / acts.scale[at_b, layer, at_t]  # a reader reads over the scale
+            readers.add_rows(up_l[taken], at_b, up_h[taken], at_t, reads.row[read_at[taken]],
                              reads.direction, weight=over)  # fmt: skip
 
     columns = (

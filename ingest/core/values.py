@@ -119,13 +119,11 @@ class ReaderTable:
         n_pos: int,
         *,
         n_batch: int,
-        scratch: Scratch | None = None,
         rows: Scratch | None = None,
     ) -> None:
         """Args:
         n_layers, n_heads: The model's layers and heads per layer.
         n_pos, n_batch: The batch's positions and prompts.
-        scratch: Memory for each addition's sums (a new one if None).
         rows: Memory for the table's rows (a new one if None; one kept from batch to
             batch is memory already touched).
         """
@@ -135,7 +133,6 @@ class ReaderTable:
         self._row: Tensor | None = None  # [layer * key] each key's row of the table, -1: none
         self._table: Tensor | None = None  # [capacity, d_model], rows [: self._used] held
         self._used = 0
-        self._summed = scratch or Scratch()  # each addition's sums, before they are kept
         self._rows = rows or Scratch()
 
     def _key(self, batch: Tensor, head: Tensor, token: Tensor) -> Tensor:
@@ -160,40 +157,38 @@ class ReaderTable:
         weight: Tensor | None = None,
     ) -> None:
         """Add ``table[rows]`` (``table [m, d_model]``, ``rows [n]``), times ``weight [n]`` if
-        given, to heads ``layer.head`` at ``token`` of prompt ``batch``, summed here per
-        (layer, prompt, head, token) in one sparse product without gathering the
-        ``[n, d_model]`` rows: many edges share one reader (every head a firing's side
-        reads at one token reads it alike)."""
+        given, to heads ``layer.head`` at ``token`` of prompt ``batch``, summed into their
+        rows in place by one sparse product without gathering the ``[n, d_model]`` rows:
+        many edges share one reader (every head a firing's side reads at one token reads
+        it alike)."""
         if len(rows) == 0:
             return
-        keys, order = (layer * self.n_keys + self._key(batch, head, token)).sort(stable=True)
-        unique, counts = keys.unique_consecutive(return_counts=True)
-        bounds = counts.new_zeros(len(unique) + 1)
-        torch.cumsum(counts, 0, out=bounds[1:])
+        row = self._rows_of(layer * self.n_keys + self._key(batch, head, token), like=table)
+        row, order = row.sort(stable=True)
+        bounds = torch.bincount(row, minlength=self._used).cumsum(0)
+        bounds = torch.cat([bounds.new_zeros(1), bounds])  # [held + 1]: each row's entries
         values = table.new_ones(len(rows)) if weight is None else weight[order].to(table.dtype)
         with warnings.catch_warnings():  # CSR is "beta"; its product is 3x faster than COO
             warnings.filterwarnings("ignore", "Sparse CSR tensor support", UserWarning)
-            incidence = torch.sparse_csr_tensor(  # [unique, m]: which rows each key sums
-                bounds, rows[order], values, (len(unique), len(table)), check_invariants=False
+            incidence = torch.sparse_csr_tensor(  # [held, m]: which rows each held row sums
+                bounds, rows[order], values, (self._used, len(table)), check_invariants=False
             )
-        summed = self._summed.take(len(unique), table.shape[1], like=table)  # [unique, d_model]
-        torch.addmm(summed, incidence, table, beta=0, out=summed)  # no new memory to touch
-        self._keep(unique, summed)
+        held = self._table[: self._used]  # type: ignore[index]
+        torch.addmm(held, incidence, table, out=held)  # summed straight into the rows
 
-    def _keep(self, keys: Tensor, summed: Tensor) -> None:
-        """Add ``summed [n, d_model]`` to the rows of ``keys [n]`` (distinct), a new zeroed
-        row for each key not yet held (new rows are contiguous: one slice)."""
+    def _rows_of(self, keys: Tensor, *, like: Tensor) -> Tensor:
+        """``[n]`` the table's row of each key, a new zeroed row for each key not yet held
+        (new rows are contiguous, in key order; ``like``: a reader, for the table's
+        width and type)."""
         if self._row is None:
             self._row = torch.full((self._n_rows,), -1, dtype=torch.long, device=keys.device)
-        row = self._row[keys]
-        new = (row < 0).nonzero().squeeze(-1)
+        new = keys[self._row[keys] < 0].unique()  # sorted
         start, self._used = self._used, self._used + len(new)
-        table = self._grow(self._used, held=start, like=summed)
+        table = self._grow(self._used, held=start, like=like)
         if len(new):
-            row[new] = torch.arange(start, self._used, device=row.device)
-            self._row[keys[new]] = row[new]
+            self._row[new] = torch.arange(start, self._used, device=keys.device)
             table[start : self._used].zero_()
-        table.index_add_(0, row, summed)
+        return self._row[keys]
 
     def _grow(self, rows: int, *, held: int, like: Tensor) -> Tensor:
         """The table, with room for ``rows`` rows (grown at least twofold; the ``held`` rows
