@@ -163,7 +163,8 @@ class ReaderTable:
         it alike)."""
         if len(rows) == 0:
             return
-        row = self._rows_of(layer * self.n_keys + self._key(batch, head, token), like=table)
+        keys = layer * self.n_keys + self._key(batch, head, token)
+        row, held = self._rows_of(keys, like=table)  # [n], [held, d_model]
         row, order = row.sort(stable=True)
         bounds = torch.bincount(row, minlength=self._used).cumsum(0)
         bounds = torch.cat([bounds.new_zeros(1), bounds])  # [held + 1]: each row's entries
@@ -173,13 +174,12 @@ class ReaderTable:
             incidence = torch.sparse_csr_tensor(  # [held, m]: which rows each held row sums
                 bounds, rows[order], values, (self._used, len(table)), check_invariants=False
             )
-        held = self._table[: self._used]  # type: ignore[index]
         torch.addmm(held, incidence, table, out=held)  # summed straight into the rows
 
-    def _rows_of(self, keys: Tensor, *, like: Tensor) -> Tensor:
+    def _rows_of(self, keys: Tensor, *, like: Tensor) -> tuple[Tensor, Tensor]:
         """``[n]`` the table's row of each key, a new zeroed row for each key not yet held
         (new rows are contiguous, in key order; ``like``: a reader, for the table's
-        width and type)."""
+        width and type), and the rows held, ``[held, d_model]``."""
         if self._row is None:
             self._row = torch.full((self._n_rows,), -1, dtype=torch.long, device=keys.device)
         new = keys[self._row[keys] < 0].unique()  # sorted
@@ -188,7 +188,7 @@ class ReaderTable:
         if len(new):
             self._row[new] = torch.arange(start, self._used, device=keys.device)
             table[start : self._used].zero_()
-        return self._row[keys]
+        return self._row[keys], table[: self._used]
 
     def _grow(self, rows: int, *, held: int, like: Tensor) -> Tensor:
         """The table, with room for ``rows`` rows (grown at least twofold; the ``held`` rows
