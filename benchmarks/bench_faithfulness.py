@@ -343,6 +343,8 @@ def main() -> None:
         ("+ value, inhibit", paper(seeding="linear", sides=every), effect),
         ("+ value, inhibit, baseline mean (the default, linear seeds)",
          TraceParams(seeding="linear"), effect),
+        ("+ value, inhibit, baseline mean, up to 4 competitors (before)",
+         TraceParams(seeding="linear", competitors=4), effect),
         ("+ value, inhibit, baseline mean, sensitivity weighting (before)",
          TraceParams(seeding="linear", weighting="sensitivity"), effect),
         ("+ value, inhibit, baseline counterfactual (ABC)",

@@ -156,6 +156,13 @@ TRACING_OPTIONS = [
         "sensitivity 4A(1-A) (the most attended competitor: runs traced before).",
     ),
     click.option(
+        "--competitors",
+        type=click.IntRange(min=1),
+        default=TraceParams.competitors,
+        help="With --weighting stakes, the most competitors a firing inhibits (runs traced "
+        "before: 4).",
+    ),
+    click.option(
         "--batch-size",
         type=click.IntRange(min=1),
         default=32,
@@ -187,6 +194,7 @@ def prepare(
     baseline,
     edge_rule,
     weighting,
+    competitors,
     batch_size,
     device,
 ):
@@ -213,6 +221,7 @@ def prepare(
             ig_steps=ig_steps, top_k=top_k, top_p=top_p,
             sides=tuple(s.strip() for s in sides.split(",") if s.strip()),
             baseline=baseline or TraceParams.baseline, edge_rule=edge_rule, weighting=weighting,
+            competitors=competitors,
         )  # fmt: skip
         if seed_heads is not None:  # the syntax now; the heads against the model below
             parse_seeds(seed_heads, seed_roles or "END:IO", n_heads=1)

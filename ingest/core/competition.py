@@ -23,7 +23,8 @@ held:
 A suppressed source has almost no attention, so a first-order (gradient) view
 sees nothing there; the finite move to the baseline does. A firing's competitors
 are the fewest sources, strongest first, whose harm reaches the edge rule's share
-of its total positive harm (never token 0 or s, at most four); each inhibition
+of its total positive harm (never token 0 or s, at most ``competitors``: 2 by
+default, 4 in runs recorded before it); each inhibition
 hands on ``harm / |out|`` of the firing's relevance, at most all of it. The key
 side hands on the same share at the firing's own source, and the value side its
 source's part of the head's output less the baseline's (of a seed's own share of

@@ -158,6 +158,7 @@ def read_side(
     stakes: Stakes | None = None,
     *,
     frac: float = 0.7,
+    most: int = 2,
 ) -> SideReading | None:
     """Where and along what ``side`` reads, for those of ``firings`` it applies to (None: none).
 
@@ -173,6 +174,7 @@ def read_side(
             softmax's sensitivity and all of the relevance, and the inhibition side
             takes the most attended other source.
         frac: The edge rule's share, for how many competitors a firing has.
+        most: The most competitors a firing has (``TraceParams.competitors``).
     """
     f, layer = firings, firings.layer
     every = torch.arange(len(f.batch), device=f.batch.device)
@@ -187,7 +189,7 @@ def read_side(
             share = torch.where(stakes.known(), stakes.lost_share(f.source), share)
         return SideReading(every, token, direction, share)
     if side == "inhibit":
-        firing, rival, share = _competitors(f, acts, stakes, frac)
+        firing, rival, share = _competitors(f, acts, stakes, frac, most)
         if firing.numel() == 0:
             return None
         rotated = rotated_frame(acts, qk, layer, query=False)
@@ -252,16 +254,13 @@ def _read_as(f: LayerFirings, acts: Activations, reader: Tensor, rows: Tensor) -
     return read
 
 
-MOST_COMPETITORS = 4  # a firing's competitors, at most
-
-
 def _competitors(
-    f: LayerFirings, acts: Activations, stakes: Stakes | None, frac: float
+    f: LayerFirings, acts: Activations, stakes: Stakes | None, frac: float, most: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``firing [m]``, ``rival [m]`` and ``share [m]``: where the stakes are known, the fewest
-    competitors whose harm reaches ``frac`` of the total, each handing on its share of
-    what the readers would lose; elsewhere the most attended other source, weighted
-    like a key side."""
+    competitors (at most ``most``) whose harm reaches ``frac`` of the total, each handing
+    on its share of what the readers would lose; elsewhere the most attended other
+    source, weighted like a key side."""
     known = torch.zeros_like(f.batch, dtype=torch.bool) if stakes is None else stakes.known()
     plain = (~known).nonzero().squeeze(-1)  # by attention: only where the stakes are unknown
     pattern = acts.pattern[f.batch[plain], f.layer, f.head[plain], f.dest[plain]]  # [m, src]
@@ -271,7 +270,7 @@ def _competitors(
     if stakes is not None:
         rows = known.nonzero().squeeze(-1)
         at, rivals = competitors(stakes, rows, dest=f.dest[rows], source=f.source[rows],
-                                 frac=frac, most=MOST_COMPETITORS)  # fmt: skip
+                                 frac=frac, most=most)  # fmt: skip
         lost = stakes.lost_share(rivals, rows[at])
         firing = torch.cat([firing, rows[at]])
         rival = torch.cat([rival, rivals])

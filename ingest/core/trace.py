@@ -171,7 +171,7 @@ def trace_batch(
             (side, reading)
             for side in params.sides
             if (reading := read_side(side, layer_firings, acts, qk, read_by, stakes,
-                                     frac=params.edge_frac)) is not None
+                                     frac=params.edge_frac, most=params.competitors)) is not None
         ]  # fmt: skip
         if not readings:
             continue

@@ -48,7 +48,7 @@ def test_trace_writes_firings_edges_and_a_run_line_last(traced):
         "attention_threshold": 0.5, "signal_frac": 1.0, "edge_frac": 0.7,
         "seeding": "linear", "seed_frac": 1.0, "tau": 0.8, "ig_steps": 64, "top_k": 0,
         "top_p": 0.0, "sides": ["query", "key", "value", "inhibit"], "baseline": "mean",
-        "edge_rule": "positive", "weighting": "stakes",
+        "edge_rule": "positive", "weighting": "stakes", "competitors": 2,
     }  # fmt: skip
     kinds = [line["type"] for line in lines[:-1]]
     assert kinds.count("firing") == run["firings"] and kinds.count("edge") == run["edges"] > 0

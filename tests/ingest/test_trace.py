@@ -1,5 +1,7 @@
 import pytest
+import torch
 
+from headgraph.ingest.core.batch_trace import SIDES
 from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.records import Prompt, Seed, parse_seeds
 from headgraph.ingest.core.trace import trace
@@ -153,6 +155,38 @@ def test_run_params_round_trip_through_the_json_recorded_on_a_run(prompts):
     )
     with pytest.raises(ValueError, match="not a run's recorded parameters"):
         RunParams.from_json('{"seeds": []}')
+
+
+def test_competitors_are_recorded_and_runs_recorded_before_read_back_with_four(prompts):
+    import json
+
+    from headgraph.ingest.core.params import RunParams
+
+    seeds = parse_seeds("1.*", "END:IO", n_heads=4)
+    recorded = RunParams.of(prompts, seeds, TraceParams(), 8)
+    data = json.loads(recorded.to_json())
+    assert data["competitors"] == 2 and data["weighting"] == "stakes"
+    del data["competitors"]  # a run recorded before the option: it took up to four
+    assert RunParams.from_json(json.dumps(data)).params.competitors == 4
+    with pytest.raises(ValueError, match="competitors must be at least 1, got 0"):
+        TraceParams(competitors=0)
+
+
+def test_a_firing_inhibits_at_most_competitors_sources(model, prompts):
+    def rivals(cap):  # the most competitors of any firing, and all inhibition edges
+        most, count = 0, 0
+        for batch in trace(model, prompts, seeds=SEEDS, params=TraceParams(competitors=cap)):
+            inhibit = batch.edge_side == SIDES.index("inhibit")
+            pairs = torch.unique(
+                torch.stack([batch.edge_firing, batch.edge_token])[:, inhibit], dim=1
+            )
+            per = torch.bincount(pairs[0]) if pairs.shape[1] else torch.zeros(1, dtype=torch.long)
+            most, count = max(most, int(per.max())), count + int(inhibit.sum())
+        return most, count
+
+    (one, one_edges), (four, four_edges) = rivals(1), rivals(4)
+    assert one == 1 and four > 1  # the cap binds, and it is what limits them
+    assert one_edges < four_edges
 
 
 def test_mean_baseline_batches_hold_enough_prompts_and_a_resumed_run_batches_alike():
