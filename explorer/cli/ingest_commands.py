@@ -121,6 +121,7 @@ TRACING_OPTIONS = [
                 "edge_frac",
                 "Share of the positive contributions that the edges must reach.",
             ),
+            ("--competitors", "competitors", "Stakes: the most competitors a firing inhibits."),
         )
     ),  # fmt: skip
     click.option(
@@ -154,13 +155,6 @@ TRACING_OPTIONS = [
         help="Relevance through the key, inhibition and value sides: what the readers stand "
         "to lose through each (stakes; the competitors by that loss) or the softmax's "
         "sensitivity 4A(1-A) (the most attended competitor: runs traced before).",
-    ),
-    click.option(
-        "--competitors",
-        type=click.IntRange(min=1),
-        default=TraceParams.competitors,
-        help="With --weighting stakes, the most competitors a firing inhibits (runs traced "
-        "before: 4).",
     ),
     click.option(
         "--batch-size",
