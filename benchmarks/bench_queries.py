@@ -77,7 +77,7 @@ def main() -> None:
             run = build(folder, args.prompts)
             print(f"ingested run {run} in {time.perf_counter() - start:.0f} s (with its index)")
         if args.reindex or args.store is None:
-            from headgraph.queries.inbound import write_index
+            from headgraph.queries.index_build import write_index
 
             with open_store(folder) as store:
                 start = time.perf_counter()

@@ -1,16 +1,23 @@
 """Pure NumPy/SciPy work spread over forked worker processes.
 
-Some of the route index's work holds the interpreter's lock from start to end
-(SciPy's ``maximum_flow``: two threads take as long as one), so it is shared
-out to processes instead. They are forked: each worker starts with the parent's
-arrays already in memory (copy-on-write), so a task is only its index, and only
-the small results travel back. Nothing is imported or pickled per task, and no
-``__main__`` guard is needed in the caller's script (as it would be with spawn).
+Most of the route index's work holds the interpreter's lock from start to end
+(SciPy's ``maximum_flow``: two threads take as long as one; pandas and NumPy over
+a layer's edges), so it is shared out to processes instead. They are forked: each
+worker starts with the parent's arrays already in memory (copy-on-write), so a
+task is only a function, and only its results travel back. Nothing is imported
+or pickled per task, and no ``__main__`` guard is needed in the caller's script
+(as it would be with spawn).
+
+:func:`forked_map` forks its workers once, for tasks over what the parent already
+holds; :func:`forked_each` forks a process per task as the task arrives, so the
+parent can go on producing the next tasks (reading them from the store) while
+the workers compute.
 
 A forked worker must not touch torch or the store: a task here only reads NumPy
-arrays. Where fork is not available (not Linux), where one CPU is usable, or where
-``HEADGRAPH_WORKERS=1``, the tasks run in this process, in order. A worker that
-dies (killed, out of memory) costs time, never results: the tasks run again here.
+arrays (and pandas frames). Where fork is not available (not Linux), where one CPU
+is usable, or where ``HEADGRAPH_WORKERS=1``, the tasks run in this process, in
+order. A worker that dies (killed, out of memory) costs time, never results: its
+tasks run again here.
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ import multiprocessing
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.process import BaseProcess
 from typing import TypeVar, cast
 
 from headgraph.errors import InputError
@@ -71,6 +80,64 @@ def forked_map(task: Callable[[int], T], n: int, *, workers: int) -> list[T]:
         return [task(i) for i in range(n)]
     finally:
         _TASK = None
+
+
+def forked_each(tasks: Iterable[Callable[[], T]], *, workers: int) -> Iterator[T]:
+    """Each task's result, in the tasks' order; each task runs in a process forked when
+    the task arrives, so it holds what the parent held by then, and up to ``workers``
+    run while this process produces the next tasks (``tasks`` may be a generator that
+    reads them).
+
+    Args:
+        tasks: Read only what the parent held when they arrived; their results are
+            pickled back. A task whose process dies (or raises) runs again here.
+        workers: Most processes at a time; 1 (or fork unavailable): each task here,
+            as it arrives.
+    """
+    if workers <= 1 or sys.platform != "linux":
+        yield from (task() for task in tasks)
+        return
+    running: deque[tuple[Callable[[], T], BaseProcess, object]] = deque()
+    for task in tasks:
+        if len(running) >= workers:
+            yield _collect(*running.popleft())
+        running.append((task, *_start(task)))
+    while running:
+        yield _collect(*running.popleft())
+
+
+def _start(task: Callable[[], object]):
+    """A process forked to run ``task``, and the end of the pipe its result comes back on."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    with warnings.catch_warnings():  # Python >= 3.12 warns of fork with threads running
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded")
+        process = context.Process(target=_send, args=(task, send), daemon=True)
+        process.start()
+    send.close()  # the child's copy stays open: EOF here once it exits
+    return process, receive
+
+
+def _send(task: Callable[[], object], send) -> None:
+    try:
+        result = (True, task())
+    except BaseException:  # raised again when the parent runs the task itself
+        result = (False, None)
+    send.send(result)
+    send.close()
+
+
+def _collect(task: Callable[[], T], process, receive) -> T:
+    """The result that ``process`` sends (read before it is joined: a large result
+    fills the pipe), or the task run here where the process failed."""
+    try:
+        done, result = receive.recv()
+    except (EOFError, OSError):  # the process died before it sent anything
+        done, result = False, None
+    finally:
+        receive.close()
+        process.join()
+    return cast(T, result) if done else task()
 
 
 def _run(i: int) -> object:

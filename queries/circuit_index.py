@@ -5,8 +5,8 @@ picture) aggregates every per-prompt edge of the run into *links*
 ``(upstream node, head node, side)``, nodes named ``component@role`` (a site
 and a firing of one component at one role are one node). Computed from the
 edges, its cost grows with the run. So when a run finishes, the ingest writes
-the links beside the route index (:mod:`headgraph.queries.inbound`, which reads
-the run a layer at a time and hands each layer here):
+the links beside the route index (:mod:`headgraph.queries.index_build`, which reads
+the run a layer at a time: each layer's :func:`layer_links` are added here):
 
 - a ``CircuitIndex`` node per run: the node names (one per line, sorted) and
   which of them fire somewhere in the run;
@@ -62,14 +62,13 @@ class LinkTable:
     fires: set[str] = field(default_factory=set)
     ids: dict[str, int] = field(default_factory=dict)  # node name -> its id in the frames
 
-    def add(self, cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray) -> None:
-        """The links into one layer's nodes (every edge into a node is in its layer's cone);
-        ``sv_counts``, ``sv_flat``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of
-        the cone."""
-        self.fires |= {n.name for n in cone.nodes if not n.site}
-        if not len(cone.edge_up):
+    def add(self, fires: set[str], found: tuple[pd.DataFrame, list[str]] | None) -> None:
+        """One layer's :func:`layer_links`: the names of its firing nodes, and its links
+        with their nodes' names (None: no edge into the layer)."""
+        self.fires |= fires
+        if found is None:
             return
-        table, names = links(cone, sv_counts, sv_flat)
+        table, names = found
         ids = np.array([self.ids.setdefault(n, len(self.ids)) for n in names], dtype=np.int64)
         self.frames.append(table.assign(up=ids[table["up"]], down=ids[table["down"]]))
 
@@ -100,6 +99,17 @@ class LinkTable:
             "rows": pages,
         }
         return {"CircuitIndex": header, "CircuitPage": page_rows}
+
+
+def layer_links(
+    cone: Cone, sv_counts: np.ndarray, sv_flat: np.ndarray
+) -> tuple[set[str], tuple[pd.DataFrame, list[str]] | None]:
+    """What :meth:`LinkTable.add` takes of one layer's cone: the names of its firing nodes
+    and its :func:`links` (None where no edge enters the layer); ``sv_counts``,
+    ``sv_flat``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of the cone (every
+    edge into a node is in its layer's cone)."""
+    fires = {n.name for n in cone.nodes if not n.site}
+    return fires, links(cone, sv_counts, sv_flat) if len(cone.edge_up) else None
 
 
 def page_key(run: str, page: int) -> str:

@@ -5,7 +5,7 @@ edges into them into, per head, every singular vector its firings use: how many
 firings and prompts, the mean term, and the writers (upstream component and
 side, the edges into firings using it, their mean weight). The features query
 (:mod:`headgraph.queries.features`) answers from it for one head; when a run
-finishes, the index (:mod:`headgraph.queries.inbound`) computes it for each
+finishes, the index (:mod:`headgraph.queries.index_build`) computes it for each
 layer's heads and keeps it (``FeatureIndex``: a JSON line per singular vector,
 most used first), so the query reads one node and parses the lines it shows.
 """
@@ -20,7 +20,7 @@ import pandas as pd
 
 from headgraph.queries.arrays import distinct, ranges, tally
 from headgraph.queries.packing import pack_text, unpack_text
-from headgraph.queries.store import GraphStore, Rows
+from headgraph.queries.store import GraphStore
 
 FIRING_COLUMNS = ("head", "key", "prompt", "svs", "terms")
 WRITE_COLUMNS = ("key", "upstream", "side", "weight")
@@ -164,25 +164,20 @@ WRITES = (
 )
 
 
+def use_frames(
+    store: GraphStore, run: str, where: str, params: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The firings that ``where`` (on ``f``) selects and the edges into them, as
+    :func:`use_of` takes them."""
+    params = {"run": run, **params}
+    firings = store.frame(FIRINGS.format(where=where), params, columns=FIRING_COLUMNS)
+    writes = store.frame(WRITES.format(where=where), params, columns=WRITE_COLUMNS)
+    return firings, writes
+
+
 def read_use(store: GraphStore, run: str, where: str, params: dict) -> dict[str, HeadUse]:
     """:func:`use_of` the firings that ``where`` (on ``f``) selects, read from the store."""
-    firings = store.frame(
-        FIRINGS.format(where=where), {"run": run, **params}, columns=FIRING_COLUMNS
-    )
-    writes = store.frame(WRITES.format(where=where), {"run": run, **params}, columns=WRITE_COLUMNS)
-    return use_of(firings, writes)
-
-
-def use_rows(store: GraphStore, run: str, n_layers: int) -> dict[str, Rows]:
-    """Every head's ``FeatureIndex`` row, a layer at a time."""
-    table: Rows = {k: [] for k in ("key", "run", "head", "use")}
-    for layer in range(n_layers):
-        for head, use in read_use(store, run, "f.layer = $layer", {"layer": layer}).items():
-            table["key"].append(f"{run}/{head}")
-            table["run"].append(run)
-            table["head"].append(head)
-            table["use"].append(use.to_text())
-    return {"FeatureIndex": table}
+    return use_of(*use_frames(store, run, where, params))
 
 
 def read_kept_use(store: GraphStore, run: str, head: str, top: int | None = None) -> HeadUse | None:

@@ -23,9 +23,9 @@ component at a token role, ``7.1@END``):
 A search reads the headers of the nodes it walks through and the pages of the
 edges whose bound reaches the routes it returns, so its cost follows the
 routes, not the size of the run. The ingest writes the index when it
-finishes a run (:func:`index_rows`, one layer of the run at a time);
-:func:`write_index` adds it to a run written before it existed (such a run's
-searches read the whole cone).
+finishes a run (:mod:`~headgraph.queries.index_build`, one layer of the run at a
+time); :func:`~headgraph.queries.index_build.write_index` adds it to a run written
+before it existed (such a run's searches read the whole cone).
 
 A page's ``rows``: little-endian arrays, one after the other:
 ``offsets`` int32 ``[edges + 1]`` (each edge's rows), per row ``prompt`` int32
@@ -41,25 +41,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from headgraph.queries.arrays import distinct
-from headgraph.queries.circuit_index import LinkTable
-from headgraph.queries.cone import (
-    FIRING_COLUMNS,
-    FIRINGS,
-    Cone,
-    build_cone,
-    edge_frames,
-    prediction_edges,
-)
-from headgraph.queries.feature_use import use_rows
-from headgraph.queries.packing import pack_all, pack_bytes, pack_text, unpack_bytes
-from headgraph.queries.redundancy_index import RedundancyTable
-from headgraph.queries.selection import QueryError, RunRef, resolve_run
-from headgraph.queries.sparse_sets import row_sparse_sets
+from headgraph.queries.cone import Cone, Node
+from headgraph.queries.packing import pack_bytes, pack_text, unpack_bytes
 from headgraph.queries.store import GraphStore, Rows
-from headgraph.queries.store.base import index_deletes
 
 DTYPES = ("<i4", "<i4", "<f8", "<i4", "<i2")  # the fields of Packed, in order
 PAGE_ROWS = 1000  # rows per page, about 35 kB: a page is one read of one value
@@ -132,47 +118,6 @@ def has_index(store: GraphStore, run: str) -> bool:
     return bool(store.query_if_present(cypher, {"run": run}))
 
 
-def index_rows(store: GraphStore, run: RunRef) -> dict[str, Rows]:
-    """The run's ``Inbound`` and ``InboundPage`` rows, read from its edges one layer at a
-    time (then the seeds' edges into the logits): memory holds one layer's edges."""
-    index = {p: i for i, p in enumerate(prompt_ids(store, run.key))}
-    reach = Reach(components(store, run.model))
-    tables: dict[str, Rows] = {
-        "Inbound": {k: [] for k in HEADER},
-        "InboundPage": {k: [] for k in ("key", "run", "rows")},
-        "InboundEdges": {k: [] for k in ("key", "run", "ups", "sides", "totals")},
-    }
-    links, redundancy = LinkTable(), RedundancyTable()
-    for layer in [*range(run.n_layers), None]:
-        cone = load_layer(store, run, layer)
-        sparse_sets = row_sparse_sets(cone)
-        _add_nodes(tables, cone, index, reach, sparse_sets)
-        links.add(cone, *sparse_sets)
-        redundancy.add(
-            cone, np.array([index[p] for p in cone.prompt_ids], dtype=np.int64), sparse_sets
-        )
-    for rows in tables.values():
-        rows["run"] = [run.key] * len(rows["key"])
-    tables["InboundPage"]["rows"] = pack_all(tables["InboundPage"]["rows"])
-    kept = redundancy.rows(run.key, len(index)) | use_rows(store, run.key, run.n_layers)
-    return tables | links.rows(run.key, max(run.prompts, 1)) | kept
-
-
-def write_index(store: GraphStore, run: str | None = None) -> int:
-    """Write (or rewrite) a finished run's route index from its edges: for a run
-    ingested before the index existed. Returns the number of ``Inbound`` nodes.
-
-    Raises:
-        QueryError: no such run, or it has not finished (resuming its ingest writes it).
-    """
-    ref = resolve_run(store, run)
-    if ref.status != "complete":
-        raise QueryError(f"run {ref.key!r} is {ref.status}: resume its ingest, which indexes it")
-    tables = index_rows(store, ref)
-    store.write(tables, delete=index_deletes(ref.key))
-    return len(tables["Inbound"]["key"])
-
-
 def components(store: GraphStore, model: str) -> list[str]:
     """The model's component names, sorted: the order of a ``reach`` text's characters."""
     rows = store.query(
@@ -190,12 +135,14 @@ class Reach:
         self.column = {name: i for i, name in enumerate(names)}
         self.known: dict[str, np.ndarray] = {}  # a firing node's name -> its hops [component]
 
-    def add(self, cone: Cone, ups: np.ndarray, downs: np.ndarray, bounds: np.ndarray) -> list[str]:
-        """The ``reach`` texts of the cone's nodes ``downs``, whose upstream nodes are
+    def add(
+        self, nodes: list[Node], ups: np.ndarray, downs: np.ndarray, bounds: np.ndarray
+    ) -> list[str]:
+        """The ``reach`` texts of the ``nodes`` (a cone's) ``downs``, whose upstream nodes are
         ``ups[bounds[i]:bounds[i + 1]]``; remembered for the layers above."""
         n_components = len(self.column)
-        base = np.full((len(cone.nodes), n_components), FAR, dtype=np.uint8)  # [node, component]
-        for i, node in enumerate(cone.nodes):
+        base = np.full((len(nodes), n_components), FAR, dtype=np.uint8)  # [node, component]
+        for i, node in enumerate(nodes):
             if not node.site and node.name in self.known:
                 base[i] = self.known[node.name]
             if node.component in self.column:  # (the logits may have no Component node)
@@ -210,7 +157,7 @@ class Reach:
             hops[start:stop] = np.minimum(nearest + 1, FAR)
             start = stop
         texts = []
-        for i, node in enumerate(cone.nodes[d] for d in downs.tolist()):
+        for i, node in enumerate(nodes[d] for d in downs.tolist()):
             if node.component in self.column:
                 hops[i, self.column[node.component]] = 0
             self.known[node.name] = hops[i]
@@ -253,31 +200,23 @@ def page_key(run: str, node: str, page: int) -> str:
     return f"{header_key(run, node)}/{page}"
 
 
-def load_layer(store: GraphStore, run: RunRef, layer: int | None) -> Cone:
-    """The edges into one layer's firings (``None``: the seeds' edges into the logits),
-    with no target: the index reads a run so."""
-    if layer is None:
-        frames = prediction_edges(store, run, None)
-        firings = pd.DataFrame(columns=list(FIRING_COLUMNS))
-    else:
-        where, params = " AND f.layer = $in_layer", {"run": run.key, "in_layer": layer}
-        frames = edge_frames(store, where, params)
-        firings = store.frame(FIRINGS.format(where=where), params, columns=FIRING_COLUMNS)
-    df = pd.concat(frames, ignore_index=True)
-    return build_cone(df, firings, run=run, target=None)
-
-
-def _add_nodes(
-    tables: dict[str, Rows],
-    cone: Cone,
-    index: dict[str, int],
-    reach: Reach,
-    sparse_sets: tuple[np.ndarray, np.ndarray],
-) -> None:
-    """Append a header and its pages for each node that the cone's edges enter
-    (``sparse_sets``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of the cone)."""
+def node_rows(
+    cone: Cone, index: dict[str, int], sparse_sets: tuple[np.ndarray, np.ndarray]
+) -> tuple[dict[str, Rows], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A header and its pages for each node that the cone's edges enter
+    (``sparse_sets``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of the cone;
+    ``index``: each prompt id's place in the run's sorted ids): the ``Inbound`` (less its
+    ``run`` and ``reach``), ``InboundPage`` (``rows`` as :meth:`Packed.raw` bytes, less
+    ``run``) and ``InboundEdges`` rows, and what :meth:`Reach.add` takes of them
+    (upstream nodes by edge, the nodes entered, their edges' bounds)."""
+    tables: dict[str, Rows] = {
+        "Inbound": {k: [] for k in HEADER if k not in ("run", "reach")},
+        "InboundPage": {"key": [], "rows": []},
+        "InboundEdges": {k: [] for k in ("key", "ups", "sides", "totals")},
+    }
     if not len(cone.edge_up):
-        return
+        empty = np.zeros(0, dtype=np.int64)
+        return tables, (empty, empty, np.zeros(1, dtype=np.int64))
     run = cone.run.key
     keys = [n.key for n in cone.nodes]
     key_rank = np.argsort(np.argsort(np.array(keys, dtype=str)))
@@ -300,7 +239,6 @@ def _add_nodes(
     down = cone.edge_down[order]
     nodes = np.flatnonzero(np.r_[True, down[1:] != down[:-1], True])
     header, pages = tables["Inbound"], tables["InboundPage"]
-    header["reach"] += reach.add(cone, cone.edge_up[order], down[nodes[:-1]], nodes)
     for a, b in zip(nodes[:-1].tolist(), nodes[1:].tolist(), strict=True):
         node = cone.nodes[int(down[a])]
         starts = edge_offsets[a:b] - edge_offsets[a]  # each edge's first row in the node
@@ -333,3 +271,4 @@ def _add_nodes(
             into["totals"].append(encode(totals[order[a + e0 : a + e1]]))
         header["prompts"].append(distinct(prompt[r0:r1]).tolist())
         header["pages"].append([c - a for c in bounds])
+    return tables, (cone.edge_up[order], down[nodes[:-1]], nodes)

@@ -2,9 +2,10 @@
 
 :func:`~headgraph.queries.redundancy.redundancy` over a head's whole cone reads
 and measures every per-prompt edge below it, so its cost grows with the run.
-When a run finishes, the route index (:mod:`headgraph.queries.inbound`) reads
-the run a layer at a time; it hands each layer here (:meth:`RedundancyTable.add`),
-which keeps the edges as a compact route graph and each head's substitutes, then
+When a run finishes, the route index's build (:mod:`headgraph.queries.index_build`)
+reads the run a layer at a time; each layer's edges and substitutes
+(:func:`layer_edges`) are added here (:meth:`RedundancyTable.add`), which keeps the
+edges as a compact route graph and each head's substitutes, then
 measures every head in one pass (:func:`~headgraph.queries.route_graph.measure`)
 and writes one ``RedundancyIndex`` node per head:
 
@@ -46,17 +47,12 @@ class RedundancyTable:
     edges: list[np.ndarray] = field(default_factory=list)  # [3, edges]: prompt, up, down
     substitutes: dict[str, tuple[SubstituteGroup, ...]] = field(default_factory=dict)
 
-    def add(self, cone: Cone, prompts: np.ndarray, sparse_sets) -> None:
-        """One layer's cone (no target); ``prompts``: the run's index of each of its
-        prompts; ``sparse_sets``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets`."""
-        local = np.array([self._id(node) for node in cone.nodes], dtype=np.int64)
-        edge = cone.rows["edge"].to_numpy()
-        prompt = prompts[cone.rows["prompt"].to_numpy()]
-        self.edges.append(
-            np.stack([prompt, local[cone.edge_up[edge]], local[cone.edge_down[edge]]])
-        )
-        into = np.ones(len(cone.edge_up), dtype=bool)
-        self.substitutes |= substitute_groups(cone, into, sparse_sets)
+    def add(self, nodes: list[Node], edges: np.ndarray, substitutes: dict) -> None:
+        """One layer's :func:`layer_edges`: ``edges`` ``[3, rows]`` (prompt, up, down) with
+        the ends as indices into ``nodes`` (its cone's), and its heads' substitutes."""
+        ids = np.array([self._id(node) for node in nodes], dtype=np.int64)
+        self.edges.append(np.stack([edges[0], ids[edges[1]], ids[edges[2]]]))
+        self.substitutes |= substitutes
 
     def _id(self, node: Node) -> int:
         if node.key not in self.ids:
@@ -103,6 +99,20 @@ class RedundancyTable:
             )
         table["run"] = [run] * len(table["key"])
         return {"RedundancyIndex": table}
+
+
+def layer_edges(
+    cone: Cone, prompts: np.ndarray, sparse_sets
+) -> tuple[np.ndarray, dict[str, tuple[SubstituteGroup, ...]]]:
+    """What :meth:`RedundancyTable.add` takes of one layer's cone (no target): its rows as
+    ``[3, rows]`` (the run's index of the prompt, the up and down node ids) and its heads'
+    substitute groups. ``prompts``: the run's index of each of the cone's prompts;
+    ``sparse_sets``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of the cone."""
+    edge = cone.rows["edge"].to_numpy()
+    prompt = prompts[cone.rows["prompt"].to_numpy()]
+    edges = np.stack([prompt, cone.edge_up[edge], cone.edge_down[edge]]).astype(np.int64)
+    into = np.ones(len(cone.edge_up), dtype=bool)
+    return edges, substitute_groups(cone, into, sparse_sets)
 
 
 def read_kept(

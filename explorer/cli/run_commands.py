@@ -86,7 +86,7 @@ def index_command(run, store_target):
     """Write a run's index, which keeps `paths`, the explorer's circuit and `redundancy`
     fast on large runs (an ingest writes it; runs ingested before a part of it existed
     lack that part, and read the whole cone instead)."""
-    from headgraph.queries.inbound import write_index
+    from headgraph.queries.index_build import write_index
 
     with reading(store_target, write=True) as store:
         nodes = write_index(store, run)

@@ -36,7 +36,7 @@ from headgraph.ingest.jobs.graph_rows import (
     check_name,
     model_rows,
 )
-from headgraph.queries.inbound import index_rows
+from headgraph.queries.index_build import index_rows
 from headgraph.queries.selection import resolve_run
 from headgraph.queries.store import GraphStore, StoreError
 from headgraph.workers import usable_workers

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from headgraph.errors import InputError
-from headgraph.workers import ENV, forked_map, usable_workers
+from headgraph.workers import ENV, forked_each, forked_map, usable_workers
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is Linux/Unix only")
 
@@ -54,3 +54,35 @@ def test_the_environment_caps_the_workers(monkeypatch):
         monkeypatch.setenv(ENV, bad)
         with pytest.raises(InputError, match=f"{ENV} must be a positive whole number"):
             usable_workers()
+
+
+def test_each_task_forked_as_it_arrives_holds_what_the_parent_held_then():
+    parent = os.getpid()
+    held = {"value": -1}
+
+    def tasks():
+        for i in range(9):
+            held["value"] = i * i  # changed again while the earlier tasks run
+            yield lambda: (held["value"], os.getpid())
+
+    got = list(forked_each(tasks(), workers=2))
+    assert [value for value, _ in got] == [i * i for i in range(9)]
+    assert parent not in {pid for _, pid in got}
+    assert [value for value, _ in forked_each(tasks(), workers=1)] == [i * i for i in range(9)]
+
+
+def test_a_forked_task_that_dies_or_raises_runs_again_here():
+    parent = os.getpid()
+
+    def dies(i: int):
+        if os.getpid() != parent:
+            os._exit(9)
+        return i
+
+    assert list(forked_each((lambda i=i: dies(i) for i in range(4)), workers=2)) == [0, 1, 2, 3]
+
+    def fails():
+        raise ValueError(f"raised in {'the parent' if os.getpid() == parent else 'a worker'}")
+
+    with pytest.raises(ValueError, match="raised in the parent"):
+        list(forked_each([fails], workers=2))

@@ -103,6 +103,7 @@ def query_layer_statements(folder) -> list[str]:
         export,
         features,
         inbound,
+        index_build,
         paths,
         redundancy,
         stats,
@@ -115,7 +116,7 @@ def query_layer_statements(folder) -> list[str]:
         s = Recording(inner)
         paths.paths(s, to="1.0", from_="0.0", prompt="p1", index=False)
         with patch.object(inbound, "FIRST_EDGES", 1):  # headers of one edge: chunks too
-            inbound.write_index(s, "hand")  # and the route index's reads
+            index_build.write_index(s, "hand")  # and the route index's reads
         paths.paths(s, to="1.0", from_="0.0", prompt="p1")
         circuit.circuit(s, top=3)  # the run's kept links
         redundancy.redundancy(s, to="1.0", role="END")

@@ -13,7 +13,7 @@ from headgraph.queries import circuit_index
 from headgraph.queries.circuit import circuit
 from headgraph.queries.circuit_index import links_frame, pack_pages, unpack
 from headgraph.queries.features import features
-from headgraph.queries.inbound import write_index
+from headgraph.queries.index_build import write_index
 from headgraph.queries.redundancy import redundancy
 from headgraph.queries.store import open_store
 from tests.conftest import small_model

@@ -3,7 +3,7 @@
 import pytest
 
 from headgraph.queries.features import features, singular_vector
-from headgraph.queries.inbound import write_index
+from headgraph.queries.index_build import write_index
 from headgraph.queries.paths import paths
 from headgraph.queries.redundancy import redundancy
 from headgraph.queries.selection import QueryError, resolve_run

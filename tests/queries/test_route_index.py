@@ -11,7 +11,8 @@ from headgraph.ingest.jobs.trace_job import default_seeds, task_prompts
 from headgraph.ingest.model import load_model
 from headgraph.queries import inbound
 from headgraph.queries.cone import load_cone
-from headgraph.queries.inbound import FAR, Packed, has_index, write_index
+from headgraph.queries.inbound import FAR, Packed, has_index
+from headgraph.queries.index_build import write_index
 from headgraph.queries.indexed_cone import IndexedCone
 from headgraph.queries.paths import paths
 from headgraph.queries.selection import QueryError, resolve_run
