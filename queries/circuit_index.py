@@ -186,8 +186,11 @@ def _link_svs(cone, link_of_edge, n_links: int, sv_counts, sv_flat) -> np.ndarra
     element = edge * width + sv_flat
     times = np.bincount(element, minlength=len(cone.edge_up) * width)
     pair = np.flatnonzero(times)  # by edge, then k
-    mean_place = np.bincount(element, weights=place, minlength=len(times))[pair] / times[pair]
+    slot = np.empty(len(times), dtype=np.int64)  # [(edge, k)] its pair (where present)
+    slot[pair] = np.arange(len(pair))
     times = times[pair]
+    # places summed per pair, not over every (edge, k): the same sums, in the same order
+    mean_place = np.bincount(slot[element], weights=place, minlength=len(pair)) / times
     pair_edge, pair_k = np.divmod(pair, width)
     # one key for (-times, mean place): a mean place is under width, and exact ties stay
     # ties; the stable sort keeps k's order among them
