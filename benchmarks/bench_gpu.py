@@ -16,7 +16,7 @@ Usage (the device machine)::
 Issue 15's end-to-end figure (1,000 prompts traced and written to the embedded store)
 comes from the ingest benchmark on the same machine, right after::
 
-    python benchmarks/bench_ingest.py --device cuda --prompts 1000 --skip-rerun
+    python benchmarks/bench_ingest.py --device cuda --prompts 1000 --skip-rerun --index-rounds 1
 """
 
 from __future__ import annotations

@@ -11,14 +11,17 @@
   aggregates, the route index with the circuit, redundancy and features kept beside it,
   and their write);
 - (c) the same ingest run again on the complete run (nothing to trace: the finish
-  again), which a killed-and-restarted ingest pays.
+  again), which a killed-and-restarted ingest pays;
+- (d) with ``--index-rounds N``: the route index of the stored run built again, in one
+  process and with a layer to each worker process (``queries/index_build.py``),
+  alternating, N times each.
 
 Issue 15's target on a GPU machine is 1,000 such prompts traced and written in under
 60 s; the figures here say which phase stands in the way.
 
 Usage::
 
-    python benchmarks/bench_ingest.py [--prompts 128] [--device cpu]
+    python benchmarks/bench_ingest.py [--prompts 128] [--device cpu] [--index-rounds 2]
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-rerun", action="store_true", help="leave out (c)")
+    parser.add_argument(
+        "--index-rounds", type=int, default=0, help="(d): the index built again N times each way"
+    )
     args = parser.parse_args()
 
     import torch
@@ -126,6 +132,7 @@ def main() -> None:
             ingest_job.ingest(model, prompts, store=store, run="bench", seeds=seeds,
                               batch_size=args.batch_size)  # fmt: skip
         rerun = time.perf_counter() - start
+        index_times = index_rounds(store, args.index_rounds)
         store.close()
     phases = {name: clock.seconds[name] for name, *_ in targets if name in clock.seconds}
     if "finish" not in phases:  # an older job, without one function for it
@@ -158,6 +165,30 @@ def main() -> None:
     print(f"stored {run.edges:,} edges and {run.firings:,} firings: {run.edges / total:,.0f} "
           f"edges/s, {rate:.2f} prompts/s end to end (1,000 prompts at this rate: "
           f"{1000 / rate:.0f} s; issue 15's target on a GPU: under 60 s)")  # fmt: skip
+    if index_times:
+        alone, shared = (min(index_times[w]) for w in index_times)
+        workers = next(w for w in index_times if w > 1)
+        print(f"(d) the stored run's route index, fastest of {args.index_rounds} each, in turn: "
+              f"in one process {alone:.1f} s, a layer to each of {workers} workers "
+              f"{shared:.1f} s ({alone / shared:.2f}x)")  # fmt: skip
+
+
+def index_rounds(store, rounds: int) -> dict[int, list[float]]:
+    """(d) ``index_rows`` of the stored run in one process (the baseline) and with a layer
+    to each worker process (one a usable CPU), ``rounds`` times each, alternating."""
+    from headgraph.queries.index_build import index_rows
+    from headgraph.queries.selection import resolve_run
+    from headgraph.workers import usable_workers
+
+    if not rounds or usable_workers() < 2:
+        return {}
+    ref, times = resolve_run(store, "bench"), {1: [], usable_workers(): []}
+    for _ in range(rounds):
+        for workers in times:
+            start = time.perf_counter()
+            index_rows(store, ref, workers=workers)
+            times[workers].append(time.perf_counter() - start)
+    return times
 
 
 if __name__ == "__main__":
