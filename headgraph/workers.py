@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TypeVar, cast
 
@@ -97,16 +98,22 @@ def forked_each(tasks: Iterable[Callable[[], T]], *, workers: int) -> Iterator[T
     if workers <= 1 or sys.platform != "linux":
         yield from (task() for task in tasks)
         return
-    running: deque[tuple[Callable[[], T], BaseProcess, object]] = deque()
-    for task in tasks:
-        if len(running) >= workers:
+    running: deque[tuple[Callable[[], T], BaseProcess, Connection]] = deque()
+    try:
+        for task in tasks:
+            if len(running) >= workers:
+                yield _collect(*running.popleft())
+            running.append((task, *_start(task)))
+        while running:
             yield _collect(*running.popleft())
-        running.append((task, *_start(task)))
-    while running:
-        yield _collect(*running.popleft())
+    finally:  # the caller stopped early (an error, or enough): no process outlives it
+        for _, process, receive in running:
+            process.terminate()
+            process.join()
+            receive.close()
 
 
-def _start(task: Callable[[], object]):
+def _start(task: Callable[[], object]) -> tuple[BaseProcess, Connection]:
     """A process forked to run ``task``, and the end of the pipe its result comes back on."""
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
@@ -127,7 +134,7 @@ def _send(task: Callable[[], object], send) -> None:
     send.close()
 
 
-def _collect(task: Callable[[], T], process, receive) -> T:
+def _collect(task: Callable[[], T], process: BaseProcess, receive: Connection) -> T:
     """The result that ``process`` sends (read before it is joined: a large result
     fills the pipe), or the task run here where the process failed."""
     try:

@@ -86,3 +86,22 @@ def test_a_forked_task_that_dies_or_raises_runs_again_here():
 
     with pytest.raises(ValueError, match="raised in the parent"):
         list(forked_each([fails], workers=2))
+
+
+def test_no_forked_task_outlives_a_caller_that_stops_early():
+    import multiprocessing
+    import signal
+    import time
+
+    def tasks():
+        yield lambda: 0
+        for _ in range(3):
+            yield lambda: time.sleep(60)
+
+    each = forked_each(tasks(), workers=3)
+    assert next(each) == 0
+    running = multiprocessing.active_children()
+    assert len(running) == 2  # the next tasks run meanwhile
+    each.close()
+    assert multiprocessing.active_children() == []
+    assert [p.exitcode for p in running] == [-signal.SIGTERM] * 2  # stopped, not waited for
