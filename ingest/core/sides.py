@@ -30,6 +30,7 @@ from headgraph.ingest.core.contributions import (
     signal_directions,
     signal_weights,
 )
+from headgraph.ingest.core.params import TraceParams
 from headgraph.ingest.core.relevance import sensitivity
 from headgraph.ingest.core.signals import FiringTable
 from headgraph.ingest.core.svd import QKDecomposition
@@ -157,8 +158,8 @@ def read_side(
     reader: ValueReads | None,
     stakes: Stakes | None = None,
     *,
-    frac: float = 0.7,
-    most: int = 2,
+    frac: float = TraceParams.edge_frac,
+    most: int = TraceParams.competitors,
 ) -> SideReading | None:
     """Where and along what ``side`` reads, for those of ``firings`` it applies to (None: none).
 
@@ -173,7 +174,8 @@ def read_side(
             (no value side, or no baseline): the key and value sides then hand on the
             softmax's sensitivity and all of the relevance, and the inhibition side
             takes the most attended other source.
-        frac: The edge rule's share, for how many competitors a firing has.
+        frac: The edge rule's share, for how many competitors a firing has
+            (``TraceParams.edge_frac``).
         most: The most competitors a firing has (``TraceParams.competitors``).
     """
     f, layer = firings, firings.layer
