@@ -31,7 +31,10 @@ def test_workers_build_the_rows_one_process_builds(linear_tiny_store, monkeypatc
     assert keyed(index_rows(store, run, workers=2)) == alone
     assert keyed(index_rows(store, run, workers=3)) == alone
     assert shared == [2, 3]
+    monkeypatch.setattr(index_build, "SHARED_CPUS", 1)
     assert keyed(index_rows(store, run)) == alone  # a run this small: built here
     monkeypatch.setattr(index_build, "SHARED_ROWS", 0)
     assert keyed(index_rows(store, run)) == alone  # forked, one worker a usable CPU
-    assert shared[2] == 1 and shared[3] == usable_workers()
+    monkeypatch.setattr(index_build, "SHARED_CPUS", usable_workers() + 1)
+    assert keyed(index_rows(store, run)) == alone  # too few CPUs to share: built here
+    assert shared[2:] == [1, usable_workers(), 1]
