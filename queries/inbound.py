@@ -51,6 +51,11 @@ DTYPES = ("<i4", "<i4", "<f8", "<i4", "<i2")  # the fields of Packed, in order
 PAGE_ROWS = 1000  # rows per page, about 35 kB: a page is one read of one value
 HEADER = ("key", "run", "node", "component", "role", "ups", "sides", "totals", "prompts")
 HEADER += ("pages", "reach")
+TABLES = {  # the index's node types and their columns
+    "Inbound": HEADER,
+    "InboundPage": ("key", "run", "rows"),
+    "InboundEdges": ("key", "run", "ups", "sides", "totals"),
+}
 FAR = 10  # a reach character '-': 10 hops or more, or none
 FIRST_EDGES = 64  # edges in a header; the rest in chunks of 128, 256... (edge_chunks)
 
@@ -201,18 +206,17 @@ def page_key(run: str, node: str, page: int) -> str:
 
 
 def node_rows(
-    cone: Cone, index: dict[str, int], sparse_sets: tuple[np.ndarray, np.ndarray]
+    cone: Cone, prompts: np.ndarray, sparse_sets: tuple[np.ndarray, np.ndarray]
 ) -> tuple[dict[str, Rows], tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """A header and its pages for each node that the cone's edges enter
     (``sparse_sets``: :func:`~headgraph.queries.sparse_sets.row_sparse_sets` of the cone;
-    ``index``: each prompt id's place in the run's sorted ids): the ``Inbound`` (less its
-    ``run`` and ``reach``), ``InboundPage`` (``rows`` as :meth:`Packed.raw` bytes, less
-    ``run``) and ``InboundEdges`` rows, and what :meth:`Reach.add` takes of them
-    (upstream nodes by edge, the nodes entered, their edges' bounds)."""
+    ``prompts``: the run's index of each of the cone's prompts): the :data:`TABLES` rows
+    less ``run`` and the header's ``reach`` (a page's ``rows`` as :meth:`Packed.raw`
+    bytes), and what :meth:`Reach.add` takes of them (upstream nodes by edge, the nodes
+    entered, their edges' bounds)."""
     tables: dict[str, Rows] = {
-        "Inbound": {k: [] for k in HEADER if k not in ("run", "reach")},
-        "InboundPage": {"key": [], "rows": []},
-        "InboundEdges": {k: [] for k in ("key", "ups", "sides", "totals")},
+        name: {k: [] for k in columns if k not in ("run", "reach")}
+        for name, columns in TABLES.items()
     }
     if not len(cone.edge_up):
         empty = np.zeros(0, dtype=np.int64)
@@ -228,7 +232,7 @@ def node_rows(
     rows = cone.rows
     row_order = np.argsort(position[rows["edge"].to_numpy()], kind="stable")
     local = rows["prompt"].to_numpy()[row_order]
-    prompt = np.array([index[p] for p in cone.prompt_ids], dtype=np.int64)[local]
+    prompt = prompts[local]
     share = rows["share"].to_numpy(dtype=float)[row_order]
     sv_counts, sv_flat = sparse_sets
     sv_starts = (np.cumsum(sv_counts) - sv_counts)[row_order]  # in the cone's row order

@@ -35,7 +35,7 @@ from headgraph.queries.cone import (
     prediction_edges,
 )
 from headgraph.queries.feature_use import use_frames, use_of
-from headgraph.queries.inbound import HEADER, Reach, components, node_rows, prompt_ids
+from headgraph.queries.inbound import TABLES, Reach, components, node_rows, prompt_ids
 from headgraph.queries.packing import pack_all
 from headgraph.queries.redundancy_index import RedundancyTable, layer_edges
 from headgraph.queries.selection import QueryError, RunRef, resolve_run
@@ -88,8 +88,8 @@ def layer_part(read: LayerRead, run: RunRef, index: dict[str, int]) -> LayerPart
     id's place in the run's sorted ids."""
     cone = build_cone(read.edges, read.firings, run=run, target=None)
     sparse_sets = row_sparse_sets(cone)
-    tables, reach = node_rows(cone, index, sparse_sets)
-    prompts = np.array([index[p] for p in cone.prompt_ids], dtype=np.int64)
+    prompts = np.array([index[p] for p in cone.prompt_ids], dtype=np.int64)  # [cone's]
+    tables, reach = node_rows(cone, prompts, sparse_sets)
     edges, substitutes = layer_edges(cone, prompts, sparse_sets)
     use = {} if read.use is None else {h: u.to_text() for h, u in use_of(*read.use).items()}
     links = layer_links(cone, *sparse_sets)
@@ -148,11 +148,7 @@ class _Build:
 
     def rows(self, n_prompts: int) -> dict[str, Rows]:
         run, tables = self.run.key, {}
-        for name, columns in (
-            ("Inbound", HEADER),
-            ("InboundPage", ("key", "run", "rows")),
-            ("InboundEdges", ("key", "run", "ups", "sides", "totals")),
-        ):
+        for name, columns in TABLES.items():
             rows = {c: [v for part in self.nodes for v in part[name].get(c, ())] for c in columns}
             rows["run"] = [run] * len(rows["key"])
             tables[name] = rows
